@@ -1,0 +1,143 @@
+"""Provisioning on the running broker through Mosquitto's dynamic-security API.
+
+Commands are JSON documents published to `$CONTROL/dynamic-security/v1`; the plugin answers
+on `.../response`. Nothing here restarts the broker: a new device can connect at once, and a
+deleted one is disconnected by the plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kcity.errors import BrokerError
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+INGEST_ROLE = "kcity-ingest"
+
+
+def device_acls(pilot: str, device: str) -> list[dict[str, Any]]:
+    """DESIGN §4: publish only under its own prefix, read only its own `cmd` topic."""
+    prefix = f"kcity/v1/{pilot}/{device}"
+    return [
+        {"acltype": "publishClientSend", "topic": f"{prefix}/telemetry", "allow": True},
+        {"acltype": "publishClientSend", "topic": f"{prefix}/event", "allow": True},
+        {"acltype": "publishClientSend", "topic": f"{prefix}/status", "allow": True},
+        {"acltype": "subscribePattern", "topic": f"{prefix}/cmd", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{prefix}/cmd", "allow": True},
+    ]
+
+
+def ingest_acls() -> list[dict[str, Any]]:
+    return [
+        {"acltype": "subscribePattern", "topic": "kcity/v1/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": "$share/kcity-ingest/kcity/v1/#", "allow": True},
+        {"acltype": "publishClientReceive", "topic": "kcity/v1/#", "allow": True},
+        {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/cmd", "allow": True},
+    ]
+
+
+class BrokerAdmin:
+    """A short-lived admin connection that sends dynamic-security commands and awaits answers."""
+
+    def __init__(self, host: str, port: int, username: str, password: str, timeout: float = 10.0):
+        self._timeout = timeout
+        self._pending: dict[str, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        self._ready = threading.Event()
+        self._refused: str | None = None
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"kcity-admin-{uuid.uuid4().hex[:8]}",
+                                   protocol=mqtt.MQTTv5)
+        self._client.username_pw_set(username, password)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *args: self._ready.set()
+        try:
+            self._client.connect(host, port, keepalive=30)
+        except OSError as exc:
+            raise BrokerError(f"cannot reach the broker at {host}:{port}: {exc}") from exc
+        self._client.loop_start()
+        if not self._ready.wait(timeout) or self._refused:
+            self.close()
+            raise BrokerError(f"the broker at {host}:{port} refused the admin account: "
+                              f"{self._refused or 'no answer'}")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            self._refused = str(rc)
+            self._ready.set()
+        else:
+            client.subscribe(CONTROL_TOPIC + "/response", qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != CONTROL_TOPIC + "/response":
+            return
+        body = json.loads(msg.payload)
+        for response in body.get("responses", []):
+            waiter = self._pending.get(response.get("correlationData", ""))
+            if waiter:
+                waiter[1].append(response)
+                waiter[0].set()
+
+    def command(self, command: dict[str, Any], *, ok_errors: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Send one command; raise BrokerError unless it succeeds (or fails with `ok_errors`)."""
+        corr = uuid.uuid4().hex
+        waiter: tuple[threading.Event, list[dict[str, Any]]] = (threading.Event(), [])
+        self._pending[corr] = waiter
+        body = json.dumps({"commands": [{**command, "correlationData": corr}]})
+        self._client.publish(CONTROL_TOPIC, body, qos=1)
+        try:
+            if not waiter[0].wait(self._timeout):
+                raise BrokerError(f"the broker did not answer {command['command']}")
+        finally:
+            self._pending.pop(corr, None)
+        response = waiter[1][0]
+        error = response.get("error")
+        if error and not any(e in error for e in ok_errors):
+            raise BrokerError(f"broker refused {command['command']}: {error}")
+        return response
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- what the platform asks of the broker ------------------------------------------
+
+    def ensure_role(self, rolename: str, acls: list[dict[str, Any]]) -> None:
+        self.command({"command": "deleteRole", "rolename": rolename}, ok_errors=("not found",))
+        self.command({"command": "createRole", "rolename": rolename, "acls": acls})
+
+    def put_client(self, username: str, password: str, rolename: str) -> None:
+        """Create (or re-create) a client with `password` and the single role `rolename`."""
+        self.command({"command": "deleteClient", "username": username}, ok_errors=("not found",))
+        self.command({"command": "createClient", "username": username, "password": password,
+                      "roles": [{"rolename": rolename}]})
+
+    def add_device(self, pilot: str, device: str, password: str) -> None:
+        role = f"device-{device}"
+        self.ensure_role(role, device_acls(pilot, device))
+        self.put_client(device, password, role)
+
+    def remove_device(self, device: str) -> None:
+        self.command({"command": "deleteClient", "username": device}, ok_errors=("not found",))
+        self.command({"command": "deleteRole", "rolename": f"device-{device}"},
+                     ok_errors=("not found",))
+
+    def add_ingest_account(self, username: str, password: str) -> None:
+        self.ensure_role(INGEST_ROLE, ingest_acls())
+        self.put_client(username, password, INGEST_ROLE)
+
+
+@contextmanager
+def broker_admin(host: str, port: int, username: str, password: str) -> Iterator[BrokerAdmin]:
+    admin = BrokerAdmin(host, port, username, password)
+    try:
+        yield admin
+    finally:
+        admin.close()

@@ -1,0 +1,60 @@
+"""The `kcity` command: one Typer app; each verb group lives in `kcity/commands/`.
+
+Settings are read once here and handed to the commands through the Typer context. User
+mistakes end as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# Typer ≥ 0.29 vendors its own Click; its usage errors are only importable from there.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+from analytics.errors import AnalyticsError
+from devices.errors import DevicesError
+from kcity.commands import register
+from kcity.errors import KcityError
+from kcity.settings import load_settings
+
+app = typer.Typer(
+    name="kcity",
+    help="K-City Pilot Telemetry: ingest, verify and report smart-city pilots.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(ctx: typer.Context) -> None:
+    """Read the settings once for every command."""
+    ctx.obj = load_settings()
+
+
+register(app)
+
+USER_ERRORS = (KcityError, DevicesError, AnalyticsError)
+
+
+def fail(message: str, code: int = 1) -> None:
+    print(f"kcity: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError:  # Typer has printed the help already
+        sys.exit(0)
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+        fail(f"{exc.format_message()}{hint}".replace("\n", " "), 2)
+    except typer.Abort:
+        fail("aborted", 130)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    sys.exit(code if isinstance(code, int) else 0)

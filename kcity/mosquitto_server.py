@@ -1,0 +1,148 @@
+"""A private Mosquitto broker under the data directory (`kcity up`, tests).
+
+Authentication and access control use Mosquitto's dynamic-security plugin, so devices are
+provisioned and revoked while the broker runs (see `broker_admin`). Persistence is on and
+the per-client queue is unbounded, so a persistent session never silently drops messages.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kcity.errors import StackError
+from kcity.processes import (
+    give_to,
+    make_traversable,
+    port_open,
+    read_pid,
+    require,
+    run_as,
+    stop_pid,
+    wait_for_port,
+)
+
+SERVER_USER = "mosquitto"
+DYNSEC_PLUGIN_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib")
+# The broker's hard limit; payloads between the contract's 256 KiB and this reach the ingest
+# service, which dead-letters them with their bytes, instead of vanishing at the broker.
+BROKER_MESSAGE_LIMIT = 1024 * 1024
+
+
+def dynsec_plugin() -> str:
+    for d in DYNSEC_PLUGIN_DIRS:
+        path = Path(d) / "mosquitto_dynamic_security.so"
+        if path.exists():
+            return str(path)
+    raise StackError("mosquitto's dynamic-security plugin is missing: run scripts/bootstrap")
+
+
+@dataclass(frozen=True)
+class MosquittoServer:
+    root: Path  # <data_dir>/mqtt
+    port: int
+    tls_port: int
+    admin_username: str
+    admin_password: str
+    host: str = "127.0.0.1"
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "mosquitto.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "mosquitto.pid"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "certs" / "ca.crt"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "mosquitto.log"
+
+    def init(self) -> None:
+        """Write certificates, the dynamic-security file and the config, once each."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        make_traversable(self.root)
+        (self.root / "data").mkdir(exist_ok=True)
+        self._make_certs()
+        dynsec = self.root / "dynamic-security.json"
+        if not dynsec.exists():
+            run_as(None, [require("mosquitto_ctrl"), "dynsec", "init", str(dynsec),
+                          self.admin_username, self.admin_password])
+        self.conf.write_text(self._config())
+        give_to(SERVER_USER, self.root)
+
+    def _config(self) -> str:
+        certs = self.root / "certs"
+        user = f"user {SERVER_USER}\n"
+        return (
+            "per_listener_settings false\n"
+            "allow_anonymous false\n"
+            f"plugin {dynsec_plugin()}\n"
+            f"plugin_opt_config_file {self.root / 'dynamic-security.json'}\n"
+            "persistence true\n"
+            f"persistence_location {self.root / 'data'}/\n"
+            "autosave_interval 2\n"
+            "max_queued_messages 0\n"
+            "max_queued_bytes 0\n"
+            "max_inflight_messages 0\n"
+            f"message_size_limit {BROKER_MESSAGE_LIMIT}\n"
+            "set_tcp_nodelay true\n"
+            "persistent_client_expiration 14d\n"
+            f"pid_file {self.pid_file}\n"
+            f"log_dest file {self.log}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            f"{user}"
+            f"listener {self.port} {self.host}\n"
+            f"listener {self.tls_port} {self.host}\n"
+            f"cafile {certs / 'ca.crt'}\n"
+            f"certfile {certs / 'server.crt'}\n"
+            f"keyfile {certs / 'server.key'}\n"
+        )
+
+    def _make_certs(self) -> None:
+        """A throw-away CA and a server certificate for localhost (the TLS listener)."""
+        certs = self.root / "certs"
+        if (certs / "server.crt").exists():
+            return
+        certs.mkdir(exist_ok=True)
+        openssl = require("openssl")
+
+        def ssl(*args: str) -> None:
+            subprocess.run([openssl, *args], cwd=certs, check=True, capture_output=True)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+            "/CN=K-City local CA", "-keyout", "ca.key", "-out", "ca.crt")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", "server.key", "-out", "server.csr")
+        (certs / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "3650", "-extfile", "san.ext", "-out", "server.crt")
+
+    def running(self) -> bool:
+        return read_pid(self.pid_file) is not None and port_open(self.host, self.port)
+
+    def start(self) -> None:
+        self.init()
+        if self.running():
+            return
+        self.pid_file.unlink(missing_ok=True)
+        # Started as root it opens its files, then drops to the mosquitto user itself.
+        run_as(None, [require("mosquitto"), "-c", str(self.conf), "-d"])
+        try:
+            wait_for_port(self.host, self.port, 10, "mosquitto")
+        except StackError:
+            tail = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
+            raise StackError(f"mosquitto did not start: {' '.join(tail) or 'see ' + str(self.log)}")
+
+    def stop(self) -> None:
+        stop_pid(self.pid_file)
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,96 @@
+"""One settings object, read once by the entry point and passed down.
+
+Values come from `KCITY_*` environment variables, a `.env` file, and the secrets that
+`kcity up` generated for the local stack (`<data_dir>/stack.env`); explicit environment
+variables win. The defaults point at the local stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kcity.errors import SettingsError
+
+STACK_ENV = "stack.env"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KCITY_", extra="ignore")
+
+    data_dir: Path = Path(".kcity")
+    database_url: str = "postgresql://kcity@127.0.0.1:54329/kcity"
+    mqtt_url: str = "mqtt://127.0.0.1:18839"
+    mqtt_tls_port: int = 18840
+    mqtt_username: str = "kcity-ingest"
+    mqtt_password: str = ""
+    mqtt_admin_username: str = "kcity-admin"
+    mqtt_admin_password: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8087
+    metrics_port: int = 9108
+    ingest_batch_size: int = 5000
+    ingest_batch_age_s: float = 0.2
+    ingest_max_inflight: int = 20000
+    ingest_shared: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError("must look like postgresql://user@host:port/dbname")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from exc
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from exc
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port is None:
+            raise ValueError("must look like mqtt://host:port")
+        return value
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        return urlsplit(self.mqtt_url).port or 1883
+
+    @property
+    def database_port(self) -> int:
+        return urlsplit(self.database_url).port or 5432
+
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.database_url).path.lstrip("/") or "kcity"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once: `.env`, then the local stack's secrets, then the environment."""
+    try:
+        base = Settings(_env_file=".env", **overrides)  # type: ignore[call-arg]
+        stack_env = base.data_dir / STACK_ENV
+        if stack_env.exists():
+            return Settings(_env_file=(stack_env, ".env"), **overrides)  # type: ignore[call-arg]
+        return base
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise SettingsError(f"bad setting KCITY_{field.upper()}: {first['msg']}") from exc

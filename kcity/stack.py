@@ -1,0 +1,151 @@
+"""The local stack under the data directory: TimescaleDB, Mosquitto, ingest service, API.
+
+`up` starts whichever is not running (twice is harmless), `down` stops what runs, `status`
+reports each service's health and address. The first `up` generates the broker's admin and
+ingest-service passwords into `<data_dir>/stack.env`, which `load_settings` reads.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from kcity.broker_admin import broker_admin
+from kcity.db import connect
+from kcity.errors import KcityError
+from kcity.mosquitto_server import MosquittoServer, new_secret
+from kcity.postgres_server import PostgresServer
+from kcity.processes import port_open, read_pid, spawn, stop_pid, wait_for_port
+from kcity.schema import migrate
+from kcity.settings import STACK_ENV, Settings, load_settings
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def ensure_secrets(settings: Settings) -> Settings:
+    """Generate the broker passwords once and return settings that include them."""
+    if settings.mqtt_password and settings.mqtt_admin_password:
+        return settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / STACK_ENV
+    path.write_text(
+        f"KCITY_MQTT_PASSWORD={settings.mqtt_password or new_secret()}\n"
+        f"KCITY_MQTT_ADMIN_PASSWORD={settings.mqtt_admin_password or new_secret()}\n"
+    )
+    path.chmod(0o600)
+    return load_settings(data_dir=settings.data_dir)
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    settings: Settings
+
+    @property
+    def root(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    @property
+    def postgres(self) -> PostgresServer:
+        return PostgresServer(self.root / "pg", self.settings.database_port)
+
+    @property
+    def mosquitto(self) -> MosquittoServer:
+        s = self.settings
+        return MosquittoServer(self.root / "mqtt", s.mqtt_port, s.mqtt_tls_port,
+                               s.mqtt_admin_username, s.mqtt_admin_password)
+
+    def _service_files(self, name: str) -> tuple[Path, Path]:
+        run = self.root / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        return run / f"{name}.pid", self.root / "logs" / f"{name}.log"
+
+    def up(self, *, services: bool = True) -> list[str]:
+        """Start what is not running; return the names of what was started."""
+        s = self.settings
+        started = []
+        if s.mqtt_host in LOCAL_HOSTS and not self.mosquitto.running():
+            self.mosquitto.start()
+            with broker_admin(s.mqtt_host, s.mqtt_port, s.mqtt_admin_username,
+                              s.mqtt_admin_password) as admin:
+                admin.add_ingest_account(s.mqtt_username, s.mqtt_password)
+            started.append("mosquitto")
+        if urlhost(s.database_url) in LOCAL_HOSTS and not self.postgres.running():
+            self.postgres.start()
+            self.postgres.create_database(s.database_name)
+            started.append("timescaledb")
+        with connect(s.database_url) as conn:
+            migrate(conn)
+        if services:
+            for name in ("ingest", "api"):
+                if not self._service_healthy(name):
+                    self._start_service(name)
+                    started.append(name)
+        return started
+
+    def _start_service(self, name: str) -> None:
+        pid_file, log = self._service_files(name)
+        stop_pid(pid_file)
+        spawn([sys.executable, "-m", "kcity", name, "run"], log=log, pid_file=pid_file)
+        port = self.settings.metrics_port if name == "ingest" else self.settings.api_port
+        try:
+            wait_for_port("127.0.0.1", port, 30, f"the {name} service")
+        except KcityError as exc:
+            raise KcityError(f"{exc} (see {log})") from exc
+
+    def _service_healthy(self, name: str) -> bool:
+        pid_file, _ = self._service_files(name)
+        if read_pid(pid_file) is None:
+            return False
+        if name == "api":
+            try:
+                with urllib.request.urlopen(f"{self.settings.api_url}/health", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+        return port_open("127.0.0.1", self.settings.metrics_port)
+
+    def down(self) -> list[str]:
+        """Stop everything that runs; return the names of what was stopped."""
+        stopped = []
+        for name in ("api", "ingest"):
+            if stop_pid(self._service_files(name)[0]):
+                stopped.append(name)
+        if self.mosquitto.running():
+            self.mosquitto.stop()
+            stopped.append("mosquitto")
+        if self.postgres.running():
+            self.postgres.stop()
+            stopped.append("timescaledb")
+        return stopped
+
+    def status(self) -> dict[str, object]:
+        s = self.settings
+        db_ok = True
+        try:
+            with connect(s.database_url) as conn:
+                conn.execute("SELECT 1")
+        except KcityError:
+            db_ok = False
+        return {
+            "database_url": s.database_url,
+            "mqtt_host": s.mqtt_host,
+            "mqtt_port": s.mqtt_port,
+            "mqtt_tls_port": s.mqtt_tls_port,
+            "api_url": s.api_url,
+            "metrics_url": f"http://127.0.0.1:{s.metrics_port}/metrics",
+            "data_dir": str(self.root),
+            "services": {
+                "timescaledb": db_ok,
+                "mosquitto": port_open(s.mqtt_host, s.mqtt_port),
+                "ingest": self._service_healthy("ingest"),
+                "api": self._service_healthy("api"),
+            },
+        }
+
+
+def urlhost(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or ""

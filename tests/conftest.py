@@ -1,0 +1,1 @@
+"""Shared test configuration; the service fixtures live in tests/fixtures/services.py."""
