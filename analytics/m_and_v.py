@@ -174,12 +174,20 @@ def baseline_regression(
     actual = float(np.sum(w * yr))
     savings = predicted - actual
     fraction = savings / predicted if predicted else 0.0
-    common = {"cv": cv, "n": n, "n_prime": n_prime, "m": m, "k": k}
+
+    def fsu_at(level: float) -> float:
+        return fractional_savings_uncertainty(
+            savings_fraction=fraction,
+            cv=cv,
+            n=n,
+            n_prime=n_prime,
+            m=m,
+            k=k,
+            t=t_value(level, n - p),
+        )
+
     t = t_value(confidence, n - p)
-    fsu = fractional_savings_uncertainty(savings_fraction=fraction, t=t, **common)
-    fsu_68 = fractional_savings_uncertainty(
-        savings_fraction=fraction, t=t_value(0.68, n - p), **common
-    )
+    delta_s = savings_uncertainty(predicted=predicted, cv=cv, n=n, n_prime=n_prime, m=m, t=t, k=k)
     return BaselineRegression(
         intercept=intercept,
         slope=slope,
@@ -199,9 +207,9 @@ def baseline_regression(
         actual=actual,
         savings=savings,
         savings_fraction=fraction,
-        fsu=fsu,
-        delta_s=savings_uncertainty(predicted=predicted, t=t, **common),
-        fsu_68=fsu_68,
+        fsu=fsu_at(confidence),
+        delta_s=delta_s,
+        fsu_68=fsu_at(0.68),
     )
 
 

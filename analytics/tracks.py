@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import shapely
+from shapely.geometry.base import BaseGeometry
 
 from analytics.errors import InputError
 
@@ -83,7 +85,11 @@ class DroneSeries:
 
     @classmethod
     def from_columns(
-        cls, device_id: str, ts: npt.ArrayLike, lat: npt.ArrayLike, lon: npt.ArrayLike,
+        cls,
+        device_id: str,
+        ts: npt.ArrayLike,
+        lat: npt.ArrayLike,
+        lon: npt.ArrayLike,
         **columns: Any,
     ) -> DroneSeries:
         """Build a series, filling every column not given with its 'absent' value."""
@@ -91,10 +97,16 @@ class DroneSeries:
         n = t.shape[0]
         nan = np.full(n, np.nan)
         defaults: dict[str, Any] = {
-            "agl_m": nan, "hfov_deg": nan, "mode": np.full(n, "", dtype=np.str_),
-            "camera_on": np.zeros(n, dtype=np.bool_), "gps_fix": np.full(n, -1),
-            "flight_id": np.full(n, "", dtype=np.str_), "battery_v": nan, "battery_a": nan,
-            "gen_power_w": nan, "fuel_l": nan,
+            "agl_m": nan,
+            "hfov_deg": nan,
+            "mode": np.full(n, "", dtype=np.str_),
+            "camera_on": np.zeros(n, dtype=np.bool_),
+            "gps_fix": np.full(n, -1),
+            "flight_id": np.full(n, "", dtype=np.str_),
+            "battery_v": nan,
+            "battery_a": nan,
+            "gen_power_w": nan,
+            "fuel_l": nan,
         }
         unknown = set(columns) - set(defaults)
         if unknown:
@@ -153,6 +165,12 @@ class Track:
         out[1:] = self.run[1:] == self.run[:-1]
         return out
 
+    def joined_next(self) -> BoolArray:
+        """For each point, whether a segment joins it to the next point."""
+        out = np.zeros(len(self), dtype=np.bool_)
+        out[:-1] = self.run[1:] == self.run[:-1]
+        return out
+
     def step_lengths_m(self) -> FloatArray:
         """Length [m] of the segment ending at each point (0 where a run starts)."""
         step = np.zeros(len(self))
@@ -160,7 +178,9 @@ class Track:
         return np.where(self.joined(), step, 0.0)
 
 
-def footprint_width_m(agl_m: FloatArray, hfov_deg: FloatArray, default_hfov_deg: float) -> FloatArray:
+def footprint_width_m(
+    agl_m: FloatArray, hfov_deg: FloatArray, default_hfov_deg: float
+) -> FloatArray:
     """Swath width W = 2·agl·tan(hfov/2) [m] of a nadir camera; NaN where unknown.
 
     A missing or impossible ``hfov_deg`` (not in (0, 180)) falls back to the pilot default.
@@ -184,8 +204,14 @@ def usable_fix(series: DroneSeries) -> BoolArray:
 
 
 def patrol_track(
-    series: DroneSeries, x: FloatArray, y: FloatArray, *, default_hfov_deg: float,
-    min_agl_m: float, max_gap_s: float, max_speed_mps: float,
+    series: DroneSeries,
+    x: FloatArray,
+    y: FloatArray,
+    *,
+    default_hfov_deg: float,
+    min_agl_m: float,
+    max_gap_s: float,
+    max_speed_mps: float,
 ) -> tuple[Track, PointCounts]:
     """The footprint-drawing points of one drone, split into runs, with exclusion counts."""
     width = footprint_width_m(series.agl_m, series.hfov_deg, default_hfov_deg)
@@ -211,7 +237,12 @@ def patrol_track(
 
 
 def flight_track(
-    series: DroneSeries, x: FloatArray, y: FloatArray, *, min_agl_m: float, max_gap_s: float,
+    series: DroneSeries,
+    x: FloatArray,
+    y: FloatArray,
+    *,
+    min_agl_m: float,
+    max_gap_s: float,
     max_speed_mps: float,
 ) -> Track:
     """All airborne points with a usable fix (any mode), for flight distance."""
@@ -224,8 +255,14 @@ def flight_track(
 
 
 def plausible_runs(
-    ts: FloatArray, x: FloatArray, y: FloatArray, eligible: BoolArray, flight_id: StrArray,
-    *, max_gap_s: float, max_speed_mps: float,
+    ts: FloatArray,
+    x: FloatArray,
+    y: FloatArray,
+    eligible: BoolArray,
+    flight_id: StrArray,
+    *,
+    max_gap_s: float,
+    max_speed_mps: float,
 ) -> tuple[BoolArray, IntArray]:
     """Drop speed glitches among `eligible` points and number the runs (−1 = not kept).
 
@@ -254,7 +291,9 @@ def plausible_runs(
         block = np.cumsum(new_block) - 1
         for b in np.unique(block[suspect]):
             lo, hi = int(edges[b]), int(edges[b + 1])
-            keep[lo:hi], starts[lo:hi] = _walk(t[lo:hi], px[lo:hi], py[lo:hi], max_gap_s, max_speed_mps)
+            keep[lo:hi], starts[lo:hi] = _walk(
+                t[lo:hi], px[lo:hi], py[lo:hi], max_gap_s, max_speed_mps
+            )
     kept[idx[keep]] = True
     run[idx[keep]] = np.cumsum(starts[keep]) - 1
     return kept, run
@@ -290,3 +329,66 @@ def series_digest(series: Sequence[DroneSeries]) -> str:
                 data = value.astype("U") if value.dtype.kind == "U" else value
                 h.update(np.ascontiguousarray(data).tobytes())
     return h.hexdigest()
+
+
+def swath_pieces(
+    track: Track, day: IntArray, *, quad_segs: int, simplify_m: float, width_tolerance: float
+) -> tuple[npt.NDArray[np.object_], IntArray]:
+    """Footprint polygons [m] of a track and the day index of each.
+
+    Runs are cut where the day of a segment's first point changes and where a segment's
+    width (mean of its endpoints' W) leaves ±``width_tolerance`` of the piece's first
+    segment; each piece is buffered by half its mean segment width with round caps and
+    joins. A lone point becomes a disk of its own W.
+    """
+    joined = track.joined()
+    seg = np.flatnonzero(joined[1:])  # segment k runs from point seg[k] to seg[k] + 1
+    alone = ~joined & ~track.joined_next()
+    disks = shapely.buffer(
+        shapely.points(track.x[alone], track.y[alone]),
+        track.width_m[alone] / 2.0,
+        quad_segs=quad_segs,
+    )
+    if seg.size == 0:
+        return np.asarray(disks, dtype=object), day[alone]
+    width = (track.width_m[seg] + track.width_m[seg + 1]) / 2.0
+    cut = np.ones(seg.size, dtype=np.bool_)
+    cut[1:] = (np.diff(seg) != 1) | (day[seg[1:]] != day[seg[:-1]])
+    piece = _width_pieces(width, cut, width_tolerance)
+    first_seg = np.flatnonzero(np.append(True, piece[1:] != piece[:-1]))
+    n_seg = np.diff(np.append(first_seg, seg.size))
+    p0 = seg[first_seg]
+    n_pts = n_seg + 1
+    coord_piece = np.repeat(np.arange(p0.size), n_pts)
+    offset = np.arange(coord_piece.size) - np.repeat(np.cumsum(n_pts) - n_pts, n_pts)
+    pt = p0[coord_piece] + offset
+    lines = shapely.linestrings(track.x[pt], track.y[pt], indices=coord_piece)
+    if simplify_m > 0:
+        lines = shapely.simplify(lines, simplify_m, preserve_topology=False)
+    mean_w = np.bincount(piece, weights=width) / n_seg
+    swaths = shapely.buffer(lines, mean_w / 2.0, quad_segs=quad_segs)
+    geoms = np.concatenate([np.asarray(swaths, dtype=object), np.asarray(disks, dtype=object)])
+    return geoms, np.concatenate([day[p0], day[alone]])
+
+
+def _width_pieces(width: FloatArray, cut: BoolArray, tolerance: float) -> IntArray:
+    """Piece number per segment: new piece at `cut` or when width leaves ±tolerance."""
+    out = np.empty(width.size, dtype=np.int64)
+    piece, ref = -1, 0.0
+    for k, (w, c) in enumerate(zip(width.tolist(), cut.tolist(), strict=True)):
+        if c or abs(w - ref) > tolerance * ref:
+            piece, ref = piece + 1, w
+        out[k] = piece
+    return out
+
+
+def track_lines(track: Track, simplify_m: float) -> BaseGeometry:
+    """The runs of a track as one metric MultiLineString (lone points left out)."""
+    in_line = track.joined() | track.joined_next()
+    if not in_line.any():
+        return shapely.MultiLineString()
+    _, line_no = np.unique(track.run[in_line], return_inverse=True)
+    lines = shapely.linestrings(track.x[in_line], track.y[in_line], indices=line_no)
+    if simplify_m > 0:
+        lines = shapely.simplify(lines, simplify_m, preserve_topology=False)
+    return shapely.multilinestrings(lines)

@@ -8,6 +8,7 @@ Every mistake becomes a ``PilotError`` naming the file, the dotted key and what 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import tomllib
@@ -211,7 +212,7 @@ class Pilot(BaseModel):
         if value not in KINDS:
             raise PydanticCustomError(
                 "kind",
-                "unknown kind {kind!r}; known kinds: {known}",
+                "unknown kind '{kind}'; known kinds: {known}",
                 {"kind": value, "known": ", ".join(KINDS)},
             )
         return value
@@ -223,7 +224,7 @@ class Pilot(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise PydanticCustomError(
-                "timezone", "unknown IANA time zone {zone!r}", {"zone": value}
+                "timezone", "unknown IANA time zone '{zone}'", {"zone": value}
             ) from None
         return value
 
@@ -235,13 +236,13 @@ class Pilot(BaseModel):
             if kind == self.kind and not present:
                 raise PydanticCustomError(
                     "section",
-                    "section [{section}] is required when kind = {kind!r}",
+                    "section [{section}] is required when kind = '{kind}'",
                     {"field": section, "section": section, "kind": kind},
                 )
             if kind != self.kind and present:
                 raise PydanticCustomError(
                     "section",
-                    "section [{section}] does not apply to kind = {kind!r}",
+                    "section [{section}] does not apply to kind = '{kind}'",
                     {"field": section, "section": section, "kind": self.kind},
                 )
         return self
@@ -279,15 +280,26 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 
 
 def _pilot_error(file: str, exc: ValidationError) -> PilotError:
-    errors = exc.errors(include_url=False)
+    # An unknown key explains a missing one (a typo), so report it first.
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
     loc = tuple(err["loc"])
     field = (err.get("ctx") or {}).get("field")
     if isinstance(field, str):
         loc = (*loc, field)
-    message = _MESSAGES.get(err["type"], err["msg"])
-    if err["type"] not in _MESSAGES and "input" in err and not isinstance(err["input"], dict):
-        message += f" (got {err['input']!r})"
+    message = _MESSAGES.get(err["type"], err["msg"].removeprefix("Value error, "))
+    if err["type"] == "extra_forbidden":
+        missing = [
+            str(e["loc"][-1])
+            for e in errors
+            if e["type"] == "missing" and e["loc"][:-1] == loc[:-1]
+        ]
+        close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+    shown = err.get("input")
+    if err["type"] not in _MESSAGES and not isinstance(shown, dict) and repr(shown) not in message:
+        message += f" (got {shown!r})"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"
     return PilotError(file, _dotted(loc), message)

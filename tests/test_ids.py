@@ -37,7 +37,9 @@ def test_invalid_ids_are_refused_naming_what(value: str) -> None:
 
 
 def test_topics_follow_the_contract() -> None:
-    assert topic("madiun", "madiun-sl-001", "telemetry") == "kcity/v1/madiun/madiun-sl-001/telemetry"
+    assert (
+        topic("madiun", "madiun-sl-001", "telemetry") == "kcity/v1/madiun/madiun-sl-001/telemetry"
+    )
     assert cmd_topic("mukdahan", "drone-01") == "kcity/v1/mukdahan/drone-01/cmd"
     assert device_prefix("mukdahan", "drone-01") == "kcity/v1/mukdahan/drone-01/"
     assert CHANNELS == ("telemetry", "event", "status")

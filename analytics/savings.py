@@ -1,0 +1,754 @@
+"""Verified streetlight savings, IPMVP Option B (retrofit isolation, all parameters measured).
+
+Why: a pilot must prove the energy its adaptive dimming saves, in a form evaluators know.
+Per treated luminaire i and night n (nights from `analytics.nights`, sunset → sunrise,
+named by the local date of their sunset):
+
+- burning hours ``h_on(i,n)`` = lamp-on records × record interval (metered);
+- counterfactual ``E_cf(i,n) = P_full(i) · h_on(i,n)``; ``P_full`` is the median active
+  power at 100 % light level while burning — measured per luminaire in the baseline
+  (commissioning) window, else pooled over the control group, else the rated power
+  (with a warning);
+- actual energy from the cumulative register: per record the increase since the previous
+  record; a decrease is a reset (the post-reset value is the energy since the reset); where
+  the register is missing, or the previous record is more than 1.5 intervals back, the
+  record's ``power_w × interval`` (so actual and counterfactual cover the same intervals
+  and no gap is filled);
+- a luminaire-night counts only with ≥ `sufficiency` of its expected intervals; others
+  are listed in `excluded_nights`, never filled.
+
+The caller passes series covering the reporting nights [start, end) *and* the baseline
+window (its nights, both ends inclusive) even when it lies outside [start, end).
+Only treated luminaires (not the control group) enter the headline savings; the control
+group gives a separate difference-in-differences estimate, and a baseline window a
+regression baseline scored per ASHRAE Guideline 14 (`analytics.m_and_v`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from analytics.errors import InputError
+from analytics.m_and_v import (
+    BaselineRegression,
+    DiDEstimate,
+    baseline_regression,
+    difference_in_differences,
+)
+from analytics.nights import NightCalendar, assign_days, assign_nights, night_calendar
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+METHOD = "ipmvp-b-counterfactual"
+METHOD_VERSION = "1.0.0"
+SEM_MEDIAN = 1.2533  # sqrt(pi/2): standard error of a median ≈ 1.2533·σ/√n
+MIN_FULL_POWER_SAMPLES = 12  # an hour of 5-minute records at full level
+FULL_LEVEL_PCT = 100.0
+GAP_FACTOR = 1.5  # a register diff over more than 1.5 intervals spans missing records
+SOURCES = ("register", "register-reset", "power-register-missing", "power-after-gap")
+CI_FORMULA = (
+    "savings ± z·sqrt(Σ_i (σ_i·H_i)² + (σ_pool·H_pool)² + (σ_rated·H_rated)² + (a/100·E_actual)²)"
+    "; σ_i = 1.2533·s_i/√n_i (standard error of luminaire i's full-power median, s_i and n_i"
+    " the spread and count of its samples) or, for the pooled control-group value, the"
+    " between-luminaire spread of control medians with σ_pool = 1.2533·s/√n of the pool;"
+    " σ_rated = P_rated·tol/100/√3; H burning hours [h]; a meter accuracy [%];"
+    " z = Φ⁻¹(0.5 + confidence/2)"
+)
+
+
+@dataclass(frozen=True)
+class LuminaireSeries:
+    """5-minute records of one luminaire, `ts` epoch seconds [s] strictly ascending.
+
+    `power_w` [W], `energy_wh` cumulative register [Wh] (NaN where missing), `dim_pct`
+    [%], `lamp_on` bool; all arrays of one length.
+    """
+
+    device_id: str
+    ts: FloatArray
+    power_w: FloatArray
+    energy_wh: FloatArray
+    dim_pct: FloatArray
+    lamp_on: BoolArray
+
+
+@dataclass(frozen=True)
+class NonRoutineEvent:
+    """A device event (fault, fault_cleared, config_changed, …) at `ts` epoch seconds."""
+
+    device_id: str
+    ts: float
+    type: str
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class SavingsParams:
+    """Pilot settings (DESIGN §4 `[streetlight]`) and method parameters."""
+
+    timezone: str
+    latitude: float
+    longitude: float
+    rated_power_w: float
+    record_interval_s: float
+    control_group: tuple[str, ...]
+    baseline_start: dt.date | None
+    baseline_end: dt.date | None
+    road_area_m2: float | None
+    grid_kg_co2_per_kwh: float
+    tariff_per_kwh: float
+    currency: str
+    sufficiency: float = 0.9
+    meter_accuracy_pct: float = 1.0
+    confidence: float = 0.90
+    day_burning_tolerance_min: float = 30.0
+    rated_power_tolerance_pct: float = 10.0
+
+
+@dataclass(frozen=True)
+class FullPower:
+    """Full-power estimate of one luminaire [W] and its standard errors [W]."""
+
+    watts: float
+    source: str
+    samples: int
+    se_independent: float
+    se_common: float
+
+
+@dataclass(frozen=True)
+class NightTable:
+    """Per-luminaire, per-night accounting (rows follow `device_ids`, columns the calendar)."""
+
+    device_ids: tuple[str, ...]
+    calendar: NightCalendar
+    valid: FloatArray  # records with a known interval energy
+    burning: FloatArray  # of which lamp on
+    actual_wh: FloatArray
+    sources: FloatArray  # luminaires × nights × len(SOURCES) record counts
+
+
+@dataclass(frozen=True)
+class SavingsResult:
+    """Everything `kcity savings --json` reports except `pilot`, `from`, `to`."""
+
+    start: dt.date
+    end: dt.date
+    treated: tuple[str, ...]
+    control: tuple[str, ...]
+    actual_kwh: float
+    baseline_kwh: float
+    savings_kwh: float
+    ci_kwh: tuple[float, float]
+    completeness_pct: float | None
+    full_power_w: float | None
+    full_power_source: str
+    per_luminaire: tuple[dict[str, object], ...]
+    per_night: tuple[dict[str, object], ...]
+    excluded_nights: tuple[dict[str, object], ...]
+    control_group: DiDEstimate | None
+    regression: BaselineRegression | None
+    non_routine_events: tuple[dict[str, object], ...]
+    day_burning: tuple[dict[str, object], ...]
+    energy_sources: dict[str, int]
+    burning_hours: float
+    astronomical_hours: float
+    d_e: dict[str, float] | None
+    params: SavingsParams
+    input_sha256: str
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-safe dict (no NaN: None) with the keys of DESIGN §7 and more."""
+        return _to_json(self)
+
+
+def interval_energy_wh(
+    ts: FloatArray, power_w: FloatArray, energy_wh: FloatArray, interval_s: float
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Energy [Wh] of the interval ending at each record, and its source (index in SOURCES)."""
+    energy = power_w * (interval_s / 3600.0)
+    source = np.full(ts.size, 2, dtype=np.int64)
+    if ts.size == 0:
+        return energy, source
+    source[0] = 3 if np.isfinite(energy_wh[0]) else 2
+    if ts.size > 1:
+        diff = np.diff(energy_wh)
+        known = np.isfinite(energy_wh[1:]) & np.isfinite(energy_wh[:-1])
+        adjacent = np.diff(ts) <= GAP_FACTOR * interval_s
+        use = known & adjacent
+        energy[1:] = np.where(use, np.where(diff >= 0, diff, energy_wh[1:]), energy[1:])
+        source[1:] = np.where(
+            use, np.where(diff >= 0, 0, 1), np.where(np.isfinite(energy_wh[1:]), 3, 2)
+        )
+    return energy, source
+
+
+def _check(series: LuminaireSeries) -> None:
+    n = np.shape(series.ts)
+    arrays = (series.power_w, series.energy_wh, series.dim_pct, series.lamp_on)
+    if len(n) != 1 or any(np.shape(a) != n for a in arrays):
+        raise InputError(f"{series.device_id}: arrays must be 1-D and of one length")
+    if n[0] > 1 and not np.all(np.diff(series.ts) > 0):
+        raise InputError(f"{series.device_id}: timestamps must be strictly ascending")
+
+
+def night_table(
+    series: Sequence[LuminaireSeries], calendar: NightCalendar, interval_s: float
+) -> NightTable:
+    """Count valid and burning records and sum actual energy per luminaire-night."""
+    nights = len(calendar)
+    shape = (len(series), nights)
+    valid, burning, actual = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    sources = np.zeros((*shape, len(SOURCES)))
+    for row, s in enumerate(series):
+        idx = assign_nights(s.ts, calendar)
+        energy, source = interval_energy_wh(s.ts, s.power_w, s.energy_wh, interval_s)
+        keep = (idx >= 0) & np.isfinite(energy)
+        at, on = idx[keep], np.asarray(s.lamp_on, dtype=bool)[keep]
+        valid[row] = np.bincount(at, minlength=nights)
+        burning[row] = np.bincount(at[on], minlength=nights)
+        actual[row] = np.bincount(at, weights=energy[keep], minlength=nights)
+        flat = np.bincount(at * len(SOURCES) + source[keep], minlength=nights * len(SOURCES))
+        sources[row] = flat.reshape(nights, len(SOURCES))
+    ids = tuple(s.device_id for s in series)
+    return NightTable(ids, calendar, valid, burning, actual, sources)
+
+
+def _full_level(s: LuminaireSeries) -> BoolArray:
+    lit = np.asarray(s.lamp_on, dtype=bool) & np.isfinite(s.power_w)
+    return np.asarray(lit & (s.dim_pct >= FULL_LEVEL_PCT - 1e-6), dtype=bool)
+
+
+def full_power(
+    series: Sequence[LuminaireSeries],
+    calendar: NightCalendar,
+    baseline: BoolArray | None,
+    control: set[str],
+    params: SavingsParams,
+) -> tuple[list[FullPower], list[str]]:
+    """P_full per luminaire: own baseline median, else pooled control group, else rated."""
+    warnings: list[str] = []
+    own: list[FloatArray | None] = [None] * len(series)
+    if baseline is not None:
+        for k, s in enumerate(series):
+            idx = assign_nights(s.ts, calendar)
+            in_base = (idx >= 0) & baseline[np.maximum(idx, 0)]
+            own[k] = np.asarray(s.power_w[_full_level(s) & in_base], dtype=np.float64)
+    pooled_parts = [s.power_w[_full_level(s)] for s in series if s.device_id in control]
+    medians = [float(np.median(p)) for p in pooled_parts if p.size >= MIN_FULL_POWER_SAMPLES]
+    pool = np.concatenate(pooled_parts) if pooled_parts else np.empty(0)
+    spread = float(np.std(medians, ddof=1)) if len(medians) >= 2 else 0.0
+    rated_se = params.rated_power_w * params.rated_power_tolerance_pct / 100.0 / np.sqrt(3.0)
+    result: list[FullPower] = []
+    pooled_ids: list[str] = []
+    rated_ids: list[str] = []
+    for k, s in enumerate(series):
+        samples = own[k]
+        if samples is not None and samples.size >= MIN_FULL_POWER_SAMPLES:
+            se = SEM_MEDIAN * float(np.std(samples, ddof=1)) / np.sqrt(samples.size)
+            result.append(
+                FullPower(float(np.median(samples)), "measured-baseline", samples.size, se, 0.0)
+            )
+        elif pool.size >= MIN_FULL_POWER_SAMPLES:
+            se_pool = SEM_MEDIAN * float(np.std(pool, ddof=1)) / np.sqrt(pool.size)
+            result.append(
+                FullPower(
+                    float(np.median(pool)), "measured-control-group", pool.size, spread, se_pool
+                )
+            )
+            if baseline is not None:
+                pooled_ids.append(s.device_id)
+        else:
+            result.append(FullPower(params.rated_power_w, "rated", 0, 0.0, rated_se))
+            rated_ids.append(s.device_id)
+    if pooled_ids:
+        warnings.append(
+            f"too few baseline full-power samples, control-group value used: {pooled_ids}"
+        )
+    if rated_ids:
+        warnings.append(f"no measured full power, rated power used: {rated_ids}")
+    if pool.size and len(medians) < 2:
+        warnings.append("fewer than 2 control luminaires: between-luminaire spread unknown")
+    return result, warnings
+
+
+def _check_params(params: SavingsParams, start: dt.date, end: dt.date) -> None:
+    if end <= start:
+        raise InputError(f"reporting end {end} must be after start {start}")
+    if params.record_interval_s <= 0 or not 0 < params.sufficiency <= 1:
+        raise InputError("record_interval_s must be > 0 and sufficiency in (0, 1]")
+    if not 0 < params.confidence < 1 or params.meter_accuracy_pct < 0:
+        raise InputError("confidence must be in (0, 1) and meter accuracy ≥ 0")
+    if (params.baseline_start is None) != (params.baseline_end is None):
+        raise InputError("give both baseline_start and baseline_end, or neither")
+    if (
+        params.baseline_start
+        and params.baseline_end
+        and params.baseline_end < params.baseline_start
+    ):
+        raise InputError("baseline_end is before baseline_start")
+    if params.road_area_m2 is not None and params.road_area_m2 <= 0:
+        raise InputError("road_area_m2 must be positive")
+
+
+def _pfull_variance(fp: Sequence[FullPower], hours: FloatArray) -> tuple[float, FloatArray]:
+    """Variance [Wh²] of Σ P_full·h from the full-power estimates: total and per night."""
+    independent = np.array([f.se_independent for f in fp])
+    total = float(np.sum((independent * hours.sum(axis=1)) ** 2))
+    per_night = np.sum(independent[:, None] ** 2 * hours**2, axis=0)
+    source = np.array([f.source for f in fp])
+    for shared in ("measured-control-group", "rated"):
+        group = source == shared
+        if group.any():
+            se = fp[int(np.flatnonzero(group)[0])].se_common
+            total += (se * float(hours[group].sum())) ** 2
+            per_night = per_night + (se * hours[group].sum(axis=0)) ** 2
+    return total, per_night
+
+
+def _excluded(
+    table: NightTable,
+    counted: BoolArray,
+    completeness: FloatArray,
+    windows: dict[str, BoolArray],
+    groups: Sequence[str],
+    sufficiency: float,
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for name, window in windows.items():
+        for k, n in np.argwhere(~counted & window[None, :]):
+            pct = 100.0 * float(completeness[k, n])
+            reason = (
+                "no records"
+                if table.valid[k, n] == 0
+                else f"{pct:.1f} % of expected intervals, below {100 * sufficiency:.0f} %"
+            )
+            rows.append(
+                {
+                    "device_id": table.device_ids[k],
+                    "night": table.calendar.dates[n].isoformat(),
+                    "reason": reason,
+                    "completeness_pct": pct,
+                    "window": name,
+                    "group": groups[k],
+                }
+            )
+    return rows
+
+
+def _events(
+    events: Sequence[NonRoutineEvent],
+    calendar: NightCalendar,
+    lo: float,
+    hi: float,
+    groups: dict[str, str],
+) -> list[dict[str, object]]:
+    inside = sorted((e for e in events if lo < e.ts <= hi), key=lambda e: (e.ts, e.device_id))
+    idx = assign_nights(np.array([e.ts for e in inside], dtype=np.float64), calendar)
+    return [
+        {
+            "device_id": e.device_id,
+            "ts": dt.datetime.fromtimestamp(e.ts, tz=dt.UTC).isoformat(),
+            "type": e.type,
+            "code": e.code,
+            "night": calendar.dates[n].isoformat() if n >= 0 else None,
+            "group": groups.get(e.device_id, "unknown"),
+        }
+        for e, n in zip(inside, idx, strict=True)
+    ]
+
+
+def day_burning(
+    series: Sequence[LuminaireSeries],
+    calendar: NightCalendar,
+    days: BoolArray,
+    params: SavingsParams,
+) -> list[dict[str, object]]:
+    """Lamp-on records more than the tolerance into daylight, one finding per device-day."""
+    tolerance = params.day_burning_tolerance_min * 60.0
+    found: list[dict[str, object]] = []
+    for s in series:
+        lit = np.asarray(s.lamp_on, dtype=bool) & (assign_nights(s.ts, calendar) < 0)
+        day, depth = assign_days(s.ts[lit], calendar)
+        flag = (day >= 0) & days[np.maximum(day, 0)] & (depth > tolerance)
+        if not flag.any():
+            continue
+        energy, _ = interval_energy_wh(s.ts, s.power_w, s.energy_wh, params.record_interval_s)
+        stamps, wh = s.ts[lit][flag], energy[lit][flag]
+        for j in np.unique(day[flag]):
+            same = day[flag] == j
+            found.append(
+                {
+                    "device_id": s.device_id,
+                    "date": calendar.dates[j].isoformat(),
+                    "records": int(same.sum()),
+                    "hours": float(same.sum()) * params.record_interval_s / 3600.0,
+                    "energy_kwh": float(np.nansum(wh[same])) / 1000.0,
+                    "first": dt.datetime.fromtimestamp(stamps[same][0], tz=dt.UTC).isoformat(),
+                    "last": dt.datetime.fromtimestamp(stamps[same][-1], tz=dt.UTC).isoformat(),
+                }
+            )
+    return found
+
+
+def input_sha256(series: Sequence[LuminaireSeries], events: Sequence[NonRoutineEvent]) -> str:
+    """Hash of the input rows, so an evaluator can check a result was made from them."""
+    digest = hashlib.sha256()
+    for s in series:
+        digest.update(s.device_id.encode())
+        for values in (s.ts, s.power_w, s.energy_wh, s.dim_pct):
+            digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        digest.update(np.ascontiguousarray(s.lamp_on, dtype=np.bool_).tobytes())
+    for e in events:
+        digest.update(repr((e.device_id, float(e.ts), e.type, e.code)).encode())
+    return digest.hexdigest()
+
+
+def _nightly_means(energy: FloatArray) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """Per-night mean and count over counted luminaires, and which nights have any."""
+    count = np.isfinite(energy).sum(axis=0).astype(np.float64)
+    have = count > 0
+    total = np.where(np.isfinite(energy), energy, 0.0).sum(axis=0)
+    return total[have] / count[have], count[have], have
+
+
+def compute_savings(
+    series: Sequence[LuminaireSeries],
+    events: Sequence[NonRoutineEvent],
+    params: SavingsParams,
+    start: dt.date,
+    end: dt.date,
+) -> SavingsResult:
+    """Verified savings over the nights whose sunset local date is in [start, end)."""
+    _check_params(params, start, end)
+    for s in series:
+        _check(s)
+    ids = tuple(s.device_id for s in series)
+    if len(set(ids)) != len(ids):
+        raise InputError("each luminaire may appear in only one series")
+    control = set(params.control_group)
+    warnings = [f"control luminaire {c} has no data" for c in sorted(control - set(ids))]
+    bs, be = params.baseline_start, params.baseline_end
+    day = dt.timedelta(days=1)
+    first, last = start - day, end - day
+    if bs is not None and be is not None:
+        first, last = min(first, bs), max(last, be)
+    cal = night_calendar(
+        first, last, timezone=params.timezone, latitude=params.latitude, longitude=params.longitude
+    )
+    dates = np.array(cal.dates, dtype="datetime64[D]")
+    rep = (dates >= np.datetime64(start)) & (dates < np.datetime64(end))
+    base = (
+        None
+        if bs is None or be is None
+        else ((dates >= np.datetime64(bs)) & (dates <= np.datetime64(be)))
+    )
+    if base is not None and np.any(base & rep):
+        warnings.append("baseline window overlaps the reporting period")
+    interval = params.record_interval_s
+    table = night_table(series, cal, interval)
+    fp, fp_warnings = full_power(series, cal, base, control, params)
+    warnings += fp_warnings
+    expected = cal.hours * 3600.0 / interval
+    completeness = np.minimum(table.valid / expected, 1.0)
+    counted = completeness >= params.sufficiency - 1e-12
+    treated = np.array([i not in control for i in ids], dtype=bool).reshape(-1)
+    use = counted & rep[None, :] & treated[:, None]
+    hours = np.where(use, table.burning * interval / 3600.0, 0.0)
+    watts = np.array([f.watts for f in fp], dtype=np.float64).reshape(-1)
+    actual = np.where(use, table.actual_wh, 0.0)
+    counterfactual = watts[:, None] * hours
+    pf_total, pf_night = _pfull_variance(fp, hours)
+    meter = params.meter_accuracy_pct / 100.0
+    z = float(stats.norm.ppf(0.5 + params.confidence / 2.0))
+    saved = float(counterfactual.sum() - actual.sum()) / 1000.0
+    half = z * np.sqrt(pf_total + (meter * actual.sum()) ** 2) / 1000.0
+    night_half = z * np.sqrt(pf_night + (meter * actual.sum(axis=0)) ** 2) / 1000.0
+
+    rep_expected = expected[rep].sum()
+    groups = ["treated" if t else "control" for t in treated]
+    per_luminaire: list[dict[str, object]] = []
+    for k in np.flatnonzero(treated):
+        a, b = actual[k].sum() / 1000.0, counterfactual[k].sum() / 1000.0
+        per_luminaire.append(
+            {
+                "device_id": ids[k],
+                "actual_kwh": a,
+                "baseline_kwh": b,
+                "savings_kwh": b - a,
+                "savings_pct": 100.0 * (b - a) / b if b else None,
+                "nights": int(use[k].sum()),
+                "nights_excluded": int((rep & ~counted[k]).sum()),
+                "completeness_pct": 100.0
+                * float(np.minimum(table.valid[k, rep], expected[rep]).sum() / rep_expected),
+                "burning_hours": float(hours[k].sum()),
+                "night_hours": float(cal.hours[use[k]].sum()),
+                "full_power_w": fp[k].watts,
+                "full_power_source": fp[k].source,
+                "full_power_samples": fp[k].samples,
+                "register_resets": int(table.sources[k, use[k], 1].sum()),
+            }
+        )
+    per_night: list[dict[str, object]] = []
+    for n in np.flatnonzero(rep):
+        a, b = actual[:, n].sum() / 1000.0, counterfactual[:, n].sum() / 1000.0
+        per_night.append(
+            {
+                "night": cal.dates[n].isoformat(),
+                "actual_kwh": a,
+                "baseline_kwh": b,
+                "savings_kwh": b - a,
+                "savings_lo_kwh": b - a - night_half[n],
+                "savings_hi_kwh": b - a + night_half[n],
+                "luminaires": int(use[:, n].sum()),
+                "night_hours": float(cal.hours[n]),
+            }
+        )
+    windows = {"reporting": rep} | ({} if base is None else {"baseline": base & ~rep})
+    treated_rep = table.valid[treated][:, rep]
+    sources = table.sources[use].sum(axis=0)
+
+    energy_kwh = np.where(counted, table.actual_wh / 1000.0, np.nan)
+    did: DiDEstimate | None = None
+    ctrl = ~treated
+    if not ctrl.any():
+        warnings.append("no control-group luminaires: no difference-in-differences estimate")
+    else:
+        try:
+            did = difference_in_differences(
+                energy_kwh[treated][:, rep],
+                energy_kwh[ctrl][:, rep],
+                None if base is None else energy_kwh[treated][:, base],
+                None if base is None else energy_kwh[ctrl][:, base],
+                confidence=params.confidence,
+            )
+        except InputError as exc:
+            warnings.append(f"no control-group estimate: {exc}")
+    regression: BaselineRegression | None = None
+    if base is not None:
+        yb, _, have_b = _nightly_means(energy_kwh[treated][:, base])
+        yr, wr, have_r = _nightly_means(energy_kwh[treated][:, rep])
+        try:
+            regression = baseline_regression(
+                cal.hours[base][have_b],
+                yb,
+                cal.hours[rep][have_r],
+                yr,
+                wr,
+                confidence=params.confidence,
+            )
+        except InputError as exc:
+            warnings.append(f"no regression baseline: {exc}")
+
+    d_e: dict[str, float] | None = None
+    if params.road_area_m2 is not None:
+        year = night_calendar(
+            start,
+            start + dt.timedelta(days=364),
+            timezone=params.timezone,
+            latitude=params.latitude,
+            longitude=params.longitude,
+        ).hours.sum()
+        all_use = counted & rep[None, :]
+        burned = float((table.burning * all_use).sum()) * interval / 3600.0
+        if burned > 0:
+            operated_w = float((table.actual_wh * all_use).sum()) / burned
+            d_e = {
+                "as_operated": operated_w * year * len(ids) / params.road_area_m2,
+                "full_power": float(watts.sum()) * year / params.road_area_m2,
+                "annual_night_hours": float(year),
+                "mean_operated_power_w": operated_w,
+            }
+    if not use.any():
+        warnings.append("no treated luminaire-night meets the sufficiency rule")
+    treated_fp = [fp[k] for k in np.flatnonzero(treated)]
+    kinds = {f.source for f in treated_fp}
+    return SavingsResult(
+        start=start,
+        end=end,
+        treated=tuple(i for i, t in zip(ids, treated, strict=True) if t),
+        control=tuple(i for i, t in zip(ids, treated, strict=True) if not t),
+        actual_kwh=float(actual.sum()) / 1000.0,
+        baseline_kwh=float(counterfactual.sum()) / 1000.0,
+        savings_kwh=saved,
+        ci_kwh=(saved - half, saved + half),
+        completeness_pct=(
+            100.0
+            * float(np.minimum(treated_rep, expected[rep]).sum())
+            / (rep_expected * treated.sum())
+            if treated.any()
+            else None
+        ),
+        full_power_w=float(np.median([f.watts for f in treated_fp])) if treated_fp else None,
+        full_power_source=kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none"),
+        per_luminaire=tuple(per_luminaire),
+        per_night=tuple(per_night),
+        excluded_nights=tuple(
+            _excluded(table, counted, completeness, windows, groups, params.sufficiency)
+        ),
+        control_group=did,
+        regression=regression,
+        non_routine_events=tuple(
+            _events(
+                events,
+                cal,
+                cal.dawn[cal.index(start - day)],
+                cal.dawn[cal.index(end - day)],
+                dict(zip(ids, groups, strict=True)),
+            )
+        ),
+        day_burning=tuple(day_burning(series, cal, rep, params)),
+        energy_sources={name: int(c) for name, c in zip(SOURCES, sources, strict=True)},
+        burning_hours=float(hours.sum()),
+        astronomical_hours=float((use * cal.hours[None, :]).sum()),
+        d_e=d_e,
+        params=params,
+        input_sha256=input_sha256(series, events),
+        warnings=tuple(warnings),
+    )
+
+
+def _json_safe(value: object) -> object:
+    """Plain JSON types: numpy scalars unwrapped, NaN/inf → None, dates ISO."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return 100.0 * part / whole if whole else None
+
+
+def _did_json(r: SavingsResult) -> dict[str, object] | None:
+    d = r.control_group
+    if d is None:
+        return None
+    actual = d.treated_reporting_mean * d.treated_luminaire_nights
+    note = (
+        "((C_rep − T_rep) − (C_base − T_base)) × treated luminaire-nights; se from the"
+        " night-to-night spread of the nightly control − treated difference"
+        if d.design == "difference-in-differences"
+        else "no baseline window: cross-sectional (C_rep − T_rep) × treated luminaire-nights,"
+        " assuming treated and control luminaires would draw the same energy undimmed"
+    )
+    return {
+        "design": d.design,
+        "luminaires": list(r.control),
+        "savings_kwh": d.savings,
+        "savings_pct": _pct(d.savings, actual + d.savings),
+        "ci90_kwh": list(d.ci) if d.ci else None,
+        "se_kwh": d.se,
+        "confidence": d.confidence,
+        "effect_per_luminaire_night_kwh": d.effect_per_luminaire_night,
+        "treated_reporting_mean_kwh": d.treated_reporting_mean,
+        "control_reporting_mean_kwh": d.control_reporting_mean,
+        "treated_baseline_mean_kwh": d.treated_baseline_mean,
+        "control_baseline_mean_kwh": d.control_baseline_mean,
+        "treated_luminaire_nights": d.treated_luminaire_nights,
+        "control_luminaire_nights": d.control_luminaire_nights,
+        "note": note,
+    }
+
+
+def _regression_json(r: SavingsResult) -> dict[str, object] | None:
+    g = r.regression
+    if g is None:
+        return None
+    return {
+        "basis": "pooled: one point per night, mean nightly energy [kWh] of the counted treated"
+        " luminaires ~ a + b·night length [h]; predictions weighted by counted luminaires",
+        "intercept_kwh": g.intercept,
+        "slope_kwh_per_h": g.slope,
+        "n": g.n,
+        "p": g.p,
+        "m": g.m,
+        "months": g.months,
+        "k": g.k,
+        "confidence": g.confidence,
+        "t": g.t,
+        "cv_rmse": g.cv_rmse,
+        "nmbe": g.nmbe,
+        "rho": g.rho,
+        "rho_used": g.rho_used,
+        "n_prime": g.n_prime,
+        "baseline_kwh": g.predicted,
+        "actual_kwh": g.actual,
+        "savings_kwh": g.savings,
+        "savings_pct": 100.0 * g.savings_fraction,
+        "ci90_kwh": [g.savings - g.delta_s, g.savings + g.delta_s],
+        "delta_s_kwh": g.delta_s,
+        "fsu": g.fsu,
+        "fsu_68": g.fsu_68,
+        "meets_g14_fsu_50pct_at_68": g.fsu_68 < 0.5,
+    }
+
+
+def _to_json(r: SavingsResult) -> dict[str, object]:
+    p = r.params
+    out: dict[str, object] = {
+        "method": METHOD,
+        "method_version": METHOD_VERSION,
+        "luminaires": len(r.treated),
+        "control_luminaires": len(r.control),
+        "actual_kwh": r.actual_kwh,
+        "baseline_kwh": r.baseline_kwh,
+        "savings_kwh": r.savings_kwh,
+        "savings_pct": _pct(r.savings_kwh, r.baseline_kwh),
+        "ci90_kwh": list(r.ci_kwh),
+        "confidence": p.confidence,
+        "ci_formula": CI_FORMULA,
+        "co2_kg": r.savings_kwh * p.grid_kg_co2_per_kwh,
+        "cost_saved": r.savings_kwh * p.tariff_per_kwh,
+        "currency": p.currency,
+        "completeness_pct": r.completeness_pct,
+        "excluded_nights": r.excluded_nights,
+        "per_luminaire": r.per_luminaire,
+        "per_night": r.per_night,
+        "full_power_w": r.full_power_w,
+        "full_power_source": r.full_power_source,
+        "control_group": _did_json(r),
+        "regression": _regression_json(r),
+        "non_routine_events": r.non_routine_events,
+        "day_burning": r.day_burning,
+        "burning_hours": {
+            "metered_h": r.burning_hours,
+            "astronomical_h": r.astronomical_hours,
+            "ratio": r.burning_hours / r.astronomical_hours if r.astronomical_hours else None,
+        },
+        "energy_sources": r.energy_sources,
+        "d_e_wh_per_m2": None if r.d_e is None else r.d_e["as_operated"],
+        "d_e": r.d_e,
+        "warnings": r.warnings,
+        "parameters": {
+            **{k: getattr(p, k) for k in p.__dataclass_fields__},
+            "start": r.start,
+            "end": r.end,
+            "min_full_power_samples": MIN_FULL_POWER_SAMPLES,
+            "gap_factor": GAP_FACTOR,
+            "night": "sunset to next sunrise (astral)",
+            "baseline_window": "nights with sunset local date in [baseline_start, baseline_end]",
+        },
+        "input_sha256": r.input_sha256,
+    }
+    safe = _json_safe(out)
+    assert isinstance(safe, dict)
+    return safe
