@@ -1,0 +1,182 @@
+"""Running the analytics for a pilot and window: read the registry, load arrays through
+`analytics.queries`, compute, persist with method version, parameters and input hash.
+
+The CLI, the API, the reports and the demo all come through here, so their numbers agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from analytics import queries
+from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
+from analytics.quality import METHOD as QUALITY_METHOD
+from analytics.quality import METHOD_VERSION as QUALITY_VERSION
+from analytics.quality import QualityResult
+from analytics.results import input_hash, save_result
+from analytics.savings import SavingsParams, SavingsResult, compute_savings
+from devices.pilots import Pilot
+from kcity.errors import KcityError
+from kcity.registry import get_pilot
+
+
+class WindowError(KcityError):
+    pass
+
+
+@dataclass(frozen=True)
+class Window:
+    start: date  # first local date included
+    end: date  # first local date excluded
+
+    @classmethod
+    def parse(cls, start: date, end: date) -> Window:
+        if end <= start:
+            raise WindowError(f"--to ({end}) must be after --from ({start})")
+        return cls(start, end)
+
+    def utc(self, tz: str, *, extra_days: int = 0) -> tuple[datetime, datetime]:
+        zone = ZoneInfo(tz)
+        return (datetime.combine(self.start, time(), zone),
+                datetime.combine(self.end + timedelta(days=extra_days), time(), zone))
+
+
+def _devices(conn: psycopg.Connection, pilot_id: str) -> list[str]:
+    rows = conn.execute("SELECT id FROM devices WHERE pilot_id = %s ORDER BY id", (pilot_id,))
+    return [r[0] for r in rows.fetchall()]
+
+
+def _require_kind(pilot: Pilot, kind: str, what: str) -> None:
+    if pilot.kind != kind:
+        raise WindowError(f"{what} needs a {kind} pilot; {pilot.id} is a {pilot.kind} pilot")
+
+
+def savings_params(pilot: Pilot) -> SavingsParams:
+    sl = pilot.streetlight
+    assert sl is not None
+    return SavingsParams(
+        timezone=pilot.timezone, latitude=pilot.latitude, longitude=pilot.longitude,
+        rated_power_w=sl.rated_power_w, record_interval_s=float(sl.record_interval_s),
+        control_group=tuple(sl.control_group), baseline_start=sl.baseline_start,
+        baseline_end=sl.baseline_end, road_area_m2=sl.road_area_m2,
+        grid_kg_co2_per_kwh=sl.grid_kg_co2_per_kwh, tariff_per_kwh=sl.tariff_per_kwh,
+        currency=sl.currency,
+    )
+
+
+def run_savings(conn: psycopg.Connection, pilot_id: str, window: Window,
+                *, persist: bool = True) -> tuple[dict[str, Any], SavingsResult]:
+    pilot = get_pilot(conn, pilot_id)
+    _require_kind(pilot, "streetlight", "savings")
+    params = savings_params(pilot)
+    # Full power is measured in the baseline window, wherever it lies; nights run past midnight.
+    load = Window(min(window.start, params.baseline_start or window.start), window.end)
+    start_utc, end_utc = load.utc(pilot.timezone, extra_days=1)
+    ids = _devices(conn, pilot.id)
+    series = queries.load_luminaires(conn, ids, start_utc, end_utc)
+    events = queries.load_events(conn, ids, start_utc, end_utc)
+    result = compute_savings(series, events, params, window.start, window.end)
+    body = {"pilot": pilot.id, "from": window.start.isoformat(), "to": window.end.isoformat(),
+            **result.to_json()}
+    if persist:
+        body["result_id"] = save_result(
+            conn, pilot_id=pilot.id, analysis="savings", method=str(body["method"]),
+            method_version=str(body["method_version"]), window=(window.start, window.end),
+            parameters=_jsonable(asdict(params)), input_digest=str(body["input_hash"]),
+            result=body)
+        for night in result.per_night:
+            conn.execute(
+                "INSERT INTO savings_nightly VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT"
+                " (pilot_id, night) DO UPDATE SET actual_kwh = excluded.actual_kwh,"
+                " baseline_kwh = excluded.baseline_kwh, savings_kwh = excluded.savings_kwh,"
+                " luminaires = excluded.luminaires",
+                (pilot.id, night["night"], night["actual_kwh"], night["baseline_kwh"],
+                 night["savings_kwh"], night["luminaires"]))
+        conn.commit()
+    return body, result
+
+
+def coverage_params(pilot: Pilot) -> CoverageParams:
+    d = pilot.drone
+    assert d is not None
+    return CoverageParams(
+        aoi=d.aoi, border=d.border, record_interval_s=d.record_interval_s, hfov_deg=d.hfov_deg,
+        max_gap_s=d.max_gap_s, max_speed_mps=d.max_speed_mps, grid_cell_m=d.grid_cell_m,
+        timezone=pilot.timezone)
+
+
+def run_coverage(conn: psycopg.Connection, pilot_id: str, window: Window,
+                 *, persist: bool = True) -> tuple[dict[str, Any], CoverageResult]:
+    pilot = get_pilot(conn, pilot_id)
+    _require_kind(pilot, "hybrid_drone", "coverage")
+    params = coverage_params(pilot)
+    start_utc, end_utc = window.utc(pilot.timezone)
+    ids = _devices(conn, pilot.id)
+    series = queries.load_drones(conn, ids, start_utc, end_utc)
+    detections = queries.count_events(conn, ids, "detection", start_utc, end_utc)
+    result = compute_coverage(series, params, start_utc.timestamp(), end_utc.timestamp(),
+                              detections=detections)
+    body = {"pilot": pilot.id, "from": window.start.isoformat(), "to": window.end.isoformat(),
+            **result.to_json()}
+    if persist:
+        parameters = _jsonable({k: v for k, v in asdict(params).items() if k not in ("aoi", "border")})
+        body["result_id"] = save_result(
+            conn, pilot_id=pilot.id, analysis="coverage", method=str(body.get("method", "coverage")),
+            method_version=str(body["method_version"]), window=(window.start, window.end),
+            parameters=parameters, input_digest=str(body.get("input_hash", "")), result=body)
+        for day in body.get("per_day", []):
+            conn.execute(
+                "INSERT INTO coverage_daily VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT"
+                " (pilot_id, day) DO UPDATE SET covered_km2 = excluded.covered_km2,"
+                " area_coverage_pct = excluded.area_coverage_pct,"
+                " linear_coverage_pct = excluded.linear_coverage_pct,"
+                " flight_hours = excluded.flight_hours, battery_kwh = excluded.battery_kwh,"
+                " generator_kwh = excluded.generator_kwh, fuel_l = excluded.fuel_l",
+                (pilot.id, day["day"], day["covered_km2"], day["area_coverage_pct"],
+                 day["linear_coverage_pct"], day["flight_hours"], day["battery_kwh"],
+                 day["generator_kwh"], day["fuel_l"]))
+        conn.commit()
+    return body, result
+
+
+def run_quality(conn: psycopg.Connection, pilot_id: str, window: Window,
+                *, persist: bool = True) -> dict[str, Any]:
+    pilot = get_pilot(conn, pilot_id)
+    interval = (pilot.streetlight.record_interval_s if pilot.streetlight
+                else pilot.drone.record_interval_s if pilot.drone else None)
+    rows = queries.quality_rows(conn, kind=pilot.kind, device_ids=_devices(conn, pilot.id),
+                                timezone=pilot.timezone, interval_s=interval,
+                                start=window.start, end=window.end)
+    body = {"pilot": pilot.id, "from": window.start.isoformat(), "to": window.end.isoformat(),
+            **QualityResult(tuple(rows)).to_json()}
+    if persist:
+        digest = input_hash([repr(rows)])
+        body["input_hash"] = digest
+        body["result_id"] = save_result(
+            conn, pilot_id=pilot.id, analysis="quality", method=QUALITY_METHOD,
+            method_version=QUALITY_VERSION, window=(window.start, window.end),
+            parameters={"record_interval_s": interval, "timezone": pilot.timezone},
+            input_digest=digest, result=body)
+        conn.commit()
+    return body
+
+
+def latest_result(conn: psycopg.Connection, pilot_id: str, analysis: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT result FROM analytics_results WHERE pilot_id = %s AND analysis = %s"
+        " ORDER BY computed_at DESC LIMIT 1", (pilot_id, analysis)).fetchone()
+    return None if row is None else dict(row[0])
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(d, default=str)))
+
+
+__all__ = ["Window", "WindowError", "latest_result", "run_coverage", "run_quality",
+           "run_savings"]

@@ -1,0 +1,106 @@
+"""`kcity devices provision|revoke|list`: per-device MQTT credentials, issued and withdrawn."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kcity import provisioning, registry
+from kcity.broker_admin import broker_admin
+from kcity.db import connect
+from kcity.settings import Settings
+
+app = typer.Typer(help="Devices: MQTT credentials and ACLs.", no_args_is_help=True)
+
+
+@app.command()
+def provision(
+    ctx: typer.Context,
+    pilot: str = typer.Argument(..., help="Pilot id the device belongs to."),
+    device: str = typer.Argument(..., help="Device id, also its MQTT username."),
+    kind: str | None = typer.Option(None, "--kind", help="Device kind (default: the pilot's)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create a device and print its MQTT credentials; on an existing device, rotate them."""
+    s: Settings = ctx.obj
+    with (
+        connect(s.database_url) as conn,
+        broker_admin(
+            s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
+        ) as admin,
+    ):
+        creds = provisioning.provision_device(
+            conn,
+            admin,
+            pilot,
+            device,
+            kind,
+            mqtt_host=s.mqtt_host,
+            mqtt_port=s.mqtt_port,
+            mqtt_tls_port=s.mqtt_tls_port,
+        )
+    if as_json:
+        print(json.dumps(creds.to_json(), indent=2))
+        return
+    verb = "rotated the password of" if creds.rotated else "provisioned"
+    print(f"{verb} device {creds.device_id} ({creds.kind}) for pilot {creds.pilot}")
+    print(f"mqtt: {creds.mqtt_host}:{creds.mqtt_port} (TLS {creds.mqtt_tls_port})")
+    print(f"username: {creds.username}")
+    print(f"password: {creds.password}")
+    print(f"publish under: {creds.topic_prefix}{{telemetry,event,status}}")
+    print("the password is shown only once; store it on the device now", file=sys.stderr)
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    device: str = typer.Argument(..., help="Device id."),
+) -> None:
+    """Withdraw a device's credentials; a connected device is disconnected at once."""
+    s: Settings = ctx.obj
+    with (
+        connect(s.database_url) as conn,
+        broker_admin(
+            s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
+        ) as admin,
+    ):
+        provisioning.revoke_device(conn, admin, device)
+    print(f"revoked device {device}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    pilot: str | None = typer.Argument(None, help="Only this pilot's devices."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Devices with their kind, state and when they were last seen."""
+    with connect(ctx.obj.database_url) as conn:
+        found = registry.list_devices(conn, pilot)
+    if as_json:
+        rows = [
+            {
+                "device_id": d.id,
+                "pilot": d.pilot_id,
+                "kind": d.kind,
+                "active": d.active,
+                "created_at": d.created_at.isoformat(),
+                "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None,
+                "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+            }
+            for d in found
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    if not found:
+        print("no devices; provision one with 'kcity devices provision PILOT DEVICE'")
+        return
+    table = Table("device", "pilot", "kind", "state", "last seen", title="Devices")
+    for d in found:
+        seen = d.last_seen.isoformat(timespec="seconds") if d.last_seen else "never"
+        table.add_row(d.id, d.pilot_id, d.kind, "active" if d.active else "revoked", seen)
+    Console(width=160).print(table)
