@@ -30,7 +30,9 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from numbers import Integral
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -53,6 +55,7 @@ from analytics.revisit import CellGrid, RevisitStats, grid_over, revisit_stats, 
 from analytics.tracks import (
     DroneSeries,
     PointCounts,
+    SwathPieces,
     Track,
     airborne_mask,
     flight_track,
@@ -66,18 +69,17 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 METHOD_VERSION = "patrol-coverage/1.0"
-Detections = int | Sequence[Mapping[str, Any]]
+_XYWT = ("x", "y", "width_m", "ts")
+Detections = int | Sequence[Mapping[str, Any]]  # a count, or detection events with "ts"
 
-_DAILY = (
-    "flight_hours",
-    "patrol_hours",
-    "distance_km",
-    "patrol_distance_km",
-    "battery_kwh",
-    "battery_charged_kwh",
-    "generator_kwh",
-    "fuel_l",
-)
+# figures summed per sample and per local day, and the order of keys in to_json()
+_DAILY = ("flight_hours", "patrol_hours", "distance_km", "patrol_distance_km", "battery_kwh",
+          "battery_charged_kwh", "generator_kwh", "fuel_l")  # fmt: skip
+_AREA_KEYS = ("aoi_km2", "covered_km2", "area_coverage_pct", "border_km", "border_covered_km",
+              "linear_coverage_pct")  # fmt: skip
+_FLIGHT_KEYS = ("flight_hours", "distance_km", "detections", "battery_kwh", "generator_kwh",
+                "fuel_l", "generator_share_pct", "patrol_hours", "patrol_distance_km",
+                "battery_charged_kwh")  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,9 +101,10 @@ class CoverageParams:
     timezone: str = "UTC"
     min_agl_m: float = 2.0
     quad_segs: int = 32
-    simplify_m: float = 0.5
-    width_tolerance: float = 0.02
+    simplify_m: float = 1.0
+    width_tolerance: float = 0.1
     refuel_min_l: float = 0.2
+    workers: int = 2
 
     def __post_init__(self) -> None:
         for name in ("record_interval_s", "max_gap_s", "max_speed_mps", "grid_cell_m"):
@@ -112,8 +115,8 @@ class CoverageParams:
                 raise InputError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0 < self.hfov_deg < 180:
             raise InputError(f"hfov_deg must be in (0, 180), got {self.hfov_deg}")
-        if self.quad_segs < 1:
-            raise InputError(f"quad_segs must be ≥ 1, got {self.quad_segs}")
+        if self.quad_segs < 1 or self.workers < 1:
+            raise InputError(f"quad_segs and workers must be ≥ 1: {self.quad_segs}, {self.workers}")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -133,7 +136,7 @@ class CoverageParams:
 class DayCoverage:
     """Figures for one local calendar day of the window (clipped to the window)."""
 
-    date: str
+    day: str
     start: float
     end: float
     covered_km2: float
@@ -212,34 +215,14 @@ class CoverageResult:
         """A JSON-ready dict (``json.dumps(..., allow_nan=False)`` works; NaN → None)."""
         r = self.revisit
         out: dict[str, Any] = {"from": _iso(self.start), "to": _iso(self.end)}
-        for name in (
-            "aoi_km2",
-            "covered_km2",
-            "area_coverage_pct",
-            "border_km",
-            "border_covered_km",
-            "linear_coverage_pct",
-        ):
-            out[name] = _clean(getattr(self, name))
+        out |= {name: _clean(getattr(self, name)) for name in _AREA_KEYS}
+        out |= {name: _clean(getattr(self, name)) for name in _FLIGHT_KEYS}
         out["revisit_s"] = {
             "mean": _clean(r.mean_s),
             "p95": _clean(r.p95_s),
             "max": _clean(r.max_s),
             "intervals": int(r.intervals_s.size),
         }
-        for name in (
-            "flight_hours",
-            "distance_km",
-            "detections",
-            "battery_kwh",
-            "generator_kwh",
-            "fuel_l",
-            "generator_share_pct",
-            "patrol_hours",
-            "patrol_distance_km",
-            "battery_charged_kwh",
-        ):
-            out[name] = _clean(getattr(self, name))
         out |= {
             "cells": r.cells,
             "visited_cells": r.visited_cells,
@@ -260,26 +243,25 @@ class CoverageResult:
 
     def tracks_geojson(self, simplify_m: float = 5.0) -> dict[str, Any] | None:
         """The kept patrol runs as a lon/lat MultiLineString (gaps stay gaps)."""
-        geom = shapely.simplify(self.tracks_m, simplify_m) if simplify_m > 0 else self.tracks_m
+        parts = shapely.get_parts(self.tracks_m)
+        if simplify_m > 0:
+            parts = shapely.simplify(parts, simplify_m, preserve_topology=False)
+        geom = shapely.multilinestrings(parts)
         return geometry_to_geojson(self.projection.geometry_to_lonlat(geom))
 
     def cells_geojson(self) -> dict[str, Any]:
         """Grid cell centres with visits and worst revisit interval [s], for a map."""
         lon, lat = self.projection.to_lonlat(self.grid.centre_x, self.grid.centre_y)
         worst = self.revisit.max_interval_per_cell_s
+        visits = self.revisit.visits_per_cell.tolist()
+        rows = zip(lon.tolist(), lat.tolist(), visits, worst.tolist(), strict=True)
         features = [
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [x, y]},
-                "properties": {"visits": int(v), "max_revisit_s": _clean(float(w))},
+                "properties": {"visits": v, "max_revisit_s": _clean(w)},
             }
-            for x, y, v, w in zip(
-                lon.tolist(),
-                lat.tolist(),
-                self.revisit.visits_per_cell.tolist(),
-                worst.tolist(),
-                strict=True,
-            )
+            for x, y, v, w in rows
         ]
         return {"type": "FeatureCollection", "features": features}
 
@@ -295,9 +277,61 @@ def compute_coverage(
 
     ``start``/``end`` are epoch seconds; ``detections`` is a count or a list of detection
     events (with a ``ts`` in epoch seconds or an aware datetime, for per-day counts).
+    An empty window or one without flights gives an all-zero result.
     """
     if not (math.isfinite(start) and math.isfinite(end) and end >= start):
         raise InputError(f"bad window [{start}, {end})")
+    proj, aoi_m, border_m = _site(params)
+    edges, dates = day_edges(start, end, params.timezone)
+    sums = {name: np.zeros(len(dates)) for name in _DAILY}
+    pieces: list[SwathPieces] = []
+    tracks: list[Track] = []
+    counts: dict[str, PointCounts] = {}
+    for s in series:
+        w = s.window(start, end)
+        track, cnt = _device(w, proj, params, end, edges, sums)
+        counts[w.device_id] = counts.get(w.device_id, PointCounts()) + cnt
+        tday = day_index(track.ts, edges)
+        opts = {"simplify_m": params.simplify_m, "width_tolerance": params.width_tolerance}
+        pieces.append(swath_pieces(track, tday, **opts))
+        tracks.append(track)
+    day_unions = _footprints_by_day(SwathPieces.concat(pieces), len(dates), params)
+    union = shapely.union_all(day_unions) if day_unions else shapely.Polygon()
+    n_det, det_per_day = _detections(detections, edges)
+    per_day = tuple(
+        _day(dates[d], edges[d : d + 2], day_unions[d], aoi_m, border_m, sums, d, det_per_day)
+        for d in range(len(dates))
+    )
+    grid = grid_over(aoi_m, params.grid_cell_m)
+    cat = {k: np.concatenate([getattr(t, k) for t in tracks] or [np.empty(0)]) for k in _XYWT}
+    cell, seen_t = sightings(grid, cat["x"], cat["y"], cat["width_m"] / 2.0, cat["ts"])
+    covered = shapely.intersection(union, aoi_m)
+    lines = [track_lines(t, params.simplify_m) for t in tracks]
+    return CoverageResult(
+        start=start,
+        end=end,
+        epsg=proj.epsg,
+        aoi_km2=aoi_m.area / 1e6,
+        covered_km2=covered.area / 1e6,
+        border_km=border_m.length / 1e3,
+        border_covered_km=shapely.intersection(union, border_m).length / 1e3,
+        detections=n_det,
+        **{name: float(sums[name].sum()) for name in _DAILY if name != "fuel_l"},
+        fuel_l=max(float(sums["fuel_l"].sum()), 0.0),
+        revisit=revisit_stats(grid.cells, cell, seen_t, visit_gap_s=params.max_gap_s),
+        per_day=per_day,
+        points=counts,
+        parameters=params,
+        input_sha256=series_digest(series),
+        covered_m=covered,
+        tracks_m=shapely.multilinestrings(np.concatenate(lines or [np.empty(0, dtype=object)])),
+        grid=grid,
+        projection=proj,
+    )
+
+
+def _site(params: CoverageParams) -> tuple[LocalProjection, BaseGeometry, BaseGeometry]:
+    """The projection, and the AOI and border in its metres."""
     aoi_ll = geometry_from_geojson(params.aoi, POLYGONAL)
     epsg = params.epsg or utm_epsg(aoi_ll.centroid.x, aoi_ll.centroid.y)
     proj = LocalProjection.for_epsg(epsg)
@@ -309,84 +343,50 @@ def compute_coverage(
         if params.border
         else shapely.MultiLineString()
     )
-    edges, dates = day_edges(start, end, params.timezone)
-    sums = {name: np.zeros(len(dates)) for name in _DAILY}
-    pieces: list[npt.NDArray[np.object_]] = []
-    piece_days: list[IntArray] = []
-    tracks: list[Track] = []
-    counts: dict[str, PointCounts] = {}
-    for s in series:
-        w = s.window(start, end)
-        track, cnt = _device(w, proj, params, end, edges, sums)
-        counts[w.device_id] = counts.get(w.device_id, PointCounts()) + cnt
-        geoms, gdays = swath_pieces(
-            track,
-            day_index(track.ts, edges),
-            quad_segs=params.quad_segs,
-            simplify_m=params.simplify_m,
-            width_tolerance=params.width_tolerance,
-        )
-        pieces.append(geoms)
-        piece_days.append(gdays)
-        tracks.append(track)
-    all_pieces = np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
-    all_days = np.concatenate(piece_days) if piece_days else np.empty(0, dtype=np.int64)
-    day_unions = [shapely.union_all(all_pieces[all_days == d]) for d in range(len(dates))]
-    union = shapely.union_all(day_unions) if day_unions else shapely.Polygon()
-    covered = shapely.intersection(union, aoi_m)
-    aoi_km2 = aoi_m.area / 1e6
+    return proj, aoi_m, border_m
+
+
+def _footprints_by_day(
+    pieces: SwathPieces, n_days: int, params: CoverageParams
+) -> list[BaseGeometry]:
+    """Per-day footprint unions; days are independent, so two threads share them.
+
+    Shapely releases the GIL inside GEOS, so threads give real parallelism here.
+    """
+
+    def one(day: int) -> BaseGeometry:
+        return pieces.footprint(day, params.quad_segs)
+
+    if n_days < 2 or params.workers < 2:
+        return [one(d) for d in range(n_days)]
+    with ThreadPoolExecutor(max_workers=params.workers) as pool:
+        return list(pool.map(one, range(n_days)))
+
+
+def _day(
+    date: str,
+    bounds: FloatArray,
+    footprint: BaseGeometry,
+    aoi_m: BaseGeometry,
+    border_m: BaseGeometry,
+    sums: dict[str, FloatArray],
+    d: int,
+    detections: IntArray | None,
+) -> DayCoverage:
+    covered = shapely.intersection(footprint, aoi_m).area / 1e6
+    border = shapely.intersection(footprint, border_m).length / 1e3
     border_km = border_m.length / 1e3
-    n_det, det_per_day = _detections(detections, edges)
-
-    per_day = []
-    for d, date in enumerate(dates):
-        day_cov = shapely.intersection(day_unions[d], aoi_m).area / 1e6
-        day_border = shapely.intersection(day_unions[d], border_m).length / 1e3
-        per_day.append(
-            DayCoverage(
-                date=date,
-                start=float(edges[d]),
-                end=float(edges[d + 1]),
-                covered_km2=day_cov,
-                area_coverage_pct=100.0 * day_cov / aoi_km2,
-                border_covered_km=day_border,
-                linear_coverage_pct=100.0 * day_border / border_km if border_km > 0 else None,
-                detections=None if det_per_day is None else int(det_per_day[d]),
-                **{name: float(sums[name][d]) for name in _DAILY[:-1]},
-                fuel_l=max(float(sums["fuel_l"][d]), 0.0),
-            )
-        )
-
-    grid = grid_over(aoi_m, params.grid_cell_m)
-    cell, seen_t = sightings(
-        grid,
-        _concat(tracks, "x"),
-        _concat(tracks, "y"),
-        _concat(tracks, "width_m") / 2.0,
-        _concat(tracks, "ts"),
-    )
-    return CoverageResult(
-        start=start,
-        end=end,
-        epsg=epsg,
-        aoi_km2=aoi_km2,
-        covered_km2=covered.area / 1e6,
-        border_km=border_km,
-        border_covered_km=shapely.intersection(union, border_m).length / 1e3,
-        detections=n_det,
-        **{name: float(sums[name].sum()) for name in _DAILY[:-1]},
-        fuel_l=max(float(sums["fuel_l"].sum()), 0.0),
-        revisit=revisit_stats(grid.cells, cell, seen_t, visit_gap_s=params.max_gap_s),
-        per_day=tuple(per_day),
-        points=counts,
-        parameters=params,
-        input_sha256=series_digest(series),
-        covered_m=covered,
-        tracks_m=shapely.union_all([track_lines(t, params.simplify_m) for t in tracks])
-        if tracks
-        else shapely.MultiLineString(),
-        grid=grid,
-        projection=proj,
+    return DayCoverage(
+        day=date,
+        start=float(bounds[0]),
+        end=float(bounds[1]),
+        covered_km2=covered,
+        area_coverage_pct=100.0 * covered / (aoi_m.area / 1e6),
+        border_covered_km=border,
+        linear_coverage_pct=100.0 * border / border_km if border_km > 0 else None,
+        detections=None if detections is None else int(detections[d]),
+        **{name: float(sums[name][d]) for name in _DAILY if name != "fuel_l"},
+        fuel_l=max(float(sums["fuel_l"][d]), 0.0),
     )
 
 
@@ -400,37 +400,18 @@ def _device(
 ) -> tuple[Track, PointCounts]:
     """One drone's patrol track; adds its daily flight, distance and energy to `sums`."""
     x, y = proj.to_metres(w.lon, w.lat)
-    track, counts = patrol_track(
-        w,
-        x,
-        y,
-        default_hfov_deg=params.hfov_deg,
-        min_agl_m=params.min_agl_m,
-        max_gap_s=params.max_gap_s,
-        max_speed_mps=params.max_speed_mps,
-    )
-    flight = flight_track(
-        w,
-        x,
-        y,
-        min_agl_m=params.min_agl_m,
-        max_gap_s=params.max_gap_s,
-        max_speed_mps=params.max_speed_mps,
-    )
+    limits = {"min_agl_m": params.min_agl_m, "max_gap_s": params.max_gap_s,
+              "max_speed_mps": params.max_speed_mps}  # fmt: skip
+    track, counts = patrol_track(w, x, y, default_hfov_deg=params.hfov_deg, **limits)
+    flight = flight_track(w, x, y, **limits)
     last = min(params.record_interval_s, end - float(w.ts[-1])) if len(w) else 0.0
     held = hold_s(
         w.ts, np.ones(len(w), dtype=np.bool_), max_gap_s=params.max_gap_s, last_hold_s=last
     )
     energy = hybrid_energy_samples(
-        w.ts,
-        w.battery_v,
-        w.battery_a,
-        w.gen_power_w,
-        w.fuel_l,
-        max_gap_s=params.max_gap_s,
-        last_hold_s=last,
-        refuel_min_l=params.refuel_min_l,
-    )
+        w.ts, w.battery_v, w.battery_a, w.gen_power_w, w.fuel_l, max_gap_s=params.max_gap_s,
+        last_hold_s=last, refuel_min_l=params.refuel_min_l,
+    )  # fmt: skip
     day, tday = day_index(w.ts, edges), day_index(track.ts, edges)
     n = len(edges) - 1
     add = {
@@ -485,8 +466,8 @@ def day_index(ts: FloatArray, edges: FloatArray) -> IntArray:
 
 
 def _detections(detections: Detections, edges: FloatArray) -> tuple[int, IntArray | None]:
-    if isinstance(detections, int):
-        return detections, None
+    if isinstance(detections, Integral) or not isinstance(detections, Sequence):
+        return int(detections), None  # a count (numpy integers included)
     times = []
     for event in detections:
         ts = event.get("ts")
@@ -498,11 +479,6 @@ def _detections(detections: Detections, edges: FloatArray) -> tuple[int, IntArra
     n = len(edges) - 1
     per_day = np.bincount(day_index(np.array(times), edges), minlength=n) if n else None
     return len(detections), per_day
-
-
-def _concat(tracks: Sequence[Track], name: str) -> FloatArray:
-    """The `name` column of all tracks, end to end."""
-    return np.concatenate([getattr(t, name) for t in tracks]) if tracks else np.empty(0)
 
 
 def _clean(value: Any) -> Any:

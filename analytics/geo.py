@@ -12,7 +12,7 @@ are unaffected.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from shapely.geometry.base import BaseGeometry
 from analytics.errors import InputError
 
 FloatArray = npt.NDArray[np.float64]
+_XYFunc = Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]
 
 POLYGONAL = frozenset({"Polygon", "MultiPolygon"})
 LINEAR = frozenset({"LineString", "MultiLineString"})
@@ -38,7 +39,7 @@ def utm_epsg(lon: float, lat: float) -> int:
     """
     if not (np.isfinite(lon) and np.isfinite(lat)) or abs(lat) > 90:
         raise InputError(f"cannot choose a UTM zone for lon={lon}, lat={lat}")
-    zone = int(np.floor((((lon + 180.0) % 360.0)) / 6.0)) + 1
+    zone = int(np.floor(((lon + 180.0) % 360.0) / 6.0)) + 1
     zone = min(max(zone, 1), 60)
     return (32600 if lat >= 0 else 32700) + zone
 
@@ -61,9 +62,7 @@ class LocalProjection:
             raise InputError(f"unknown projection EPSG:{epsg}") from exc
         return cls(epsg, forward, inverse)
 
-    def to_metres(
-        self, lon: npt.ArrayLike, lat: npt.ArrayLike
-    ) -> tuple[FloatArray, FloatArray]:
+    def to_metres(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Project lon/lat degrees to x/y metres."""
         x, y = self._forward.transform(
             np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
@@ -86,7 +85,7 @@ class LocalProjection:
         return _transform(geom, self.to_lonlat)
 
 
-def _transform(geom: BaseGeometry, func: Any) -> BaseGeometry:
+def _transform(geom: BaseGeometry, func: _XYFunc) -> BaseGeometry:
     def apply(coords: FloatArray) -> FloatArray:
         x, y = func(coords[:, 0], coords[:, 1])
         return np.column_stack([x, y])

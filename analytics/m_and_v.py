@@ -137,6 +137,15 @@ class BaselineRegression:
     fsu: float
     delta_s: float
     fsu_68: float
+    x_base_range: tuple[float, float]
+    x_rep_range: tuple[float, float]
+
+    @property
+    def extrapolates(self) -> bool:
+        """Reporting x outside the baseline range: the FSU formula omits slope error."""
+        return self.x_rep_range[0] < self.x_base_range[0] or (
+            self.x_rep_range[1] > self.x_base_range[1]
+        )
 
 
 def baseline_regression(
@@ -210,6 +219,8 @@ def baseline_regression(
         fsu=fsu_at(confidence),
         delta_s=delta_s,
         fsu_68=fsu_at(0.68),
+        x_base_range=(float(xb.min()), float(xb.max())),
+        x_rep_range=(float(xr.min()), float(xr.max())),
     )
 
 

@@ -7,6 +7,7 @@ per-row Python objects, which is what keeps a 13-million-row window within a few
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -24,60 +25,69 @@ READINGS_TABLE = {
     "generic": "generic_readings",
 }
 _COPY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
+_PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z, the origin of binary timestamps [s]
+_ELEMENT = {701: ">f8", 20: ">i8", 1184: ">i8", 16: "?", 23: ">i4"}  # by type oid
 
 
-def _split(rows: np.ndarray, device_ids: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    """Slices of `rows` (ordered by device) per device index (1-based, as array_position)."""
-    bounds = np.searchsorted(rows["dev"], np.arange(1, len(device_ids) + 2))
-    return [(d, rows[bounds[i]:bounds[i + 1]]) for i, d in enumerate(device_ids)
-            if bounds[i + 1] > bounds[i]]
+def _parse_row(row: memoryview) -> tuple[str, list[np.ndarray]]:
+    """One binary COPY row of (text, array, array, …) into a key and numpy arrays.
 
-
-def copy_arrays(conn: psycopg.Connection, query: str, params: Sequence[Any],
-                fields: Sequence[tuple[str, str]]) -> np.ndarray:
-    """Run `query` through binary COPY and return its rows as a numpy structured array.
-
-    Every column must be fixed-width and NOT NULL (COALESCE nulls to NaN in the query);
-    `fields` are (name, big-endian numpy type) in select order, e.g. ("ts", ">f8").
+    The arrays must hold fixed-width elements and no NULLs (COALESCE them to NaN).
     """
-    row = [("_n", ">i2")]
-    for name, kind in fields:
-        row += [(f"_len_{name}", ">i4"), (name, kind)]
-    dtype = np.dtype(row)
-    with conn.cursor() as cur:
-        sql = psycopg.sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(
-            psycopg.sql.SQL(cur.mogrify(query, params)))  # type: ignore[arg-type]
-        with cur.copy(sql) as copy:
-            data = b"".join(bytes(chunk) for chunk in copy)
-    body = memoryview(data)[_COPY_HEADER:-2]  # trailer: int16 -1
-    return np.frombuffer(body, dtype=dtype)
+    (nfields,) = struct.unpack_from(">h", row, 0)
+    (length,) = struct.unpack_from(">i", row, 2)
+    key = bytes(row[6:6 + length]).decode()
+    offset, arrays = 6 + length, []
+    for _ in range(nfields - 1):
+        (length,) = struct.unpack_from(">i", row, offset)
+        _ndim, _nulls, oid, size, _lbound = struct.unpack_from(">iiiii", row, offset + 4)
+        element = np.dtype([("len", ">i4"), ("value", _ELEMENT[oid])])
+        start = offset + 24
+        arrays.append(np.frombuffer(row[start:start + size * element.itemsize], element)["value"])
+        offset += 4 + length
+    return key, arrays
+
+
+def _per_device(conn: psycopg.Connection, table: str, columns: Sequence[str],
+                device_ids: Sequence[str], start: datetime,
+                end: datetime) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Columns of `table` in [start, end) per device, sorted by time, as numpy arrays.
+
+    One `array_agg` row per device through binary COPY: the server sends one message per
+    device instead of one per reading, and numpy reads the arrays without Python objects.
+    `ts` comes back as epoch seconds.
+    """
+    aggs = ", ".join(f"array_agg({c})" for c in ("ts", *columns))
+    query = (f"SELECT device_id, {aggs} FROM {table} WHERE device_id = ANY(%s)"
+             " AND ts >= %s AND ts < %s GROUP BY device_id")
+    bound = psycopg.ClientCursor(conn).mogrify(query, (list(device_ids), start, end))
+    out = []
+    with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:  # type: ignore[arg-type]
+        for i, chunk in enumerate(copy):
+            row = memoryview(chunk)[_COPY_HEADER if i == 0 else 0:]
+            if len(row) <= 2:  # the trailer
+                continue
+            device_id, arrays = _parse_row(row)
+            ts = arrays[0].astype(np.float64) / 1e6 + _PG_EPOCH
+            order = np.argsort(ts, kind="stable")
+            named = {"ts": ts[order]}
+            named.update({f"c{j}": a[order] for j, a in enumerate(arrays[1:])})
+            out.append((device_id, named))
+    return sorted(out)
 
 
 def load_luminaires(conn: psycopg.Connection, device_ids: Sequence[str], start: datetime,
                     end: datetime) -> list[LuminaireSeries]:
     """5-minute records of `device_ids` in [start, end), one series per device."""
-    device_ids = sorted(device_ids)
-    rows = copy_arrays(
-        conn,
-        "SELECT array_position(%s::text[], device_id)::int4, extract(epoch FROM ts)::float8,"
-        " power_w, coalesce(energy_wh, 'NaN'), dim_pct, lamp_on"
-        " FROM streetlight_readings WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s"
-        " ORDER BY device_id, ts",
-        (list(device_ids), list(device_ids), start, end),
-        [("dev", ">i4"), ("ts", ">f8"), ("power_w", ">f8"), ("energy_wh", ">f8"),
-         ("dim_pct", ">f8"), ("lamp_on", "?")],
-    )
-    out = []
-    for device_id, sel in _split(rows, device_ids):
-        out.append(LuminaireSeries(
-            device_id=device_id,
-            ts=sel["ts"].astype(np.float64),
-            power_w=sel["power_w"].astype(np.float64),
-            energy_wh=sel["energy_wh"].astype(np.float64),
-            dim_pct=sel["dim_pct"].astype(np.float64),
-            lamp_on=sel["lamp_on"].astype(bool),
-        ))
-    return out
+    return [
+        LuminaireSeries(device_id=device_id, ts=c["ts"], power_w=c["c0"].astype(np.float64),
+                        energy_wh=c["c1"].astype(np.float64), dim_pct=c["c2"].astype(np.float64),
+                        lamp_on=c["c3"].astype(bool))
+        for device_id, c in _per_device(
+            conn, "streetlight_readings",
+            ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on"),
+            device_ids, start, end)
+    ]
 
 
 def load_events(conn: psycopg.Connection, device_ids: Sequence[str], start: datetime,
@@ -106,36 +116,25 @@ _MODES = ("", "patrol", "transit", "hover", "rtl", "landed")
 def load_drones(conn: psycopg.Connection, device_ids: Sequence[str], start: datetime,
                 end: datetime) -> list[DroneSeries]:
     """1 Hz drone records of `device_ids` in [start, end), one series per device."""
-    device_ids = sorted(device_ids)
-    rows = copy_arrays(
-        conn,
-        "SELECT array_position(%s::text[], device_id)::int4, extract(epoch FROM ts)::float8,"
-        " lat, lon, coalesce(agl_m, 'NaN'), coalesce(hfov_deg, 'NaN'),"
-        " coalesce(array_position(%s::text[], mode), 1)::int4, coalesce(camera_on, false),"
-        " coalesce(gps_fix, -1)::int4, hashtext(flight_id)::int4,"
-        " coalesce(battery_v, 'NaN'), coalesce(battery_a, 'NaN'), coalesce(gen_power_w, 'NaN'),"
-        " coalesce(fuel_l, 'NaN')"
-        " FROM drone_readings WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s"
-        " ORDER BY device_id, ts",
-        (list(device_ids), list(_MODES), list(device_ids), start, end),
-        [("dev", ">i4"), ("ts", ">f8"), ("lat", ">f8"), ("lon", ">f8"), ("agl_m", ">f8"),
-         ("hfov_deg", ">f8"), ("mode", ">i4"), ("camera_on", "?"), ("gps_fix", ">i4"),
-         ("flight", ">i4"), ("battery_v", ">f8"), ("battery_a", ">f8"), ("gen_power_w", ">f8"),
-         ("fuel_l", ">f8")],
-    )
     modes = np.array(_MODES, dtype=object)
+    mode_list = "'{" + ",".join(m or '""' for m in _MODES) + "}'::text[]"
     out = []
-    for device_id, sel in _split(rows, device_ids):
-        f64 = {name: sel[name].astype(np.float64) for name in
-               ("ts", "lat", "lon", "agl_m", "hfov_deg", "battery_v", "battery_a",
-                "gen_power_w", "fuel_l")}
+    for device_id, c in _per_device(
+        conn, "drone_readings",
+        ("lat", "lon", "coalesce(agl_m, 'NaN')", "coalesce(hfov_deg, 'NaN')",
+         f"coalesce(array_position({mode_list}, mode), 1)::int4", "coalesce(camera_on, false)",
+         "coalesce(gps_fix, -1)::int4", "hashtext(flight_id)::int4",
+         "coalesce(battery_v, 'NaN')", "coalesce(battery_a, 'NaN')",
+         "coalesce(gen_power_w, 'NaN')", "coalesce(fuel_l, 'NaN')"),
+        device_ids, start, end,
+    ):
+        f64 = [c[f"c{j}"].astype(np.float64) for j in range(12)]
         out.append(DroneSeries(
-            device_id=device_id,
-            mode=modes[sel["mode"].astype(np.int64) - 1].astype(str),
-            camera_on=sel["camera_on"].astype(bool),
-            gps_fix=sel["gps_fix"].astype(np.int64),
-            flight_id=sel["flight"].astype(np.int64).astype(str),
-            **f64,
+            device_id=device_id, ts=c["ts"], lat=f64[0], lon=f64[1], agl_m=f64[2],
+            hfov_deg=f64[3], mode=modes[c["c4"].astype(np.int64) - 1].astype(str),
+            camera_on=c["c5"].astype(bool), gps_fix=c["c6"].astype(np.int64),
+            flight_id=c["c7"].astype(np.int64).astype(str), battery_v=f64[8],
+            battery_a=f64[9], gen_power_w=f64[10], fuel_l=f64[11],
         ))
     return out
 

@@ -14,8 +14,10 @@ named by the local date of their sunset):
   the register is missing, or the previous record is more than 1.5 intervals back, the
   record's ``power_w × interval`` (so actual and counterfactual cover the same intervals
   and no gap is filled);
-- a luminaire-night counts only with ≥ `sufficiency` of its expected intervals; others
-  are listed in `excluded_nights`, never filled.
+- a luminaire-night counts only with ≥ `sufficiency` of its expected intervals
+  (⌊night length / interval⌋); others are listed in `excluded_nights`, never filled.
+- findings are records: excluded nights, lamp-on records deep in daylight (`day_burning`),
+  lamps metered off for over an hour of a night (`burning_anomalies`), device events.
 
 The caller passes series covering the reporting nights [start, end) *and* the baseline
 window (its nights, both ends inclusive) even when it lies outside [start, end).
@@ -53,6 +55,8 @@ SEM_MEDIAN = 1.2533  # sqrt(pi/2): standard error of a median ≈ 1.2533·σ/√
 MIN_FULL_POWER_SAMPLES = 12  # an hour of 5-minute records at full level
 FULL_LEVEL_PCT = 100.0
 GAP_FACTOR = 1.5  # a register diff over more than 1.5 intervals spans missing records
+BURN_TOLERANCE_H = 1.0  # lamp metered off this long within a night: a finding (outage, failure)
+DAY = dt.timedelta(days=1)
 SOURCES = ("register", "register-reset", "power-register-missing", "power-after-gap")
 CI_FORMULA = (
     "savings ± z·sqrt(Σ_i (σ_i·H_i)² + (σ_pool·H_pool)² + (σ_rated·H_rated)² + (a/100·E_actual)²)"
@@ -158,6 +162,7 @@ class SavingsResult:
     regression: BaselineRegression | None
     non_routine_events: tuple[dict[str, object], ...]
     day_burning: tuple[dict[str, object], ...]
+    burning_anomalies: tuple[dict[str, object], ...]
     energy_sources: dict[str, int]
     burning_hours: float
     astronomical_hours: float
@@ -186,9 +191,7 @@ def interval_energy_wh(
         adjacent = np.diff(ts) <= GAP_FACTOR * interval_s
         use = known & adjacent
         energy[1:] = np.where(use, np.where(diff >= 0, diff, energy_wh[1:]), energy[1:])
-        source[1:] = np.where(
-            use, np.where(diff >= 0, 0, 1), np.where(np.isfinite(energy_wh[1:]), 3, 2)
-        )
+        source[1:] = np.where(use, np.where(diff >= 0, 0, 1), np.where(known, 3, 2))
     return energy, source
 
 
@@ -276,7 +279,7 @@ def full_power(
         )
     if rated_ids:
         warnings.append(f"no measured full power, rated power used: {rated_ids}")
-    if pool.size and len(medians) < 2:
+    if any(f.source == "measured-control-group" for f in result) and len(medians) < 2:
         warnings.append("fewer than 2 control luminaires: between-luminaire spread unknown")
     return result, warnings
 
@@ -316,30 +319,25 @@ def _pfull_variance(fp: Sequence[FullPower], hours: FloatArray) -> tuple[float, 
 
 
 def _excluded(
-    table: NightTable,
-    counted: BoolArray,
-    completeness: FloatArray,
-    windows: dict[str, BoolArray],
-    groups: Sequence[str],
-    sufficiency: float,
+    f: _Frame, windows: dict[str, BoolArray], sufficiency: float
 ) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for name, window in windows.items():
-        for k, n in np.argwhere(~counted & window[None, :]):
-            pct = 100.0 * float(completeness[k, n])
+        for k, n in np.argwhere(~f.counted & window[None, :]):
+            pct = 100.0 * float(f.completeness[k, n])
             reason = (
-                "no records"
-                if table.valid[k, n] == 0
+                "no usable records"
+                if f.table.valid[k, n] == 0
                 else f"{pct:.1f} % of expected intervals, below {100 * sufficiency:.0f} %"
             )
             rows.append(
                 {
-                    "device_id": table.device_ids[k],
-                    "night": table.calendar.dates[n].isoformat(),
+                    "device_id": f.ids[k],
+                    "night": f.cal.dates[n].isoformat(),
                     "reason": reason,
                     "completeness_pct": pct,
                     "window": name,
-                    "group": groups[k],
+                    "group": f.groups[k],
                 }
             )
     return rows
@@ -413,12 +411,212 @@ def input_sha256(series: Sequence[LuminaireSeries], events: Sequence[NonRoutineE
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """What every step of one computation shares: who, which nights, which count."""
+
+    ids: tuple[str, ...]
+    table: NightTable
+    expected: FloatArray  # ⌊night length / interval⌋ per night
+    completeness: FloatArray
+    counted: BoolArray  # luminaire-night meets the sufficiency rule
+    rep: BoolArray
+    base: BoolArray | None
+    treated: BoolArray
+    interval: float
+
+    @property
+    def cal(self) -> NightCalendar:
+        return self.table.calendar
+
+    @property
+    def groups(self) -> list[str]:
+        return ["treated" if t else "control" for t in self.treated]
+
+    def completeness_pct(self, rows: BoolArray) -> float | None:
+        """Overall completeness [%] of the given luminaires over the reporting nights."""
+        if not rows.any():
+            return None
+        got = np.minimum(self.table.valid[rows][:, self.rep], self.expected[self.rep]).sum()
+        return 100.0 * float(got) / (float(self.expected[self.rep].sum()) * int(rows.sum()))
+
+
+def _frame(
+    series: Sequence[LuminaireSeries], params: SavingsParams, start: dt.date, end: dt.date
+) -> tuple[_Frame, list[str]]:
+    ids = tuple(s.device_id for s in series)
+    if len(set(ids)) != len(ids):
+        raise InputError("each luminaire may appear in only one series")
+    control = set(params.control_group)
+    warnings = [f"control luminaire {c} has no data" for c in sorted(control - set(ids))]
+    bs, be = params.baseline_start, params.baseline_end
+    first, last = start - DAY, end - DAY
+    if bs is not None and be is not None:
+        first, last = min(first, bs), max(last, be)
+    cal = night_calendar(
+        first, last, timezone=params.timezone, latitude=params.latitude, longitude=params.longitude
+    )
+    dates = np.array(cal.dates, dtype="datetime64[D]")
+    rep = (dates >= np.datetime64(start)) & (dates < np.datetime64(end))
+    base = None
+    if bs is not None and be is not None:
+        base = (dates >= np.datetime64(bs)) & (dates <= np.datetime64(be))
+        if np.any(base & rep):
+            warnings.append("baseline window overlaps the reporting period")
+    table = night_table(series, cal, params.record_interval_s)
+    # a complete night has at least ⌊length / interval⌋ records ending inside it
+    expected = np.maximum(np.floor(cal.hours * 3600.0 / params.record_interval_s), 1.0)
+    completeness = np.minimum(table.valid / expected, 1.0)
+    frame = _Frame(
+        ids=ids,
+        table=table,
+        expected=expected,
+        completeness=completeness,
+        counted=completeness >= params.sufficiency - 1e-12,
+        rep=rep,
+        base=base,
+        treated=np.array([i not in control for i in ids], dtype=bool).reshape(-1),
+        interval=params.record_interval_s,
+    )
+    return frame, warnings
+
+
+def _per_luminaire(
+    f: _Frame, fp: Sequence[FullPower], use: BoolArray, actual: FloatArray, cf: FloatArray
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for k in (int(i) for i in np.flatnonzero(f.treated)):
+        a, b = actual[k].sum() / 1000.0, cf[k].sum() / 1000.0
+        rows.append(
+            {
+                "device_id": f.ids[k],
+                "actual_kwh": a,
+                "baseline_kwh": b,
+                "savings_kwh": b - a,
+                "savings_pct": _pct(b - a, b),
+                "nights": int(use[k].sum()),
+                "nights_excluded": int((f.rep & ~f.counted[k]).sum()),
+                "completeness_pct": f.completeness_pct(np.arange(len(f.ids)) == k),
+                "burning_hours": float((f.table.burning[k] * use[k]).sum()) * f.interval / 3600,
+                "night_hours": float(f.cal.hours[use[k]].sum()),
+                "full_power_w": fp[k].watts,
+                "full_power_source": fp[k].source,
+                "full_power_samples": fp[k].samples,
+                "register_resets": int(f.table.sources[k, use[k], 1].sum()),
+            }
+        )
+    return rows
+
+
+def _per_night(
+    f: _Frame, use: BoolArray, actual: FloatArray, cf: FloatArray, half: FloatArray
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for n in np.flatnonzero(f.rep):
+        a, b = actual[:, n].sum() / 1000.0, cf[:, n].sum() / 1000.0
+        rows.append(
+            {
+                "night": f.cal.dates[n].isoformat(),
+                "actual_kwh": a,
+                "baseline_kwh": b,
+                "savings_kwh": b - a,
+                "savings_lo_kwh": b - a - half[n],
+                "savings_hi_kwh": b - a + half[n],
+                "luminaires": int(use[:, n].sum()),
+                "night_hours": float(f.cal.hours[n]),
+            }
+        )
+    return rows
+
+
+def _burning_anomalies(f: _Frame) -> list[dict[str, object]]:
+    """Counted reporting luminaire-nights whose lamp was metered off for over an hour."""
+    off_h = (f.table.valid - f.table.burning) * f.interval / 3600.0
+    return [
+        {
+            "device_id": f.ids[k],
+            "night": f.cal.dates[n].isoformat(),
+            "burning_hours": float(f.table.burning[k, n]) * f.interval / 3600.0,
+            "metered_hours": float(f.table.valid[k, n]) * f.interval / 3600.0,
+            "night_hours": float(f.cal.hours[n]),
+            "group": f.groups[k],
+        }
+        for k, n in np.argwhere(f.counted & f.rep[None, :] & (off_h > BURN_TOLERANCE_H))
+    ]
+
+
+def _control_group(f: _Frame, confidence: float, warnings: list[str]) -> DiDEstimate | None:
+    energy = np.where(f.counted, f.table.actual_wh / 1000.0, np.nan)
+    t, c = energy[f.treated], energy[~f.treated]
+    if not c.shape[0]:
+        warnings.append("no control-group luminaires: no difference-in-differences estimate")
+        return None
+    try:
+        return difference_in_differences(
+            t[:, f.rep],
+            c[:, f.rep],
+            None if f.base is None else t[:, f.base],
+            None if f.base is None else c[:, f.base],
+            confidence=confidence,
+        )
+    except InputError as exc:
+        warnings.append(f"no control-group estimate: {exc}")
+        return None
+
+
 def _nightly_means(energy: FloatArray) -> tuple[FloatArray, FloatArray, BoolArray]:
     """Per-night mean and count over counted luminaires, and which nights have any."""
     count = np.isfinite(energy).sum(axis=0).astype(np.float64)
     have = count > 0
     total = np.where(np.isfinite(energy), energy, 0.0).sum(axis=0)
     return total[have] / count[have], count[have], have
+
+
+def _regression(f: _Frame, confidence: float, warnings: list[str]) -> BaselineRegression | None:
+    if f.base is None:
+        return None
+    energy = np.where(f.counted, f.table.actual_wh / 1000.0, np.nan)[f.treated]
+    yb, _, have_b = _nightly_means(energy[:, f.base])
+    yr, wr, have_r = _nightly_means(energy[:, f.rep])
+    x_base, x_rep = f.cal.hours[f.base][have_b], f.cal.hours[f.rep][have_r]
+    try:
+        fit = baseline_regression(x_base, yb, x_rep, yr, wr, confidence=confidence)
+    except InputError as exc:
+        warnings.append(f"no regression baseline: {exc}")
+        return None
+    if fit.extrapolates:
+        lo, hi = fit.x_base_range
+        warnings.append(
+            f"regression baseline extrapolates beyond the baseline night lengths"
+            f" {lo:.2f}–{hi:.2f} h; its G14 interval omits slope error"
+        )
+    return fit
+
+
+def _d_e(
+    f: _Frame, watts: FloatArray, params: SavingsParams, start: dt.date
+) -> dict[str, float] | None:
+    """EN 13201-5 D_E [Wh/m²]: mean operated power × a year of nights × luminaires / area."""
+    if params.road_area_m2 is None:
+        return None
+    year = night_calendar(
+        start,
+        start + dt.timedelta(days=364),
+        timezone=params.timezone,
+        latitude=params.latitude,
+        longitude=params.longitude,
+    ).hours.sum()
+    counted = f.counted & f.rep[None, :]
+    burned = float((f.table.burning * counted).sum()) * f.interval / 3600.0
+    if burned <= 0:
+        return None
+    operated_w = float((f.table.actual_wh * counted).sum()) / burned
+    return {
+        "as_operated": operated_w * year * len(f.ids) / params.road_area_m2,
+        "full_power": float(watts.sum()) * year / params.road_area_m2,
+        "annual_night_hours": float(year),
+        "mean_operated_power_w": operated_w,
+    }
 
 
 def compute_savings(
@@ -432,185 +630,61 @@ def compute_savings(
     _check_params(params, start, end)
     for s in series:
         _check(s)
-    ids = tuple(s.device_id for s in series)
-    if len(set(ids)) != len(ids):
-        raise InputError("each luminaire may appear in only one series")
-    control = set(params.control_group)
-    warnings = [f"control luminaire {c} has no data" for c in sorted(control - set(ids))]
-    bs, be = params.baseline_start, params.baseline_end
-    day = dt.timedelta(days=1)
-    first, last = start - day, end - day
-    if bs is not None and be is not None:
-        first, last = min(first, bs), max(last, be)
-    cal = night_calendar(
-        first, last, timezone=params.timezone, latitude=params.latitude, longitude=params.longitude
-    )
-    dates = np.array(cal.dates, dtype="datetime64[D]")
-    rep = (dates >= np.datetime64(start)) & (dates < np.datetime64(end))
-    base = (
-        None
-        if bs is None or be is None
-        else ((dates >= np.datetime64(bs)) & (dates <= np.datetime64(be)))
-    )
-    if base is not None and np.any(base & rep):
-        warnings.append("baseline window overlaps the reporting period")
-    interval = params.record_interval_s
-    table = night_table(series, cal, interval)
-    fp, fp_warnings = full_power(series, cal, base, control, params)
+    f, warnings = _frame(series, params, start, end)
+    fp, fp_warnings = full_power(series, f.cal, f.base, set(params.control_group), params)
     warnings += fp_warnings
-    expected = cal.hours * 3600.0 / interval
-    completeness = np.minimum(table.valid / expected, 1.0)
-    counted = completeness >= params.sufficiency - 1e-12
-    treated = np.array([i not in control for i in ids], dtype=bool).reshape(-1)
-    use = counted & rep[None, :] & treated[:, None]
-    hours = np.where(use, table.burning * interval / 3600.0, 0.0)
-    watts = np.array([f.watts for f in fp], dtype=np.float64).reshape(-1)
-    actual = np.where(use, table.actual_wh, 0.0)
-    counterfactual = watts[:, None] * hours
+    use = f.counted & f.rep[None, :] & f.treated[:, None]
+    hours = np.where(use, f.table.burning * f.interval / 3600.0, 0.0)
+    watts = np.array([p.watts for p in fp], dtype=np.float64).reshape(-1)
+    actual = np.where(use, f.table.actual_wh, 0.0)
+    cf = watts[:, None] * hours
     pf_total, pf_night = _pfull_variance(fp, hours)
     meter = params.meter_accuracy_pct / 100.0
     z = float(stats.norm.ppf(0.5 + params.confidence / 2.0))
-    saved = float(counterfactual.sum() - actual.sum()) / 1000.0
+    saved = float(cf.sum() - actual.sum()) / 1000.0
     half = z * np.sqrt(pf_total + (meter * actual.sum()) ** 2) / 1000.0
     night_half = z * np.sqrt(pf_night + (meter * actual.sum(axis=0)) ** 2) / 1000.0
-
-    rep_expected = expected[rep].sum()
-    groups = ["treated" if t else "control" for t in treated]
-    per_luminaire: list[dict[str, object]] = []
-    for k in np.flatnonzero(treated):
-        a, b = actual[k].sum() / 1000.0, counterfactual[k].sum() / 1000.0
-        per_luminaire.append(
-            {
-                "device_id": ids[k],
-                "actual_kwh": a,
-                "baseline_kwh": b,
-                "savings_kwh": b - a,
-                "savings_pct": 100.0 * (b - a) / b if b else None,
-                "nights": int(use[k].sum()),
-                "nights_excluded": int((rep & ~counted[k]).sum()),
-                "completeness_pct": 100.0
-                * float(np.minimum(table.valid[k, rep], expected[rep]).sum() / rep_expected),
-                "burning_hours": float(hours[k].sum()),
-                "night_hours": float(cal.hours[use[k]].sum()),
-                "full_power_w": fp[k].watts,
-                "full_power_source": fp[k].source,
-                "full_power_samples": fp[k].samples,
-                "register_resets": int(table.sources[k, use[k], 1].sum()),
-            }
-        )
-    per_night: list[dict[str, object]] = []
-    for n in np.flatnonzero(rep):
-        a, b = actual[:, n].sum() / 1000.0, counterfactual[:, n].sum() / 1000.0
-        per_night.append(
-            {
-                "night": cal.dates[n].isoformat(),
-                "actual_kwh": a,
-                "baseline_kwh": b,
-                "savings_kwh": b - a,
-                "savings_lo_kwh": b - a - night_half[n],
-                "savings_hi_kwh": b - a + night_half[n],
-                "luminaires": int(use[:, n].sum()),
-                "night_hours": float(cal.hours[n]),
-            }
-        )
-    windows = {"reporting": rep} | ({} if base is None else {"baseline": base & ~rep})
-    treated_rep = table.valid[treated][:, rep]
-    sources = table.sources[use].sum(axis=0)
-
-    energy_kwh = np.where(counted, table.actual_wh / 1000.0, np.nan)
-    did: DiDEstimate | None = None
-    ctrl = ~treated
-    if not ctrl.any():
-        warnings.append("no control-group luminaires: no difference-in-differences estimate")
-    else:
-        try:
-            did = difference_in_differences(
-                energy_kwh[treated][:, rep],
-                energy_kwh[ctrl][:, rep],
-                None if base is None else energy_kwh[treated][:, base],
-                None if base is None else energy_kwh[ctrl][:, base],
-                confidence=params.confidence,
-            )
-        except InputError as exc:
-            warnings.append(f"no control-group estimate: {exc}")
-    regression: BaselineRegression | None = None
-    if base is not None:
-        yb, _, have_b = _nightly_means(energy_kwh[treated][:, base])
-        yr, wr, have_r = _nightly_means(energy_kwh[treated][:, rep])
-        try:
-            regression = baseline_regression(
-                cal.hours[base][have_b],
-                yb,
-                cal.hours[rep][have_r],
-                yr,
-                wr,
-                confidence=params.confidence,
-            )
-        except InputError as exc:
-            warnings.append(f"no regression baseline: {exc}")
-
-    d_e: dict[str, float] | None = None
-    if params.road_area_m2 is not None:
-        year = night_calendar(
-            start,
-            start + dt.timedelta(days=364),
-            timezone=params.timezone,
-            latitude=params.latitude,
-            longitude=params.longitude,
-        ).hours.sum()
-        all_use = counted & rep[None, :]
-        burned = float((table.burning * all_use).sum()) * interval / 3600.0
-        if burned > 0:
-            operated_w = float((table.actual_wh * all_use).sum()) / burned
-            d_e = {
-                "as_operated": operated_w * year * len(ids) / params.road_area_m2,
-                "full_power": float(watts.sum()) * year / params.road_area_m2,
-                "annual_night_hours": float(year),
-                "mean_operated_power_w": operated_w,
-            }
     if not use.any():
         warnings.append("no treated luminaire-night meets the sufficiency rule")
-    treated_fp = [fp[k] for k in np.flatnonzero(treated)]
-    kinds = {f.source for f in treated_fp}
+    treated_fp = [fp[k] for k in np.flatnonzero(f.treated)]
+    kinds = {p.source for p in treated_fp}
+    windows = {"reporting": f.rep}
+    if f.base is not None:
+        windows["baseline"] = f.base & ~f.rep
     return SavingsResult(
         start=start,
         end=end,
-        treated=tuple(i for i, t in zip(ids, treated, strict=True) if t),
-        control=tuple(i for i, t in zip(ids, treated, strict=True) if not t),
+        treated=tuple(i for i, t in zip(f.ids, f.treated, strict=True) if t),
+        control=tuple(i for i, t in zip(f.ids, f.treated, strict=True) if not t),
         actual_kwh=float(actual.sum()) / 1000.0,
-        baseline_kwh=float(counterfactual.sum()) / 1000.0,
+        baseline_kwh=float(cf.sum()) / 1000.0,
         savings_kwh=saved,
         ci_kwh=(saved - half, saved + half),
-        completeness_pct=(
-            100.0
-            * float(np.minimum(treated_rep, expected[rep]).sum())
-            / (rep_expected * treated.sum())
-            if treated.any()
-            else None
-        ),
-        full_power_w=float(np.median([f.watts for f in treated_fp])) if treated_fp else None,
+        completeness_pct=f.completeness_pct(f.treated),
+        full_power_w=float(np.median([p.watts for p in treated_fp])) if treated_fp else None,
         full_power_source=kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none"),
-        per_luminaire=tuple(per_luminaire),
-        per_night=tuple(per_night),
-        excluded_nights=tuple(
-            _excluded(table, counted, completeness, windows, groups, params.sufficiency)
-        ),
-        control_group=did,
-        regression=regression,
+        per_luminaire=tuple(_per_luminaire(f, fp, use, actual, cf)),
+        per_night=tuple(_per_night(f, use, actual, cf, night_half)),
+        excluded_nights=tuple(_excluded(f, windows, params.sufficiency)),
+        control_group=_control_group(f, params.confidence, warnings),
+        regression=_regression(f, params.confidence, warnings),
         non_routine_events=tuple(
             _events(
                 events,
-                cal,
-                cal.dawn[cal.index(start - day)],
-                cal.dawn[cal.index(end - day)],
-                dict(zip(ids, groups, strict=True)),
+                f.cal,
+                f.cal.dawn[f.cal.index(start - DAY)],
+                f.cal.dawn[f.cal.index(end - DAY)],
+                dict(zip(f.ids, f.groups, strict=True)),
             )
         ),
-        day_burning=tuple(day_burning(series, cal, rep, params)),
-        energy_sources={name: int(c) for name, c in zip(SOURCES, sources, strict=True)},
+        day_burning=tuple(day_burning(series, f.cal, f.rep, params)),
+        burning_anomalies=tuple(_burning_anomalies(f)),
+        energy_sources={
+            name: int(c) for name, c in zip(SOURCES, f.table.sources[use].sum(axis=0), strict=True)
+        },
         burning_hours=float(hours.sum()),
-        astronomical_hours=float((use * cal.hours[None, :]).sum()),
-        d_e=d_e,
+        astronomical_hours=float((use * f.cal.hours[None, :]).sum()),
+        d_e=_d_e(f, watts, params, start),
         params=params,
         input_sha256=input_sha256(series, events),
         warnings=tuple(warnings),
@@ -699,6 +773,9 @@ def _regression_json(r: SavingsResult) -> dict[str, object] | None:
         "fsu": g.fsu,
         "fsu_68": g.fsu_68,
         "meets_g14_fsu_50pct_at_68": g.fsu_68 < 0.5,
+        "baseline_night_hours": list(g.x_base_range),
+        "reporting_night_hours": list(g.x_rep_range),
+        "extrapolates": g.extrapolates,
     }
 
 
@@ -729,6 +806,7 @@ def _to_json(r: SavingsResult) -> dict[str, object]:
         "regression": _regression_json(r),
         "non_routine_events": r.non_routine_events,
         "day_burning": r.day_burning,
+        "burning_anomalies": r.burning_anomalies,
         "burning_hours": {
             "metered_h": r.burning_hours,
             "astronomical_h": r.astronomical_hours,
@@ -744,6 +822,7 @@ def _to_json(r: SavingsResult) -> dict[str, object]:
             "end": r.end,
             "min_full_power_samples": MIN_FULL_POWER_SAMPLES,
             "gap_factor": GAP_FACTOR,
+            "burn_tolerance_h": BURN_TOLERANCE_H,
             "night": "sunset to next sunrise (astral)",
             "baseline_window": "nights with sunset local date in [baseline_start, baseline_end]",
         },

@@ -88,7 +88,7 @@ def run_savings(conn: psycopg.Connection, pilot_id: str, window: Window,
         body["result_id"] = save_result(
             conn, pilot_id=pilot.id, analysis="savings", method=str(body["method"]),
             method_version=str(body["method_version"]), window=(window.start, window.end),
-            parameters=_jsonable(asdict(params)), input_digest=str(body["input_hash"]),
+            parameters=_jsonable(asdict(params)), input_digest=str(body["input_sha256"]),
             result=body)
         for night in result.per_night:
             conn.execute(
@@ -127,9 +127,9 @@ def run_coverage(conn: psycopg.Connection, pilot_id: str, window: Window,
     if persist:
         parameters = _jsonable({k: v for k, v in asdict(params).items() if k not in ("aoi", "border")})
         body["result_id"] = save_result(
-            conn, pilot_id=pilot.id, analysis="coverage", method=str(body.get("method", "coverage")),
+            conn, pilot_id=pilot.id, analysis="coverage", method=str(body.get("method", "patrol-coverage")),
             method_version=str(body["method_version"]), window=(window.start, window.end),
-            parameters=parameters, input_digest=str(body.get("input_hash", "")), result=body)
+            parameters=parameters, input_digest=str(body["input_sha256"]), result=body)
         for day in body.get("per_day", []):
             conn.execute(
                 "INSERT INTO coverage_daily VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT"

@@ -109,29 +109,28 @@ class BrokerAdmin:
 
     # -- what the platform asks of the broker ------------------------------------------
 
-    def ensure_role(self, rolename: str, acls: list[dict[str, Any]]) -> None:
-        self.command({"command": "deleteRole", "rolename": rolename}, ok_errors=("not found",))
-        self.command({"command": "createRole", "rolename": rolename, "acls": acls})
+    # Mosquitto 2.0.11 crashes when a role still held by a client is deleted: always delete
+    # the client first, then its role, then create both afresh.
 
-    def put_client(self, username: str, password: str, rolename: str) -> None:
-        """Create (or re-create) a client with `password` and the single role `rolename`."""
-        self.command({"command": "deleteClient", "username": username}, ok_errors=("not found",))
+    def _put(self, username: str, password: str, rolename: str, acls: list[dict[str, Any]]) -> None:
+        self._delete(username, rolename)
+        self.command({"command": "createRole", "rolename": rolename, "acls": acls})
         self.command({"command": "createClient", "username": username, "password": password,
                       "roles": [{"rolename": rolename}]})
 
+    def _delete(self, username: str, rolename: str) -> None:
+        self.command({"command": "deleteClient", "username": username}, ok_errors=("not found",))
+        self.command({"command": "deleteRole", "rolename": rolename}, ok_errors=("not found",))
+
     def add_device(self, pilot: str, device: str, password: str) -> None:
-        role = f"device-{device}"
-        self.ensure_role(role, device_acls(pilot, device))
-        self.put_client(device, password, role)
+        self._put(device, password, f"device-{device}", device_acls(pilot, device))
 
     def remove_device(self, device: str) -> None:
-        self.command({"command": "deleteClient", "username": device}, ok_errors=("not found",))
-        self.command({"command": "deleteRole", "rolename": f"device-{device}"},
-                     ok_errors=("not found",))
+        """Delete the device's client (the plugin disconnects it) and its role."""
+        self._delete(device, f"device-{device}")
 
     def add_ingest_account(self, username: str, password: str) -> None:
-        self.ensure_role(INGEST_ROLE, ingest_acls())
-        self.put_client(username, password, INGEST_ROLE)
+        self._put(username, password, INGEST_ROLE, ingest_acls())
 
 
 @contextmanager

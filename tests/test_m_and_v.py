@@ -138,11 +138,15 @@ def test_negative_autocorrelation_does_not_shrink_the_interval() -> None:
 
 def test_uncertainty_formulas_agree_and_k_daily() -> None:
     assert k_daily(12.0) == pytest.approx(-0.00024 * 144 + 0.03535 * 12 + 1.00286)
-    common = {"cv": 0.1, "n": 30, "n_prime": 20.0, "m": 60, "t": 1.7, "k": 1.05}
-    delta = savings_uncertainty(predicted=500.0, **common)
-    fsu = fractional_savings_uncertainty(savings_fraction=0.2, **common)
+    delta = savings_uncertainty(predicted=500.0, cv=0.1, n=30, n_prime=20.0, m=60, t=1.7, k=1.05)
+    fsu = fractional_savings_uncertainty(
+        savings_fraction=0.2, cv=0.1, n=30, n_prime=20.0, m=60, t=1.7, k=1.05
+    )
     assert fsu == pytest.approx(delta / (0.2 * 500.0))
-    assert fractional_savings_uncertainty(savings_fraction=0.0, **common) == math.inf
+    zero = fractional_savings_uncertainty(
+        savings_fraction=0.0, cv=0.1, n=30, n_prime=20.0, m=60, t=1.7, k=1.05
+    )
+    assert zero == math.inf
 
 
 def test_difference_in_differences_by_hand() -> None:
@@ -210,7 +214,7 @@ def test_fsu_interval_covers_eemeters_known_ten_percent_saving() -> None:
     balance = meta["baseline_heating_balance_point"]
 
     def hdd(day: str) -> float:
-        return max(balance - sum(hourly[day]) / len(hourly[day]), 0.0)
+        return max(float(balance) - sum(hourly[day]) / len(hourly[day]), 0.0)
 
     base = [d for d in days if "2015-12-26" <= d < meta["blackout_start_date"]]
     rep = [d for d in days if meta["blackout_end_date"] <= d < "2018-01-04"]

@@ -55,7 +55,7 @@ def test_madiun_loads() -> None:
     sl = pilot.streetlight
     assert sl is not None
     assert sl.control_group == tuple(f"madiun-sl-{i:03d}" for i in range(1, 7))
-    assert (sl.baseline_start, sl.baseline_end) == (date(2026, 10, 1), date(2026, 10, 8))
+    assert (sl.baseline_start, sl.baseline_end) == (date(2026, 10, 1), date(2026, 10, 7))
     assert sl.road_area_m2 == 60 * 30 * 10
     assert (sl.rated_power_w, sl.record_interval_s, sl.currency) == (120.0, 300.0, "IDR")
     assert pilot.tzinfo.key == "Asia/Jakarta"
@@ -150,12 +150,12 @@ def test_missing_key_is_named(tmp_path: Path) -> None:
         ("rated_power_w = 120.0", "rated_power_w = 0", "streetlight.rated_power_w", "greater"),
         ('"madiun-sl-006"', '"Madiun SL 6"', "streetlight.control_group[5]", "device id"),
         (
-            'baseline_end = "2026-10-08"',
+            'baseline_end = "2026-10-07"',
             'baseline_end = "2026-09-01"',
             "streetlight.baseline_end",
             "after baseline_start",
         ),
-        ('baseline_end = "2026-10-08"', "", "streetlight.baseline_end", "go together"),
+        ('baseline_end = "2026-10-07"', "", "streetlight.baseline_end", "go together"),
         (
             'baseline_start = "2026-10-01"',
             'baseline_start = "yesterday"',

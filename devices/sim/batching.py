@@ -108,13 +108,15 @@ def plan_messages(
     ready: FloatArray,
     t0: float,
     window_s: float,
+    max_items: int = MAX_ITEMS,
 ) -> list[tuple[int, int, float, int]]:
     """Group streamed records (sorted by ts) into messages.
 
     A message holds the records of one boot within one window of ``window_s`` seconds
     (``batch_records`` × interval) counted from ``t0``; it leaves when its last record is
     ready. Consecutive messages held back by the same outage are re-packed into catch-up
-    messages of up to ``MAX_ITEMS`` records, all sent at link restoration.
+    messages of up to ``max_items`` records (keep them under the 256 KiB payload limit),
+    all sent at link restoration.
     """
     n = len(ts)
     if n == 0:
@@ -134,16 +136,23 @@ def plan_messages(
         if late and run_start >= 0 and run_key == (deliver, b):
             continue  # extends the held-back run
         if run_start >= 0:
-            plan.extend(_chunks(run_start, start, run_key[0], run_key[1]))
+            plan.extend(_chunks(run_start, start, run_key, max_items))
             run_start = -1
         if late:
             run_start, run_key = start, (deliver, b)
         else:
             plan.append((start, stop, deliver, b))
     if run_start >= 0:
-        plan.extend(_chunks(run_start, n, run_key[0], run_key[1]))
+        plan.extend(_chunks(run_start, n, run_key, max_items))
     return plan
 
 
-def _chunks(start: int, stop: int, deliver: float, boot: int) -> list[tuple[int, int, float, int]]:
-    return [(s, min(s + MAX_ITEMS, stop), deliver, boot) for s in range(start, stop, MAX_ITEMS)]
+def late_records(plan: Sequence[tuple[int, int, float, int]], ts: FloatArray) -> int:
+    """Records sent in catch-up messages, i.e. after the time of the message's last record."""
+    return sum(stop - start for start, stop, deliver, _ in plan if deliver > ts[stop - 1])
+
+
+def _chunks(
+    start: int, stop: int, key: tuple[float, int], size: int
+) -> list[tuple[int, int, float, int]]:
+    return [(s, min(s + size, stop), key[0], key[1]) for s in range(start, stop, size)]

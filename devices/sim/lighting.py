@@ -47,11 +47,11 @@ class Road:
 
 
 MADIUN_ROADS: Final = (
-    Road("Jl. Pahlawan", 1.0, 38.0),
-    Road("Jl. HOS Cokroaminoto", 0.6, 36.0),
-    Road("Jl. Diponegoro", 0.4, 35.0),
-    Road("Jl. Serayu", 0.18, 32.0),
-    Road("Jl. Kutai", 0.06, 30.0),
+    Road("Jl. Pahlawan", 0.55, 38.0),
+    Road("Jl. HOS Cokroaminoto", 0.3, 36.0),
+    Road("Jl. Diponegoro", 0.18, 35.0),
+    Road("Jl. Serayu", 0.08, 32.0),
+    Road("Jl. Kutai", 0.03, 30.0),
 )
 
 
@@ -93,7 +93,8 @@ def traffic_rate(hours: FloatArray, weekday: FloatArray) -> FloatArray:
     xp = np.arange(-0.5, 24.5 + 1e-9, 1.0)
     wk = np.interp(hours, xp, np.concatenate([WEEKDAY_VPH[-1:], WEEKDAY_VPH, WEEKDAY_VPH[:1]]))
     we = np.interp(hours, xp, np.concatenate([WEEKEND_VPH[-1:], WEEKEND_VPH, WEEKEND_VPH[:1]]))
-    return np.where(weekday >= 5, we, wk)
+    rate: FloatArray = np.where(weekday >= 5, we, wk)
+    return rate
 
 
 def road_arrivals(

@@ -91,12 +91,14 @@ def plan_faults(
     nights = 3 if days >= 8 else 2
     first = int(rng.integers(1, days - nights))
     lamp = LampFailure(
-        pick[0], first, nights, noons[first + nights] - float(rng.uniform(1.5, 3.0)) * H
+        pick[0], first, nights, round(noons[first + nights] - float(rng.uniform(1.5, 3.0)) * H, 3)
     )
     burn_day = int(rng.integers(1, days))
-    burning = DayBurning(pick[1], burn_day, noons[burn_day] + float(rng.uniform(2.0, 3.5)) * H)
+    repaired = round(noons[burn_day] + float(rng.uniform(2.0, 3.5)) * H, 3)
+    burning = DayBurning(pick[1], burn_day, repaired)
     lost = t0 + float(rng.uniform(1.0, days - 3.0)) * 86400.0 + float(rng.uniform(0, H))
-    outage = LinkOutage(pick[2], lost, lost + float(rng.uniform(44.0, 52.0)) * H)
+    restored = lost + float(rng.uniform(44.0, 52.0)) * H
+    outage = LinkOutage(pick[2], round(lost, 3), round(restored, 3))
     reboot_day = int(rng.integers(1, days))
     reboot_at = noons[reboot_day] - float(rng.uniform(0.5, 2.0)) * H
     reboot = Reboot(pick[3], round((reboot_at - t0) / interval_s))

@@ -24,6 +24,7 @@ from devices.sim.batching import (
     DeviceStream,
     FloatArray,
     SimConfigError,
+    iso_ms_one,
     merge_streams,
 )
 from devices.sim.lighting import (
@@ -35,7 +36,8 @@ from devices.sim.lighting import (
     photocell_times,
     road_arrivals,
 )
-from devices.sim.luminaire import Luminaire, LuminaireSetup, SiteClock, simulate_luminaire
+from devices.sim.luminaire import Luminaire, simulate_luminaire
+from devices.sim.luminaire_run import LuminaireSetup, SiteClock
 from devices.sim.streetlight_faults import MIN_DAYS_WITH_FAULTS, FaultPlan, plan_faults
 
 AMBIENT_C = np.array(
@@ -46,10 +48,11 @@ AMBIENT_C = np.array(
 
 @dataclass(frozen=True, kw_only=True)
 class StreetlightSimConfig:
-    """One simulated pilot run; ``days`` nights from local noon of ``start``.
+    """One simulated pilot run of ``days`` nights: local noon of ``start`` to local noon
+    ``days`` later, so every night (sunset to sunrise) lies wholly inside.
 
     Dates of ``baseline_start``..``baseline_end`` (inclusive) are nights, named by the
-    local date of dusk, with dimming off: every luminaire at 100 % when lit.
+    local date of sunset, with dimming off: every luminaire at 100 % when lit.
     """
 
     start: dt.date
@@ -124,7 +127,10 @@ def _site_clock(cfg: StreetlightSimConfig) -> SiteClock:
     dates = [cfg.start + dt.timedelta(days=n) for n in range(cfg.days + 1)]
     noons = [dt.datetime.combine(d, dt.time(12), tzinfo=tz).timestamp() for d in dates]
     offsets = np.array(
-        [dt.datetime.combine(d, dt.time(12), tzinfo=tz).utcoffset() or dt.timedelta() for d in dates]
+        [
+            dt.datetime.combine(d, dt.time(12), tzinfo=tz).utcoffset() or dt.timedelta()
+            for d in dates
+        ]
     )
     offsets_s = np.array([o.total_seconds() for o in offsets], dtype=np.float64)
     sunset, sunrise = photocell_times(cfg.latitude, cfg.longitude, tz, dates[:-1])
@@ -134,7 +140,7 @@ def _site_clock(cfg: StreetlightSimConfig) -> SiteClock:
     day = np.clip(((mid - noons[0]) // 86400).astype(np.int64), 0, cfg.days - 1)
     hours = ((mid + offsets_s[day]) % 86400.0) / 3600.0
     rng = np.random.default_rng([cfg.seed, 4])
-    weather = rng.normal(0.0, 240.0, cfg.days)  # cloudy dusks light the lamps earlier
+    weather = rng.normal(0.0, 150.0, cfg.days)  # cloudy dusks light the lamps earlier
     feeder = (
         221.5
         + 3.0 * np.cos(2 * np.pi * (hours - 3.5) / 24)
@@ -242,7 +248,10 @@ def _truth(
         "days": cfg.days,
         "timezone": cfg.timezone,
         "record_interval_s": cfg.record_interval_s,
-        "night_definition": "local noon of the date of dusk to local noon of the next day",
+        "night_definition": (
+            "sunset to next sunrise (astral), named by the local date of sunset; "
+            "a record belongs to the night when sunset < ts <= sunrise"
+        ),
         "policy": {
             "idle_pct": 100.0 * IDLE_LEVEL,
             "hold_s": HOLD_S,
@@ -254,8 +263,8 @@ def _truth(
         "astronomical_nights": [
             {
                 "night": clock.dates[n].isoformat(),
-                "sunset": float(clock.sunset[n]),
-                "sunrise": float(clock.sunrise[n]),
+                "sunset": iso_ms_one(float(clock.sunset[n])),
+                "sunrise": iso_ms_one(float(clock.sunrise[n])),
                 "hours": float(clock.sunrise[n] - clock.sunset[n]) / 3600.0,
             }
             for n in range(cfg.days)

@@ -8,9 +8,7 @@ energy are meant to be read.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from devices.sim.batching import Batch
@@ -30,37 +28,6 @@ def register_increments_wh(values: Sequence[float], start_wh: float) -> float:
     return total
 
 
-@dataclass
-class StreamTotals:
-    """What one device sent, summed the way the truth sums it."""
-
-    records: int = 0
-    late_records: int = 0
-    events: int = 0
-    event_types: dict[str, int] = field(default_factory=dict)
-    boots: set[int] = field(default_factory=set)
-    first_deliver_at: float = math.inf
-    last_deliver_at: float = -math.inf
-
-
-def stream_totals(batches: Iterable[Batch]) -> dict[str, StreamTotals]:
-    """Per device: records, records delivered after their batch's own time, events."""
-    out: dict[str, StreamTotals] = {}
-    for batch in batches:
-        tot = out.setdefault(batch.device_id, StreamTotals())
-        tot.boots.add(batch.boot)
-        tot.first_deliver_at = min(tot.first_deliver_at, batch.deliver_at)
-        tot.last_deliver_at = max(tot.last_deliver_at, batch.deliver_at)
-        if batch.channel == "event":
-            tot.events += len(batch.items)
-            for event in batch.items:
-                kind = str(event["type"])
-                tot.event_types[kind] = tot.event_types.get(kind, 0) + 1
-        else:
-            tot.records += len(batch.items)
-    return out
-
-
 def records_by_device(batches: Iterable[Batch]) -> dict[str, list[dict[str, Any]]]:
     """Every device's records in the order they were sent (catch-up included)."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -73,7 +40,8 @@ def records_by_device(batches: Iterable[Batch]) -> dict[str, list[dict[str, Any]
 def drone_energy(records: Sequence[dict[str, Any]], interval_s: float) -> dict[str, float]:
     """Hybrid energy of one flight's records, each held for ``interval_s`` (rectangle rule).
 
-    Battery energy is v·a (positive = discharge); fuel is first minus last reading.
+    Same reading as the analytics: battery energy is v·a, discharge (positive) and charge
+    counted apart; fuel is the first minus the last reading (one flight, no refuel).
     """
     discharge = charge = gen = 0.0
     for rec in records:
@@ -86,9 +54,9 @@ def drone_energy(records: Sequence[dict[str, Any]], interval_s: float) -> dict[s
     k = interval_s / 3.6e6
     fuel = float(records[0]["fuel_l"]) - float(records[-1]["fuel_l"]) if records else 0.0
     return {
-        "battery_discharge_kwh": discharge * k,
-        "battery_charge_kwh": charge * k,
-        "battery_kwh": (discharge - charge) * k,
+        "battery_kwh": discharge * k,
+        "battery_charged_kwh": charge * k,
+        "battery_net_kwh": (discharge - charge) * k,
         "generator_kwh": gen * k,
         "fuel_l": fuel,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,9 +20,9 @@ app = typer.Typer(help="Pilots: register a pilot definition, list them.", no_arg
 @app.command()
 def apply(
     ctx: typer.Context,
-    file: Path = typer.Argument(
-        ..., help="Pilot definition (TOML); GeoJSON paths are relative to it."
-    ),
+    file: Annotated[
+        Path, typer.Argument(help="Pilot definition (TOML); GeoJSON paths are relative to it.")
+    ],
 ) -> None:
     """Register a pilot, or update it if its id is already registered."""
     pilot = load_pilot(file)

@@ -1,0 +1,138 @@
+"""Analytics benchmark (DESIGN §11), printed as ratios against limits measured in this run:
+
+- savings over 500 luminaires × 90 days of 5-minute data within 3× a plain
+  `SELECT … GROUP BY device_id, day` scan of the same rows;
+- coverage of one week of 1 Hz patrol telemetry from two drones within 3× the time to read
+  those rows from the database.
+
+Run: `.venv/bin/python bench/analytics.py` (or `make bench`). It starts a private stack.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+# Run as a script, this file's folder would shadow the `analytics` package: use the repo root.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.common import best_of, header, private_stack, verdict  # noqa: E402
+from devices.pilots import load_pilot  # noqa: E402
+from devices.sim import DroneSimConfig, simulate_drones  # noqa: E402
+from kcity.analyses import Window, run_coverage, run_savings  # noqa: E402
+from kcity.registry import apply_pilot  # noqa: E402
+
+PILOTS = Path(__file__).resolve().parent.parent / "pilots"
+LUMINAIRES, DAYS, INTERVAL = 500, 90, 300
+START = date(2026, 10, 1)
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
+
+
+def luminaire_rows(i: int, rng: np.random.Generator) -> np.ndarray:
+    """90 days of one luminaire as PostgreSQL binary COPY rows (fixed width, no Python loop)."""
+    t0 = datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp() - 7 * 3600
+    ts = t0 + INTERVAL * np.arange(DAYS * 86400 // INTERVAL, dtype=np.float64)
+    local_h = ((ts + 7 * 3600) % 86400) / 3600
+    on = (local_h >= 18) | (local_h < 6)
+    baseline = ts < t0 + 7 * 86400
+    dim = np.where(on, np.where(baseline | (i < 6), 100.0, rng.uniform(30, 100, ts.size)), 0.0)
+    p_full = 120.0 * rng.uniform(0.95, 1.05)
+    power = np.where(on, p_full * (0.1 + 0.9 * dim / 100), 0.5)
+    energy = np.round(np.cumsum(power * INTERVAL / 3600))
+    row = np.dtype([("n", ">i2"), ("l0", ">i4"), ("dev", "S13"), ("l1", ">i4"), ("ts", ">i8"),
+                    ("l2", ">i4"), ("p", ">f8"), ("l3", ">i4"), ("e", ">f8"), ("l4", ">i4"),
+                    ("d", ">f8"), ("l5", ">i4"), ("on", "?")])
+    out = np.zeros(ts.size, dtype=row)
+    out["n"], out["dev"] = 6, f"madiun-sl-{i + 1:03d}".encode()
+    out["l0"], out["l1"], out["l2"], out["l3"], out["l4"], out["l5"] = 13, 8, 8, 8, 8, 1
+    out["ts"] = ((ts - PG_EPOCH) * 1e6).astype(np.int64)
+    out["p"], out["e"], out["d"], out["on"] = power, energy, dim, on
+    return out
+
+
+def load_streetlights(conn: psycopg.Connection) -> int:
+    rng = np.random.default_rng(1)
+    total = 0
+    with conn.cursor() as cur, cur.copy(
+        "COPY streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct, lamp_on)"
+        " FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
+        for i in range(LUMINAIRES):
+            rows = luminaire_rows(i, rng)
+            copy.write(rows.tobytes())
+            total += rows.size
+        copy.write(b"\xff\xff")
+    conn.commit()
+    return total
+
+
+DRONE_COLUMNS = ("flight_id", "lat", "lon", "alt_m", "agl_m", "speed_mps", "heading_deg", "mode",
+                 "camera_on", "hfov_deg", "gps_fix", "battery_v", "battery_a", "battery_pct",
+                 "gen_power_w", "fuel_l", "rssi_dbm")
+
+
+def load_drones(conn: psycopg.Connection, start: date) -> int:
+    sim = simulate_drones(DroneSimConfig(start=start, days=7, seed=1))
+    total = 0
+    with conn.cursor() as cur, cur.copy(
+        f"COPY drone_readings (device_id, ts, {', '.join(DRONE_COLUMNS)}) FROM STDIN"
+    ) as copy:
+        for batch in sim.batches():
+            if batch.channel != "telemetry":
+                continue
+            for r in batch.items:
+                copy.write_row([batch.device_id, r["ts"], *(r.get(c) for c in DRONE_COLUMNS)])
+                total += 1
+    conn.commit()
+    return total
+
+
+def main() -> int:
+    header("analytics benchmark")
+    with private_stack() as stack:
+        with psycopg.connect(stack.settings.database_url) as conn:
+            for name in ("madiun", "mukdahan"):
+                apply_pilot(conn, load_pilot(PILOTS / f"{name}.toml"))
+            for i in range(LUMINAIRES):
+                conn.execute("INSERT INTO devices (id, pilot_id, kind, password_hash)"
+                             " VALUES (%s, 'madiun', 'streetlight', '-')", (f"madiun-sl-{i + 1:03d}",))
+            for i in (1, 2):
+                conn.execute("INSERT INTO devices (id, pilot_id, kind, password_hash)"
+                             " VALUES (%s, 'mukdahan', 'hybrid_drone', '-')", (f"mukdahan-uav-{i}",))
+            conn.commit()
+            rows = load_streetlights(conn)
+            drone_start = START + timedelta(days=7)
+            drone_rows = load_drones(conn, drone_start)
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE")
+            print(f"  loaded {rows:,} streetlight rows and {drone_rows:,} drone rows")
+
+            lo = datetime(2026, 9, 30, tzinfo=timezone.utc)
+            hi = lo + timedelta(days=DAYS + 2)
+            scan = best_of(2, lambda: conn.execute(
+                "SELECT device_id, time_bucket('1 day', ts) AS day, sum(power_w), count(*)"
+                " FROM streetlight_readings WHERE ts >= %s AND ts < %s GROUP BY 1, 2",
+                (lo, hi)).fetchall())
+            window = Window(START + timedelta(days=7), START + timedelta(days=DAYS - 1))
+            savings = best_of(2, lambda: run_savings(conn, "madiun", window, persist=False))
+            print(f"  GROUP BY scan {scan:.2f} s; savings {savings:.2f} s")
+
+            d_window = Window(drone_start, drone_start + timedelta(days=7))
+            d_lo, d_hi = d_window.utc("Asia/Bangkok")
+            read = best_of(2, lambda: conn.execute(
+                "SELECT * FROM drone_readings WHERE ts >= %s AND ts < %s", (d_lo, d_hi)).fetchall())
+            cover = best_of(2, lambda: run_coverage(conn, "mukdahan", d_window, persist=False))
+            print(f"  reading drone rows {read:.2f} s; coverage {cover:.2f} s")
+
+    ok = verdict("savings time ÷ GROUP BY scan time", savings / scan, 3.0, higher_is_better=False)
+    ok &= verdict("coverage time ÷ time to read the rows", cover / read, 3.0, higher_is_better=False)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Ingest benchmark (DESIGN §11): our ingest service against the limits measured in the same run.
+
+Run standalone: `.venv/bin/python bench/ingest.py [--messages N]`. It starts a private
+TimescaleDB and Mosquitto on free ports, then measures, with one QoS 1 publisher process
+sending pre-encoded one-record streetlight messages as fast as it can:
+
+  (a) a bare paho subscriber that only parses JSON        — the limit
+  (b) a naive bridge: one INSERT + commit per message     — the floor
+  (c) `kcity ingest run` end to end (published → committed, counted in the database),
+      its publish-to-commit latency p50/p99 at half that rate, and rows/s with
+      60-record catch-up messages.
+
+Each consumer is its own process, as in production. Rates are messages from the publisher's
+first send to the consumer's last receipt (a, b) or commit (c). Latency is measured by
+polling the database every 20 ms, so it is overstated by up to that much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+import psycopg  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from devices.payloads import encode_message  # noqa: E402
+
+PASSWORD = "bench-device"
+PILOT = "bench"
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+# -- roles run in their own processes ------------------------------------------------------
+
+
+def _client(client_id: str, user: str, password: str, **kw: Any) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, **kw)
+    c.username_pw_set(user, password)
+    return c
+
+
+def role_publisher(a: argparse.Namespace) -> None:
+    """Publish N messages of R records, at full speed or at `rate` msg/s; print timings."""
+    topic = f"kcity/v1/{PILOT}/{a.device}/telemetry"
+    payloads = []
+    for seq in range(a.n):
+        recs = [{"ts": START + timedelta(seconds=seq * a.records + k), "power_w": 80.0,
+                 "energy_wh": 1000.0 + seq, "dim_pct": 60.0, "lamp_on": True, "vehicles": 2}
+                for k in range(a.records)]
+        payloads.append(encode_message(0, seq, recs))
+    # One thread drives the client (publish writes at once, loop() reads the PUBACKs):
+    # paho's network thread would make the publisher, not the consumer, the bottleneck.
+    c = _client(f"{a.device}-pub", a.device, PASSWORD)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    acked = [0]
+    c.on_publish = lambda *_: acked.__setitem__(0, acked[0] + 1)
+    c.connect(a.host, a.port)
+    while not c.is_connected():
+        c.loop(0.01)
+    sent_at: list[float] = []
+    t0 = time.time()
+    for seq, payload in enumerate(payloads):
+        if a.rate:
+            while (pause := t0 + seq / a.rate - time.time()) > 0:
+                c.loop(pause)
+        sent_at.append(time.time())
+        c.publish(topic, payload, qos=1)
+        if seq % 50 == 0:
+            c.loop(0)
+    deadline = time.time() + 120
+    while acked[0] < a.n and time.time() < deadline:
+        c.loop(0.01)
+    t1 = time.time()
+    c.disconnect()
+    if a.times:
+        Path(a.times).write_text(json.dumps(sent_at))
+    print(json.dumps({"t0": t0, "t1": t1}), flush=True)
+
+
+def _consume(a: argparse.Namespace, client_id: str, handle: Any) -> None:
+    """Subscribe in a persistent session (``--prime``: then leave, so the broker queues), or
+    drain it: print the number handled and the times of the first and last."""
+    state: dict[str, float] = {"n": 0, "first": 0.0, "last": 0.0}
+    done = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not state["first"]:
+            state["first"] = time.time()
+        handle(msg)
+        state["n"] += 1
+        state["last"] = time.time()
+        if state["n"] >= a.n:
+            done.set()
+
+    def on_subscribe(*_: Any) -> None:
+        if a.prime:
+            done.set()
+
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    c = _client(client_id, a.user, a.password)
+    c.on_message = on_message
+    c.on_connect = lambda cl, *_: cl.subscribe("kcity/v1/+/+/telemetry", qos=1)
+    c.on_subscribe = on_subscribe
+    c.connect(a.host, a.port, clean_start=False, properties=props)
+    c.loop_start()
+    done.wait(10 if a.prime else a.timeout)
+    c.disconnect()
+    c.loop_stop()
+    print(json.dumps(state), flush=True)
+
+
+def role_bare(a: argparse.Namespace) -> None:
+    """A paho subscriber that only parses JSON."""
+    _consume(a, "bench-bare", lambda msg: json.loads(msg.payload))
+
+
+def role_naive(a: argparse.Namespace) -> None:
+    """One INSERT + commit per message, acknowledged by paho after the callback."""
+    conn = psycopg.connect(a.db)
+
+    def handle(msg: mqtt.MQTTMessage) -> None:
+        body = json.loads(msg.payload)
+        device = msg.topic.split("/")[3]
+        for r in body["records"]:
+            conn.execute(
+                "INSERT INTO streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct,"
+                " lamp_on, vehicles) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (device, r["ts"], r["power_w"], r.get("energy_wh"), r["dim_pct"], r["lamp_on"],
+                 r.get("vehicles")),
+            )
+        conn.commit()
+
+    _consume(a, "bench-naive", handle)
+
+
+# -- orchestration --------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, workdir: Path) -> None:
+        from kcity.mosquitto_server import new_secret
+        from kcity.processes import free_port
+        from kcity.settings import Settings
+        from kcity.stack import LocalStack
+
+        workdir.chmod(0o755)
+        self.settings = Settings(
+            data_dir=workdir / "stack",
+            database_url=f"postgresql://kcity@127.0.0.1:{free_port()}/kcity",
+            mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
+            mqtt_tls_port=free_port(),
+            mqtt_password=new_secret(),
+            mqtt_admin_password=new_secret(),
+            metrics_port=free_port(),
+        )
+        self.stack = LocalStack(self.settings)
+        self.workdir = workdir
+
+    def up(self, devices: list[str]) -> None:
+        from kcity.broker_admin import broker_admin
+
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stack.up(services=False)
+        s = self.settings
+        with psycopg.connect(s.database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO pilots (id, name, kind, country, city, timezone, latitude,"
+                " longitude, definition) VALUES (%s, 'bench', 'streetlight', 'ID', 'Madiun',"
+                " 'Asia/Jakarta', -7.63, 111.52, '{}')", (PILOT,))
+            for d in devices:
+                conn.execute("INSERT INTO devices (id, pilot_id, kind, password_hash)"
+                             " VALUES (%s, %s, 'streetlight', 'x')", (d, PILOT))
+        with broker_admin(s.mqtt_host, s.mqtt_port, s.mqtt_admin_username,
+                          s.mqtt_admin_password) as admin:
+            for d in devices:
+                admin.add_device(PILOT, d, PASSWORD)
+
+    def role(self, name: str, *args: str) -> subprocess.Popen[str]:
+        s = self.settings
+        cmd = [sys.executable, __file__, "--role", name, "--host", s.mqtt_host, "--port",
+               str(s.mqtt_port), "--user", s.mqtt_username, "--password", s.mqtt_password,
+               "--db", s.database_url, *args]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+    def publish(self, device: str, n: int, *extra: str) -> dict[str, float]:
+        pub = self.role("publisher", "--device", device, "--n", str(n), *extra)
+        out, _ = pub.communicate(timeout=180)
+        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    def consumer_run(self, role: str, device: str, n: int, timeout: float
+                     ) -> tuple[int, float, float]:
+        """(handled, consumer msg/s, publisher msg/s): N messages queued for the consumer's
+        session while it is away, then drained; the rate runs from first to last message."""
+        self.role(role, "--prime").communicate(timeout=30)
+        pub = self.publish(device, n)
+        out, _ = self.role(role, "--n", str(n), "--timeout", str(timeout)).communicate(
+            timeout=timeout + 30)
+        res = json.loads(out.strip().splitlines()[-1])
+        return res["n"], res["n"] / (res["last"] - res["first"]), n / (pub["t1"] - pub["t0"])
+
+    def ingest(self) -> subprocess.Popen[bytes]:
+        from kcity.processes import wait_for_port
+
+        s = self.settings
+        env = {**os.environ, "KCITY_DATA_DIR": str(s.data_dir),
+               "KCITY_DATABASE_URL": s.database_url, "KCITY_MQTT_URL": s.mqtt_url,
+               "KCITY_MQTT_PASSWORD": s.mqtt_password, "KCITY_METRICS_PORT": str(s.metrics_port),
+               "KCITY_INGEST_WORKER": "bench"}
+        cmd = [sys.executable, "-m", "kcity", "ingest", "run"]
+        log = (self.workdir / "ingest.log").open("ab")
+        proc = subprocess.Popen(cmd, env=env, cwd=self.workdir, stdout=log, stderr=log)
+        wait_for_port("127.0.0.1", s.metrics_port, 30, "the ingest service")
+        time.sleep(0.5)
+        return proc
+
+    def profile(self, pid: int) -> subprocess.Popen[bytes]:
+        """py-spy on the running ingest process: collapsed stacks of every thread."""
+        out = self.workdir / "ingest-profile.txt"
+        return subprocess.Popen(
+            [shutil.which("py-spy") or "py-spy", "record", "--pid", str(pid), "--threads",
+             "--format", "raw", "--rate", "200", "--duration", "6", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def count_messages(self, conn: psycopg.Connection, device: str) -> int:
+        row = conn.execute("SELECT count(*) FROM ingest_messages WHERE device_id = %s",
+                           (device,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def ingest_rate(self, device: str, n: int, records: int = 1) -> tuple[float, float]:
+        """(messages/s, rows/s) from first publish to the last commit."""
+        result: dict[str, float] = {}
+        t = threading.Thread(target=lambda: result.update(
+            self.publish(device, n, "--records", str(records))))
+        t.start()
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            deadline = time.time() + 120
+            while self.count_messages(conn, device) < n and time.time() < deadline:
+                time.sleep(0.05)
+            done = time.time()
+            got = self.count_messages(conn, device)
+        t.join()
+        if got < n:
+            raise SystemExit(f"ingest stored {got} of {n} messages within 120 s")
+        elapsed = done - result["t0"]
+        return n / elapsed, n * records / elapsed
+
+    def drain_rate(self, device: str, n: int) -> float:
+        """msg/s from the first receipt of `device`'s queued messages to the last commit."""
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            deadline = time.time() + 120
+            while self.count_messages(conn, device) < n and time.time() < deadline:
+                time.sleep(0.05)
+            done = time.time()
+            row = conn.execute("SELECT count(*), extract(epoch FROM min(received_at))"
+                               " FROM ingest_messages WHERE device_id = %s", (device,)).fetchone()
+        assert row is not None
+        if row[0] < n:
+            raise SystemExit(f"ingest stored {row[0]} of {n} queued messages within 120 s")
+        return n / (done - float(row[1]))
+
+    def latency(self, device: str, rate: float, seconds: float) -> tuple[float, float]:
+        """p50 and p99 publish-to-commit latency at `rate` msg/s."""
+        n = int(rate * seconds)
+        times = self.workdir / "sent.json"
+        t = threading.Thread(target=lambda: self.publish(device, n, "--rate", str(rate),
+                                                          "--times", str(times)))
+        t.start()
+        seen: dict[int, float] = {}
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            deadline = time.time() + seconds + 60
+            last = -1
+            while len(seen) < n and time.time() < deadline:
+                rows = conn.execute("SELECT seq FROM ingest_messages WHERE device_id = %s"
+                                    " AND seq > %s", (device, last)).fetchall()
+                now = time.time()
+                for (seq,) in rows:
+                    seen.setdefault(seq, now)
+                    last = max(last, seq)
+                time.sleep(0.02)
+        t.join()
+        sent = json.loads(times.read_text())
+        lat = sorted(seen[i] - sent[i] for i in seen)
+        if len(lat) < n:
+            raise SystemExit(f"only {len(lat)} of {n} messages committed in the latency run")
+        return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--role", default="main")
+    p.add_argument("--messages", type=int, default=40_000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--user", default="")
+    p.add_argument("--password", default="")
+    p.add_argument("--db", default="")
+    p.add_argument("--device", default="")
+    p.add_argument("--n", type=int, default=0)
+    p.add_argument("--records", type=int, default=1)
+    p.add_argument("--rate", type=float, default=0.0)
+    p.add_argument("--times", default="")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--prime", action="store_true")
+    a = p.parse_args()
+    if a.role != "main":
+        {"publisher": role_publisher, "bare": role_bare, "naive": role_naive}[a.role](a)
+        return
+    run(a.messages)
+
+
+def run(n: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="kcity-bench-ingest-"))
+    bench = Bench(workdir)
+    devices = ["bench-a", "bench-b", "bench-c", "bench-d", "bench-e", "bench-f"]
+    started = time.time()
+    ingest: subprocess.Popen[bytes] | None = None
+    try:
+        bench.up(devices)
+        print(f"stack up in {time.time() - started:.1f} s; {n} one-record QoS 1 messages per run")
+        got_a, bare, pub_rate = bench.consumer_run("bare", "bench-a", n, 60)
+        print(f"    publisher alone (one process, QoS 1)  : {pub_rate:9,.0f} msg/s")
+        print(f"(a) bare paho subscriber, JSON parse only : {bare:9,.0f} msg/s ({got_a} received)")
+        n_b = max(1000, n // 8)
+        got_b, naive, _ = bench.consumer_run("naive", "bench-b", n_b, 15)
+        print(f"(b) naive bridge, INSERT + commit per msg : {naive:9,.0f} msg/s ({got_b} stored)")
+        ingest = bench.ingest()  # create the persistent session, then leave it
+        ingest.terminate()
+        ingest.wait(timeout=30)
+        bench.publish("bench-c", n)
+        ingest = bench.ingest()
+        spy = bench.profile(ingest.pid) if os.environ.get("BENCH_PROFILE") else None
+        ours = bench.drain_rate("bench-c", n)
+        if spy is not None:
+            spy.wait(timeout=60)
+        print(f"(c) kcity ingest, received -> committed   : {ours:9,.0f} msg/s")
+        live, _ = bench.ingest_rate("bench-f", n // 2)
+        print(f"    with a live publisher, published -> committed: {live:,.0f} msg/s"
+              " (bounded by the publisher)")
+        p50, p99 = bench.latency("bench-d", ours / 2, 8.0)
+        print(f"    latency at {ours / 2:,.0f} msg/s (half rate)  : p50 {p50 * 1000:.0f} ms,"
+              f" p99 {p99 * 1000:.0f} ms")
+        _, rows = bench.ingest_rate("bench-e", max(500, n // 20), records=60)
+        print(f"    catch-up, 60-record messages          : {rows:9,.0f} rows/s")
+        print()
+        print("DESIGN §11 targets")
+        ok1, ok2, ok3 = ours >= 0.6 * bare, ours >= 10 * naive, p99 < 1.0
+        print(f"  ingest / bare subscriber  = {ours / bare:6.2f}  (target >= 0.60) "
+              f"{'met' if ok1 else 'MISSED'}")
+        print(f"  ingest / naive bridge     = {ours / naive:6.1f}  (target >= 10)   "
+              f"{'met' if ok2 else 'MISSED'}")
+        print(f"  p99 publish -> commit     = {p99:6.3f} s (target < 1 s)  "
+              f"{'met' if ok3 else 'MISSED'}")
+        print(f"total {time.time() - started:.0f} s")
+    finally:
+        if ingest is not None:
+            ingest.terminate()
+            ingest.wait(timeout=30)
+        bench.stack.down()
+        if os.environ.get("BENCH_PROFILE"):
+            print(f"py-spy profiles kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The ministry's overview: every pilot on one page, with a drill-down to its own dashboard.
+
+Per pilot it answers the questions the K-City programme asks of a demonstration: is the
+kit online, is the data arriving, what has been verified so far (savings, coverage) and
+when was the last data received. Verified figures are the latest persisted analytics
+results; the page never recomputes them.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import geomap
+from grafana_foundation_sdk.builders import table as table_panel
+from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
+
+from dashboards.panels import hidden, map_panel, markers, new_dashboard, stat, table
+from dashboards.sql import Sql
+
+UID = "kcity-overview"
+TITLE = "K-City pilots — ministry overview"
+
+# Dashboard uid of each solution kind's pilot dashboard (the drill-down target).
+PILOT_DASHBOARDS = {"streetlight": "kcity-streetlight", "hybrid_drone": "kcity-drone"}
+
+_DASHBOARD_OF_KIND = (
+    "CASE p.kind "
+    + " ".join(f"WHEN '{kind}' THEN '{uid}'" for kind, uid in PILOT_DASHBOARDS.items())
+    + " ELSE 'kcity-ingest' END"
+)
+
+# Online: the retained status says so, or data arrived within the hour and the Last Will
+# ("offline") has not been received since.
+ONLINE = (
+    "s.state = 'online' OR (s.state IS DISTINCT FROM 'offline'"
+    " AND d.last_seen > now() - interval '1 hour')"
+)
+
+# Expected telemetry records: streetlights report around the clock, so the whole window
+# (up to now) counts; drones report only while powered, so only the span between a
+# device's first and last message of each boot counts.
+PILOTS_SQL = f"""
+    WITH dev AS (
+      SELECT d.pilot_id,
+             count(*) AS devices,
+             count(*) FILTER (WHERE {ONLINE}) AS online,
+             max(d.last_seen) AS last_seen
+      FROM devices d
+      LEFT JOIN device_status s ON s.device_id = d.id
+      WHERE d.revoked_at IS NULL
+      GROUP BY d.pilot_id
+    ), boots AS (
+      SELECT m.device_id,
+             sum(m.records) AS records,
+             extract(epoch FROM max(coalesce(m.sent_at, m.received_at))
+                              - min(coalesce(m.sent_at, m.received_at))) AS active_s
+      FROM ingest_messages m
+      WHERE m.channel = 'telemetry' AND $__timeFilter(m.received_at)
+      GROUP BY m.device_id, m.boot
+    ), recv AS (
+      SELECT d.pilot_id, sum(b.records) AS records, sum(b.active_s) AS active_s,
+             count(*) AS boots
+      FROM boots b JOIN devices d ON d.id = b.device_id
+      GROUP BY d.pilot_id
+    )
+    SELECT p.id AS pilot,
+           p.name,
+           p.country,
+           p.city,
+           p.kind AS solution,
+           coalesce(dev.devices, 0) AS devices,
+           coalesce(dev.online, 0) AS online,
+           least(100.0, round((100.0 * coalesce(recv.records, 0) / nullif(
+             CASE WHEN p.kind = 'streetlight'
+                  THEN dev.devices * extract(epoch FROM
+                         least($__timeTo()::timestamptz, now()) - $__timeFrom()::timestamptz)
+                       / iv.interval_s
+                  ELSE recv.active_s / iv.interval_s + recv.boots END, 0))::numeric, 1)
+           ) AS completeness_pct,
+           sav.savings_kwh,
+           sav.savings_pct,
+           cov.area_coverage_pct,
+           cov.linear_coverage_pct,
+           dev.last_seen AS last_data,
+           {_DASHBOARD_OF_KIND} AS dashboard
+    FROM pilots p
+    LEFT JOIN dev ON dev.pilot_id = p.id
+    LEFT JOIN recv ON recv.pilot_id = p.id
+    CROSS JOIN LATERAL (
+      SELECT coalesce(p.definition->'streetlight'->>'record_interval_s',
+                      p.definition->'drone'->>'record_interval_s')::float8 AS interval_s) iv
+    LEFT JOIN LATERAL (
+      SELECT (r.result->>'savings_kwh')::float8 AS savings_kwh,
+             (r.result->>'savings_pct')::float8 AS savings_pct
+      FROM analytics_results r
+      WHERE r.pilot_id = p.id AND r.analysis = 'savings'
+      ORDER BY r.computed_at DESC LIMIT 1) sav ON true
+    LEFT JOIN LATERAL (
+      SELECT (r.result->>'area_coverage_pct')::float8 AS area_coverage_pct,
+             (r.result->>'linear_coverage_pct')::float8 AS linear_coverage_pct
+      FROM analytics_results r
+      WHERE r.pilot_id = p.id AND r.analysis = 'coverage'
+      ORDER BY r.computed_at DESC LIMIT 1) cov ON true
+    ORDER BY p.country, p.city, p.id
+"""
+
+TOTALS_SQL = f"""
+    SELECT (SELECT count(*) FROM pilots) AS pilots,
+           count(*) AS devices,
+           count(*) FILTER (WHERE {ONLINE}) AS online
+    FROM devices d
+    LEFT JOIN device_status s ON s.device_id = d.id
+    WHERE d.revoked_at IS NULL
+"""
+
+VERIFIED_SQL = """
+    SELECT sum((l.result->>'savings_kwh')::float8)
+             FILTER (WHERE l.analysis = 'savings') AS savings_kwh,
+           sum((l.result->>'co2_kg')::float8)
+             FILTER (WHERE l.analysis = 'savings') AS co2_kg,
+           sum((l.result->>'covered_km2')::float8)
+             FILTER (WHERE l.analysis = 'coverage') AS covered_km2
+    FROM (SELECT DISTINCT ON (pilot_id, analysis) pilot_id, analysis, result
+          FROM analytics_results
+          WHERE analysis IN ('savings', 'coverage')
+          ORDER BY pilot_id, analysis, computed_at DESC) l
+"""
+
+INGEST_SQL = """
+    SELECT (SELECT count(*) FROM ingest_messages WHERE $__timeFilter(received_at)) AS messages,
+           (SELECT count(*) FROM dead_letters WHERE $__timeFilter(received_at)) AS dead_letters
+"""
+
+MAP_SQL = """
+    SELECT p.id AS pilot, p.name, p.city, p.kind AS solution,
+           p.latitude AS latitude, p.longitude AS longitude,
+           (SELECT count(*) FROM devices d
+            WHERE d.pilot_id = p.id AND d.revoked_at IS NULL) AS devices
+    FROM pilots p
+    ORDER BY p.id
+"""
+
+
+def _pilots_table() -> table_panel.Panel:
+    drill = dash.DashboardLink("Open ${__data.fields.name}").url(
+        "/d/${__data.fields.dashboard}?var-pilot=${__data.fields.pilot}&${__url_time_range}"
+    )
+    panel = (
+        table(
+            "Pilots",
+            PILOTS_SQL,
+            description=(
+                "Online: seen within the last hour or status 'online'. Completeness: telemetry "
+                "records received in the time range against the pilot's record interval. "
+                "Savings and coverage: the latest verified result. Click a row to drill down."
+            ),
+            span=24,
+        )
+        .data_links([drill])
+        .height(10)
+    )
+    panel = hidden(panel, "dashboard")
+    for field, unit in (
+        ("completeness_pct", "percent"),
+        ("savings_pct", "percent"),
+        ("area_coverage_pct", "percent"),
+        ("linear_coverage_pct", "percent"),
+        ("savings_kwh", "kwatth"),
+        ("last_data", "dateTimeFromNow"),
+    ):
+        panel = panel.override_by_name(field, [DynamicConfigValue(id_val="unit", value=unit)])
+    return panel
+
+
+def _map() -> geomap.Panel:
+    return (
+        map_panel("Where the pilots are")
+        .with_target(Sql(MAP_SQL).ref_id("A").table())
+        .layers([markers("Pilots", "A", "green", 10)])
+        .span(24)
+        .height(10)
+    )
+
+
+def build() -> dash.Dashboard:
+    """The overview dashboard (no variables: it shows every pilot)."""
+    return (
+        new_dashboard(
+            UID,
+            TITLE,
+            time_from="now-24h",
+            description="All K-City Network pilots: devices online, data, verified results.",
+        )
+        .with_panel(stat("Pilots and devices", TOTALS_SQL, "none", span=8))
+        .with_panel(
+            stat(
+                "Verified to date (all pilots)",
+                VERIFIED_SQL,
+                "none",
+                description="Sum of each pilot's latest savings and coverage result.",
+                span=8,
+            )
+        )
+        .with_panel(stat("Ingest in range", INGEST_SQL, "none", span=8))
+        .with_panel(_pilots_table())
+        .with_panel(_map())
+    )

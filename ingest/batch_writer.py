@@ -1,0 +1,237 @@
+"""Write a batch in one transaction: binary COPY into staging tables, then
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` into the hypertables (DESIGN §5).
+
+Records are keyed (device, ts[, metric | type]), so a redelivered message stores nothing
+twice; its ``ingest_messages`` row conflicts and counts it as a duplicate. Should the
+database refuse a message (a value validation let through), the batch is bisected under
+savepoints and only the refused message is dead-lettered, with stage ``store``.
+Connection-level failures (``OperationalError``) propagate: the caller keeps the batch and
+retries on a new connection.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ingest.tables import (
+    DEAD_LETTER_COLUMNS,
+    DEAD_LETTER_TYPES,
+    EVENTS,
+    MESSAGES_COLUMNS,
+    MESSAGES_TYPES,
+    READINGS,
+    TableSpec,
+)
+from ingest.validate import DeadLetter, Outcome, Received, clean_text
+
+_STAGED = (*READINGS.values(), EVENTS)
+OUTAGE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What one committed batch changed."""
+
+    stored: Counter[str] = field(default_factory=Counter)  # table -> new rows
+    messages: int = 0  # messages with a sequence number
+    duplicates: int = 0  # of those, already stored (redeliveries)
+    new_messages: list[tuple[str, int, str, int]] = field(default_factory=list)
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, code)
+    statuses: int = 0
+    last_seen: dict[str, datetime] = field(default_factory=dict)
+
+    def merge(self, other: WriteResult) -> None:
+        self.stored.update(other.stored)
+        self.messages += other.messages
+        self.duplicates += other.duplicates
+        self.new_messages += other.new_messages
+        self.dead_letters.update(other.dead_letters)
+        self.statuses += other.statuses
+        for device, seen in other.last_seen.items():
+            if device not in self.last_seen or seen > self.last_seen[device]:
+                self.last_seen[device] = seen
+
+
+def _copy(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with cur.copy(sql) as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)
+
+
+class BatchWriter:
+    """Owns one connection and its session's staging tables."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        with conn.transaction():
+            for name in (*(spec.name for spec in _STAGED), "ingest_messages"):
+                conn.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS stage_{name} "
+                    f"(LIKE {name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+        self._bisecting = False  # staging tables are emptied by each commit, or by hand
+
+    def write(self, items: Sequence[Received]) -> WriteResult:
+        """Store a batch atomically; refused messages become ``store`` dead letters."""
+        self._bisecting = False
+        with self.conn.transaction():
+            return self._resilient(items)
+
+    def write_stats(self, row: Sequence[Any]) -> None:
+        """One ``ingest_stats`` snapshot (ts, worker, counters…, batch_latency_ms)."""
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO ingest_stats (ts, worker, received, stored, duplicates,"
+                " dead_lettered, seq_gaps, batches, batch_latency_ms)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                tuple(row),
+            )
+
+    def _resilient(self, items: Sequence[Received]) -> WriteResult:
+        try:
+            with self.conn.transaction():  # a savepoint inside the batch transaction
+                return self._write_all(items)
+        except OUTAGE_ERRORS:
+            raise
+        except Exception as exc:  # the database (or a dumper) refused something in here
+            if self.conn.broken:
+                raise
+            self._bisecting = True  # several savepoints per transaction: empty stages by hand
+            if len(items) > 1:
+                half = len(items) // 2
+                result = self._resilient(items[:half])
+                result.merge(self._resilient(items[half:]))
+                return result
+            item = items[0]
+            letter = DeadLetter(
+                clean_text(item.topic, 1000),
+                item.payload,
+                "store",
+                "store_failed",
+                clean_text(f"store failed: {type(exc).__name__}: {exc}"),
+                None,
+                item.outcome.device_id,
+            )
+            refused = Received(
+                item.topic,
+                item.payload,
+                item.received_at,
+                Outcome(device_id=item.outcome.device_id, dead_letters=(letter,)),
+            )
+            with self.conn.transaction():
+                return self._write_all([refused])
+
+    def _write_all(self, items: Sequence[Received]) -> WriteResult:
+        result = WriteResult()
+        by_table: dict[str, list[tuple[Any, ...]]] = {}
+        specs: dict[str, TableSpec] = {}
+        messages: list[tuple[Any, ...]] = []
+        letters: list[tuple[Any, ...]] = []
+        statuses: dict[str, tuple[Any, ...]] = {}
+        for item in items:
+            o = item.outcome
+            if o.table is not None and o.rows:
+                specs[o.table.name] = o.table
+                rows = by_table.setdefault(o.table.name, [])
+                if o.table is EVENTS:
+                    rows.extend((*r[:4], Jsonb(r[4])) for r in o.rows)
+                else:
+                    rows.extend(o.rows)
+            if o.message is not None:
+                m = o.message
+                messages.append(
+                    (m.device_id, m.boot, m.seq, m.channel, item.received_at, m.sent_at, m.records)
+                )
+            if o.status is not None:
+                s = o.status
+                statuses[s.device_id] = (s.device_id, s.state, Jsonb(s.payload), item.received_at)
+            for d in o.dead_letters:
+                letters.append(
+                    (
+                        item.received_at,
+                        d.topic,
+                        d.payload,
+                        d.stage,
+                        d.reason,
+                        d.pilot_id,
+                        d.device_id,
+                    )
+                )
+                result.dead_letters[(d.stage, d.code)] += 1
+            if o.device_id is not None and (o.message is not None or o.status is not None):
+                seen = result.last_seen.get(o.device_id)
+                if seen is None or item.received_at > seen:
+                    result.last_seen[o.device_id] = item.received_at
+        with self.conn.cursor() as cur:
+            for name, rows in by_table.items():
+                result.stored[name] += self._insert(cur, specs[name], rows)
+            if messages:
+                self._insert_messages(cur, messages, result)
+            if letters:
+                _copy(cur, "dead_letters", DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, letters)
+            if statuses:
+                cur.executemany(
+                    "INSERT INTO device_status (device_id, state, payload, received_at)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE"
+                    " SET state = EXCLUDED.state, payload = EXCLUDED.payload,"
+                    " received_at = EXCLUDED.received_at"
+                    " WHERE device_status.received_at <= EXCLUDED.received_at",
+                    sorted(statuses.values()),
+                )
+                result.statuses = len(statuses)
+            if result.last_seen:
+                latest = sorted(result.last_seen.items())  # one lock order for all workers
+                cur.execute(
+                    "UPDATE devices d SET last_seen = GREATEST(d.last_seen, s.seen)"
+                    " FROM unnest(%s::text[], %s::timestamptz[]) AS s(id, seen)"
+                    " WHERE d.id = s.id",
+                    ([k for k, _ in latest], [v for _, v in latest]),
+                )
+        return result
+
+    def _insert(
+        self, cur: psycopg.Cursor[Any], spec: TableSpec, rows: list[tuple[Any, ...]]
+    ) -> int:
+        stage = f"stage_{spec.name}"
+        _copy(cur, stage, spec.columns, spec.types, rows)
+        cols = ", ".join(spec.columns)
+        cur.execute(
+            f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
+        )
+        inserted = cur.rowcount
+        self._empty(cur, stage)
+        return inserted
+
+    def _empty(self, cur: psycopg.Cursor[Any], stage: str) -> None:
+        if self._bisecting:
+            cur.execute(f"DELETE FROM {stage}")
+
+    def _insert_messages(
+        self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]], result: WriteResult
+    ) -> None:
+        _copy(cur, "stage_ingest_messages", MESSAGES_COLUMNS, MESSAGES_TYPES, rows)
+        cols = ", ".join(MESSAGES_COLUMNS)
+        cur.execute(
+            f"INSERT INTO ingest_messages ({cols}) SELECT {cols} FROM stage_ingest_messages"
+            " ON CONFLICT DO NOTHING RETURNING device_id, boot, channel, seq"
+        )
+        new = cur.fetchall()
+        self._empty(cur, "stage_ingest_messages")
+        result.messages += len(rows)
+        result.duplicates += len(rows) - len(new)
+        result.new_messages += new

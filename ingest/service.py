@@ -1,0 +1,317 @@
+"""The ingest service: MQTT in, validated batches out, acknowledgements after commit.
+
+Two threads. The main thread drives the MQTT client, judges each message as it arrives
+(``validate``), fills the current batch and seals it by size or age. The writer thread
+owns the database connection: it commits each sealed batch, retrying on a new connection
+with backoff while the database is down, and hands committed batches back so the main
+thread can acknowledge them. Nothing is acknowledged before its commit; at most
+``max_inflight`` messages are unacknowledged, which bounds memory during an outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from ingest.batch import AckToken, Batch
+from ingest.batch_writer import OUTAGE_ERRORS, BatchWriter, WriteResult
+from ingest.config import IngestConfig
+from ingest.consumer import Consumer
+from ingest.metrics import IngestMetrics, Totals, serve
+from ingest.registry import Registry
+from ingest.validate import Outcome, Received, UnknownDevice, dead, validate
+
+log = logging.getLogger(__name__)
+_CHANNELS = frozenset({"telemetry", "event", "status"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Parked:
+    """A message from a device missing in the registry snapshot, awaiting a reload."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    arrived: float
+    token: AckToken | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    batch: Batch
+    result: WriteResult
+    write_s: float
+    committed: float
+
+
+def _connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, connect_timeout=3, application_name="kcity-ingest")
+
+
+class IngestService:
+    """One ingest worker. ``run`` blocks until ``stop`` is set, then flushes and returns."""
+
+    def __init__(self, config: IngestConfig, metrics: IngestMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or IngestMetrics()
+        self.registry = Registry(config.registry_refresh_s, config.registry_max_age_s)
+        self.consumer = Consumer(config, self._on_message)
+        self._batch: Batch | None = None
+        self._parked: list[_Parked] = []
+        self._handoff: queue.Queue[Batch] = queue.Queue(maxsize=1)
+        self._committed: queue.SimpleQueue[_Committed] = queue.SimpleQueue()
+        self._writer_stop = threading.Event()
+        self._writer_abort = threading.Event()
+        self._registry_conn: psycopg.Connection | None = None
+        self._last_seq: dict[tuple[str, int, str], int] = {}
+        self._unacked = 0
+        self._received_by_channel = {
+            ch: self.metrics.received.labels(ch) for ch in (*_CHANNELS, "other")
+        }
+
+    # -- main thread -----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> Totals:
+        cfg = self.config
+        stop_metrics: Callable[[], None] | None = None
+        if cfg.metrics_port is not None:
+            stop_metrics = serve(self.metrics, cfg.metrics_port, cfg.metrics_host)
+        writer = threading.Thread(target=self._writer_main, name="kcity-ingest-writer", daemon=True)
+        try:
+            self._load_registry_until(stop)
+            writer.start()
+            self.consumer.wait_connected(3600 * 24 * 365, stop.is_set)
+            self.metrics.broker_up.set(1)
+            while not stop.is_set():
+                self._step()
+            self._shutdown(writer)
+        finally:
+            self._writer_abort.set()
+            self._writer_stop.set()
+            if writer.is_alive():
+                writer.join(timeout=5)
+            self.consumer.close()
+            if self._registry_conn is not None:
+                self._registry_conn.close()
+            if stop_metrics is not None:
+                stop_metrics()
+        return self.metrics.totals
+
+    def _step(self, timeout: float | None = None) -> None:
+        now = time.monotonic()
+        if timeout is None:
+            timeout = 0.02
+            if self._batch is not None:
+                age_left = self._batch.started + self.config.batch_age_s - now
+                timeout = max(0.0, min(timeout, age_left))
+        self.consumer.loop(timeout)
+        self.metrics.broker_up.set(1 if self.consumer.connected else 0)
+        self._acknowledge()
+        now = time.monotonic()
+        if self._parked or self.registry.stale(now):
+            self._reload_registry(now)
+        self._seal(now)
+
+    def _on_message(self, topic: str, payload: bytes, token: AckToken | None) -> None:
+        received_at = datetime.now(UTC)
+        arrived = time.monotonic()
+        channel = topic.rsplit("/", 1)[-1]
+        self._received_by_channel[channel if channel in _CHANNELS else "other"].inc()
+        self.metrics.totals.received += 1
+        if token is not None:
+            self._unacked += 1
+        self._judge(_Parked(topic, payload, received_at, arrived, token), final=False)
+
+    def _judge(self, msg: _Parked, final: bool) -> None:
+        try:
+            verdict = validate(
+                msg.topic,
+                msg.payload,
+                self.registry.devices,
+                msg.received_at,
+                unknown_is_final=final,
+            )
+        except Exception as exc:  # a bug must not lose the message or stop the service
+            log.exception("validation failed on %s", msg.topic)
+            verdict = Outcome(
+                dead_letters=(
+                    dead(
+                        msg.topic, msg.payload, "decode", "internal_error", f"{type(exc).__name__}"
+                    ),
+                )
+            )
+        if isinstance(verdict, UnknownDevice):
+            self._parked.append(msg)
+            return
+        if self._batch is None:
+            self._batch = Batch(started=msg.arrived)
+        self._batch.add(Received(msg.topic, msg.payload, msg.received_at, verdict), msg.token)
+        if self._batch.size >= self.config.batch_size:
+            self._seal(time.monotonic())
+
+    def _seal(self, now: float, force: bool = False) -> None:
+        b = self._batch
+        if b is None or not (
+            force or b.size >= self.config.batch_size or now - b.started >= self.config.batch_age_s
+        ):
+            return
+        try:
+            self._handoff.put_nowait(b)
+        except queue.Full:
+            return  # the writer is busy (or the database down): keep filling this batch
+        self._batch = None
+
+    def _acknowledge(self) -> None:
+        while True:
+            try:
+                done = self._committed.get_nowait()
+            except queue.Empty:
+                break
+            self.consumer.ack(done.batch.tokens)
+            self._unacked -= len(done.batch.tokens)
+            r = done.result
+            self.metrics.count_batch(
+                stored=dict(r.stored),
+                duplicates=r.duplicates,
+                dead=dict(r.dead_letters),
+                gaps=self._count_gaps(r.new_messages),
+                latency_s=done.committed - done.batch.started,
+                write_s=done.write_s,
+                last_seen=r.last_seen,
+            )
+        self.metrics.unacked.set(self._unacked)
+
+    def _count_gaps(self, new: list[tuple[str, int, str, int]]) -> int:
+        """Messages skipped in a device's (boot, channel) sequence, as seen by this worker."""
+        gaps = 0
+        for device, boot, channel, seq in sorted(new):
+            key = (device, boot, channel)
+            last = self._last_seq.get(key)
+            if last is not None and seq > last + 1:
+                gaps += seq - last - 1
+            if last is None or seq > last:
+                self._last_seq[key] = seq
+        return gaps
+
+    def _reload_registry(self, now: float) -> None:
+        if not self.registry.may_reload(now):
+            return
+        try:
+            if self._registry_conn is None or self._registry_conn.closed:
+                self._registry_conn = _connect(self.config.database_url)
+            self.registry.reload(self._registry_conn, now)
+        except psycopg.Error as exc:
+            log.warning("cannot reload the device registry: %s", exc)
+            if self._registry_conn is not None:
+                self._registry_conn.close()
+                self._registry_conn = None
+            return
+        parked, self._parked = self._parked, []
+        for msg in parked:
+            self._judge(msg, final=self.registry.fresh_since(msg.arrived))
+
+    def _load_registry_until(self, stop: threading.Event) -> None:
+        delay = 0.1
+        while not stop.is_set():
+            self._reload_registry(time.monotonic())
+            if self.registry.loaded_at is not None:
+                return
+            stop.wait(delay)
+            delay = min(delay * 2, self.config.max_backoff_s)
+
+    def _shutdown(self, writer: threading.Thread) -> None:
+        """Flush what was judged, wait for its commit, acknowledge it."""
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+        if self._parked:
+            self.registry = Registry(0.0, self.config.registry_max_age_s)  # reload now
+            self._reload_registry(time.monotonic())
+        while time.monotonic() < deadline:
+            self._seal(time.monotonic(), force=True)
+            if self._batch is None and self._handoff.empty():
+                break
+            self._step(0.02)
+        self._writer_stop.set()
+        while writer.is_alive() and time.monotonic() < deadline:
+            self.consumer.loop(0.02)
+            self._acknowledge()
+        if writer.is_alive():
+            log.warning(
+                "the database did not commit the last batch in time; leaving it "
+                "unacknowledged (the broker will redeliver it)"
+            )
+        self._writer_abort.set()
+        writer.join(timeout=5)
+        self._acknowledge()
+
+    # -- writer thread ---------------------------------------------------------------
+
+    def _writer_main(self) -> None:
+        writer: BatchWriter | None = None
+        last_stats = time.monotonic()
+        delay = 0.1
+        while True:
+            try:
+                batch: Batch | None = self._handoff.get(timeout=0.05)
+            except queue.Empty:
+                batch = None
+            if batch is None and self._writer_stop.is_set():
+                break
+            while batch is not None and not self._writer_abort.is_set():
+                try:
+                    if writer is None:
+                        writer = BatchWriter(_connect(self.config.database_url))
+                    start = time.monotonic()
+                    result = writer.write(batch.items)
+                    end = time.monotonic()
+                    self._committed.put(_Committed(batch, result, end - start, end))
+                    self.metrics.database_up.set(1)
+                    delay = 0.1
+                    batch = None
+                except Exception as exc:
+                    if not isinstance(exc, OUTAGE_ERRORS):
+                        log.exception("writing a batch failed")
+                    else:
+                        log.warning(
+                            "database unavailable (%s); retrying in %.1f s",
+                            str(exc).strip().splitlines()[-1:] or exc,
+                            delay,
+                        )
+                    self.metrics.database_up.set(0)
+                    if writer is not None:
+                        writer.conn.close()
+                        writer = None
+                    self._writer_abort.wait(delay)
+                    delay = min(delay * 2, self.config.max_backoff_s)
+            if self._writer_abort.is_set():
+                break
+            if time.monotonic() - last_stats >= self.config.stats_interval_s:
+                writer = self._write_stats(writer)
+                last_stats = time.monotonic()
+        if not self._writer_abort.is_set() or writer is not None:
+            writer = self._write_stats(writer)
+        if writer is not None:
+            writer.conn.close()
+
+    def _write_stats(self, writer: BatchWriter | None) -> BatchWriter | None:
+        try:
+            if writer is None:
+                writer = BatchWriter(_connect(self.config.database_url))
+            writer.write_stats(self.metrics.snapshot(datetime.now(UTC), self.config.worker))
+        except psycopg.Error as exc:
+            log.warning("cannot write ingest_stats: %s", exc)
+            if writer is not None:
+                writer.conn.close()
+            return None
+        return writer
+
+
+def run(config: IngestConfig, stop_event: threading.Event) -> Totals:
+    """Run one ingest worker until ``stop_event`` is set; return its totals."""
+    return IngestService(config).run(stop_event)

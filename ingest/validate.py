@@ -1,0 +1,365 @@
+"""Turn one MQTT message into rows to store or dead letters — pure, no I/O.
+
+Checks, in order: size, topic, registry (unknown, revoked, wrong pilot), a payload that
+names another device, the payload itself (``devices.payloads.parse_message``), each
+item's time window and storability. Whatever is refused becomes a ``DeadLetter`` with a
+stage and a reason; good records of a message with a bad one are kept.
+
+Stages: ``size``, ``topic``, ``registry``, ``decode``, ``envelope``, ``record``, ``time``
+(and ``store``, used by the batch writer when the database refuses a message).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from devices.errors import DevicesError, PayloadError
+from devices.ids import TopicParts, parse_topic
+from devices.kinds import KINDS
+from devices.payloads import MAX_PAYLOAD_BYTES, ParsedMessage, parse_message
+from ingest.registry import DeviceInfo
+from ingest.tables import EVENTS, INT_RANGES, READINGS, TableSpec, storable_text
+
+MIN_TS: Final = datetime(2015, 1, 1, tzinfo=UTC)
+MAX_AHEAD: Final = timedelta(minutes=5)
+_MAX_REASON: Final = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message or record that cannot be stored, kept with its bytes and the reason."""
+
+    topic: str
+    payload: bytes
+    stage: str
+    code: str  # short machine label (metrics); ``reason`` starts with it in words
+    reason: str
+    pilot_id: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One ``ingest_messages`` row: the message's identity within its device's stream."""
+
+    device_id: str
+    boot: int
+    seq: int
+    channel: str
+    sent_at: datetime | None
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """The latest retained status (or Last Will) of a device."""
+
+    device_id: str
+    state: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything one message contributes to a batch."""
+
+    device_id: str | None = None
+    table: TableSpec | None = None
+    rows: tuple[tuple[Any, ...], ...] = ()
+    message: MessageRow | None = None
+    status: StatusRow | None = None
+    dead_letters: tuple[DeadLetter, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Rows this message adds to the batch (what the batch size counts)."""
+        return len(self.rows) + len(self.dead_letters) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A judged message as the batch keeps it: raw bytes too, in case the database refuses it."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownDevice:
+    """The device is not in the registry snapshot; reload it before giving a verdict."""
+
+    device_id: str
+
+
+def clean_text(text: str, limit: int = _MAX_REASON) -> str:
+    """Text safe for a PostgreSQL ``text`` column: no NUL, no lone surrogates, bounded."""
+    text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def dead(
+    topic: str,
+    payload: bytes,
+    stage: str,
+    code: str,
+    detail: str,
+    pilot: str | None = None,
+    device: str | None = None,
+) -> DeadLetter:
+    reason = clean_text(f"{code.replace('_', ' ')}: {detail}")
+    return DeadLetter(clean_text(topic, 1000), payload, stage, code, reason, pilot, device)
+
+
+def validate(
+    topic: str,
+    raw: bytes,
+    registry: Mapping[str, DeviceInfo],
+    received_at: datetime,
+    *,
+    unknown_is_final: bool,
+) -> Outcome | UnknownDevice:
+    """Judge one message against the contract and the registry snapshot.
+
+    ``unknown_is_final``: the snapshot is newer than the message, so a device missing from
+    it is dead-lettered; otherwise ``UnknownDevice`` asks the caller to reload and retry.
+    """
+    split = _split_topic(topic)
+    parts = split if isinstance(split, TopicParts) else None
+    pilot = parts.pilot if parts else None
+    device = parts.device if parts else None
+
+    def reject(stage: str, code: str, detail: str) -> Outcome:
+        return _only(dead(topic, raw, stage, code, detail, pilot, device))
+
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        return reject("size", "oversize", f"{len(raw)} bytes exceeds the {MAX_PAYLOAD_BYTES} limit")
+    if parts is None:
+        return reject("topic", "bad_topic", str(split))
+    assert device is not None
+    if parts.channel == "status" and not raw:
+        return Outcome(device_id=device)  # a retained status being cleared: nothing to store
+    info = registry.get(device)
+    if info is None:
+        if not unknown_is_final:
+            return UnknownDevice(device)
+        return reject("registry", "unknown_device", f"{device!r} is not registered")
+    if info.revoked:
+        return reject("registry", "revoked_device", f"{device!r} has been revoked")
+    if info.pilot_id != pilot:
+        detail = f"{device!r} belongs to pilot {info.pilot_id!r}, not {pilot!r}"
+        return reject("topic", "wrong_pilot", detail)
+    if b"device_id" in raw:
+        claimed = _claimed_device(raw, device)
+        if claimed is not None:
+            detail = f"payload names device {claimed!r}, published on the topic of {device!r}"
+            return reject("topic", "claims_other_device", detail)
+    return _judge(parts, info, topic, raw, received_at)
+
+
+@lru_cache(maxsize=65536)
+def _split_topic(topic: str) -> TopicParts | str:
+    """Topics repeat (three per device): parse each once. A string is the refusal."""
+    try:
+        return parse_topic(topic)
+    except DevicesError as exc:
+        return str(exc)
+
+
+def _only(letter: DeadLetter) -> Outcome:
+    return Outcome(device_id=letter.device_id, dead_letters=(letter,))
+
+
+def _judge(
+    parts: TopicParts, info: DeviceInfo, topic: str, raw: bytes, received_at: datetime
+) -> Outcome:
+    pilot, device, channel = parts.pilot, parts.device, parts.channel
+
+    def reject(stage: str, code: str, detail: str) -> Outcome:
+        return _only(dead(topic, raw, stage, code, detail, pilot, device))
+
+    table = EVENTS if channel == "event" else READINGS.get(info.kind)
+    if table is None or info.kind not in KINDS:
+        return reject("registry", "unsupported_kind", f"kind {info.kind!r} has no readings table")
+    try:
+        parsed = parse_message(info.kind, channel, raw)
+    except PayloadError as exc:
+        return _only(_whole_message_error(topic, raw, info.kind, channel, exc, pilot, device))
+    except (RecursionError, ValueError, TypeError) as exc:  # e.g. JSON nested too deep
+        return reject("decode", "bad_json", f"cannot be decoded: {type(exc).__name__}")
+    if parsed.status is not None:
+        payload = parsed.status.model_dump(mode="json")
+        if not _storable_json(payload):
+            return reject("envelope", "unstorable", "status holds NUL or unencodable text")
+        return Outcome(device_id=device, status=StatusRow(device, parsed.status.state, payload))
+    if parsed.boot > INT_RANGES["int4"][1]:
+        return reject("envelope", "wrong_schema", f"boot: {parsed.boot} is out of range")
+    if parsed.rejected and not parsed.items:
+        mismatch = _other_kind(raw, info.kind, channel)
+        if mismatch:
+            detail = f"{device!r} is a {info.kind} device but sent {mismatch} {channel}"
+            return reject("registry", "kind_mismatch", detail)
+    rows, letters = _rows(parsed, table, topic, pilot, device, received_at)
+    message = MessageRow(device, parsed.boot, parsed.seq, channel, parsed.sent_at, len(rows))
+    return Outcome(
+        device_id=device,
+        table=table,
+        rows=tuple(rows),
+        message=message,
+        dead_letters=tuple(letters),
+    )
+
+
+def _rows(
+    parsed: ParsedMessage,
+    table: TableSpec,
+    topic: str,
+    pilot: str,
+    device: str,
+    received_at: datetime,
+) -> tuple[list[tuple[Any, ...]], list[DeadLetter]]:
+    letters = [
+        dead(topic, _item_json(r.item), "record", "record_schema", r.reason, pilot, device)
+        for r in parsed.rejected
+    ]
+    rows: list[tuple[Any, ...]] = []
+    newest = received_at + MAX_AHEAD
+    is_events = table is EVENTS
+    names = table.field_names
+    for item in parsed.items:
+        ts: datetime = item.ts  # type: ignore[attr-defined]
+        if ts < MIN_TS or ts > newest:
+            code, when = (
+                ("ancient_timestamp", "before 2015")
+                if ts < MIN_TS
+                else ("future_timestamp", "more than 5 minutes in the future")
+            )
+            letters.append(
+                dead(
+                    topic,
+                    _model_json(item),
+                    "time",
+                    code,
+                    f"ts {ts.isoformat()} is {when}",
+                    pilot,
+                    device,
+                )
+            )
+            continue
+        if is_events:
+            data = item.model_dump(mode="json", exclude={"ts", "type"}, exclude_none=True)
+            row: tuple[Any, ...] = (device, received_at, ts, item.type, data)  # type: ignore[attr-defined]
+            problem = None if _storable_json(data) and storable_text(row[3]) else "unstorable text"
+        else:
+            row = (device, received_at, *[getattr(item, n) for n in names])
+            problem = _unstorable(row, table)
+        if problem:
+            letters.append(
+                dead(topic, _model_json(item), "record", "unstorable", problem, pilot, device)
+            )
+            continue
+        rows.append(row)
+    return rows, letters
+
+
+def _unstorable(row: tuple[Any, ...], table: TableSpec) -> str | None:
+    for pos, name, lo, hi in table.int_checks:
+        value = row[pos]
+        if value is not None and not lo <= value <= hi:
+            return f"{name}: {value} is out of the column's range {lo}..{hi}"
+    for pos, name in table.text_checks:
+        value = row[pos]
+        if value is not None and not storable_text(value):
+            return f"{name}: holds NUL or unencodable text"
+    return None
+
+
+def _storable_json(data: object) -> bool:
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return False
+    return "\\u0000" not in text and storable_text(text)
+
+
+def _item_json(item: object) -> bytes:
+    try:
+        return json.dumps(item, ensure_ascii=False).encode("utf-8", "backslashreplace")
+    except (TypeError, ValueError, RecursionError):
+        return repr(item).encode("utf-8", "backslashreplace")
+
+
+def _model_json(item: BaseModel) -> bytes:
+    return item.model_dump_json(exclude_none=True).encode("utf-8", "backslashreplace")
+
+
+def _whole_message_error(
+    topic: str, raw: bytes, kind: str, channel: str, exc: PayloadError, pilot: str, device: str
+) -> DeadLetter:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return dead(
+            topic, raw, "decode", "bad_utf8", f"not valid UTF-8 (byte {err.start})", pilot, device
+        )
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError) as err:
+        return dead(topic, raw, "decode", "bad_json", f"not valid JSON: {err}", pilot, device)
+    mismatch = _other_kind(raw, kind, channel)
+    if mismatch:
+        return dead(
+            topic,
+            raw,
+            "registry",
+            "kind_mismatch",
+            f"{device!r} is a {kind} device but sent {mismatch} {channel}",
+            pilot,
+            device,
+        )
+    return dead(topic, raw, "envelope", "wrong_schema", str(exc), pilot, device)
+
+
+def _other_kind(raw: bytes, kind: str, channel: str) -> str | None:
+    """The typed kind whose models accept every item, when the device's own refused them."""
+    if channel == "status":
+        return None
+    for other in KINDS:
+        if other in (kind, "generic"):
+            continue
+        try:
+            parsed = parse_message(other, channel, raw)
+        except (DevicesError, RecursionError, ValueError, TypeError):
+            continue
+        if parsed.items and not parsed.rejected:
+            return other
+    return None
+
+
+def _claimed_device(raw: bytes, device: str) -> str | None:
+    """A ``device_id`` in the envelope or an item that differs from the topic's device."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    candidates = [body.get("device_id")]
+    for key in ("records", "events"):
+        items = body.get(key)
+        if isinstance(items, list):
+            candidates += [i.get("device_id") for i in items if isinstance(i, dict)]
+    for claimed in candidates:
+        if claimed is not None and claimed != device:
+            return clean_text(str(claimed), 100)
+    return None

@@ -1,0 +1,63 @@
+"""Savings, coverage and data quality of a pilot's window: the CLI's `--json` bodies.
+
+The figures come from `kcity.analyses`, the same code as `kcity savings --json`, so the API
+and the CLI agree. A GET computes without storing (`persist=False`): reading must not
+write, and a viewer polling the API must not fill `analytics_results`. The CLI and the
+reports store their runs; `GET .../results/{analysis}` serves the latest stored one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+
+from kcity.analyses import latest_result, run_coverage, run_quality, run_savings
+from kcity.api.auth import Action, Caller, allowed_on_pilot
+from kcity.api.deps import API_PREFIX, Conn
+from kcity.api.errors import error_responses
+from kcity.api.params import EvalWindow
+from kcity.api.routes_pilots import pilot_of
+from kcity.errors import NotFound
+
+router = APIRouter(prefix=API_PREFIX, tags=["analytics"])
+
+ReadSummaries = Annotated[Caller, Depends(allowed_on_pilot(Action.READ_SUMMARIES))]
+ERRORS = error_responses(401, 403, 404, 422)
+
+
+@router.get("/pilots/{pilot}/savings", responses=ERRORS)
+def savings(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dict[str, Any]:
+    """Verified energy savings of a streetlight pilot (IPMVP Option B); 422 for another
+    kind of pilot."""
+    pilot_of(conn, pilot)
+    body, _result = run_savings(conn, pilot, window, persist=False)
+    return body
+
+
+@router.get("/pilots/{pilot}/coverage", responses=ERRORS)
+def coverage(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dict[str, Any]:
+    """Patrol coverage and hybrid energy of a drone pilot; 422 for another kind of pilot."""
+    pilot_of(conn, pilot)
+    body, _result = run_coverage(conn, pilot, window, persist=False)
+    return body
+
+
+@router.get("/pilots/{pilot}/quality", responses=ERRORS)
+def quality(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dict[str, Any]:
+    """Data quality per device and day: completeness, gaps, duplicates, dead letters."""
+    pilot_of(conn, pilot)
+    return run_quality(conn, pilot, window, persist=False)
+
+
+@router.get("/pilots/{pilot}/results/{analysis}", responses=ERRORS)
+def latest(
+    pilot: str, analysis: Literal["savings", "coverage", "quality"], conn: Conn, _: ReadSummaries
+) -> dict[str, Any]:
+    """The latest stored result of an analysis (as run by the CLI or a report); 404 if
+    none was stored yet."""
+    pilot_of(conn, pilot)
+    found = latest_result(conn, pilot, analysis)
+    if found is None:
+        raise NotFound(f"no stored {analysis} result for pilot {pilot!r} yet")
+    return found

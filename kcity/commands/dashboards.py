@@ -1,0 +1,79 @@
+"""`kcity dashboards build|push`: the Grafana dashboards as JSON files or on a live Grafana."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dashboards.build import build_all, write
+from dashboards.errors import DashboardsError
+from dashboards.push import DEFAULT_FOLDER, connect, datasource_definition, push
+from kcity.errors import KcityError
+
+app = typer.Typer(
+    help="Grafana dashboards (built with Grafana's Foundation SDK).", no_args_is_help=True
+)
+
+
+@app.command()
+def build(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the <uid>.json files.")] = Path(
+        "dashboards/build"
+    ),
+) -> None:
+    """Write every dashboard as Grafana JSON (what file provisioning loads)."""
+    try:
+        paths = write(out)
+    except DashboardsError as exc:
+        raise KcityError(str(exc)) from exc
+    for path in paths:
+        print(path)
+
+
+@app.command(name="push")
+def push_command(
+    ctx: typer.Context,
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url", envvar="KCITY_GRAFANA_URL", help="Grafana base URL, e.g. http://grafana:3000"
+        ),
+    ],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token", envvar="KCITY_GRAFANA_TOKEN", help="Service-account token (Editor or Admin)."
+        ),
+    ],
+    folder: Annotated[str, typer.Option("--folder", help="Folder title.")] = DEFAULT_FOLDER,
+    create_datasource: Annotated[
+        bool,
+        typer.Option(
+            "--create-datasource", help="Also create or update the TimescaleDB data source."
+        ),
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url", help="Database the data source reads (default: KCITY_DATABASE_URL)."
+        ),
+    ] = None,
+) -> None:
+    """Create or update the dashboards in a folder of a running Grafana (idempotent)."""
+    try:
+        datasource = (
+            datasource_definition(database_url or ctx.obj.database_url)
+            if create_datasource
+            else None
+        )
+        result = push(connect(url, token), build_all(), folder=folder, datasource=datasource)
+    except DashboardsError as exc:
+        raise KcityError(str(exc)) from exc
+    if result.datasource:
+        print(f"data source kcity-timescaledb: {result.datasource}")
+    state = "created" if result.folder_created else "exists"
+    print(f"folder {folder!r} (uid {result.folder_uid}): {state}")
+    for uid in result.dashboards:
+        print(f"dashboard {uid}: saved")

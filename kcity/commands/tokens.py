@@ -1,0 +1,64 @@
+"""`kcity tokens create|revoke|list`: the bearer tokens of the HTTP API."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kcity.db import connect
+from kcity.tokens import ROLES, create_token, list_tokens, revoke_token
+
+app = typer.Typer(help="Bearer tokens of the HTTP API.", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
+    pilot: str | None = typer.Option(None, "--pilot", help="The pilot an operator token is for."),
+    label: str | None = typer.Option(None, "--label", help="Who or what the token is for."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create a token and print it once: only its hash is stored."""
+    with connect(ctx.obj.database_url) as conn:
+        secret, token = create_token(conn, role, pilot, label)
+    if as_json:
+        print(json.dumps({**token.to_json(), "token": secret}, indent=2))
+        return
+    scope = f" for pilot {token.pilot_id}" if token.pilot_id else ""
+    print(f"token {token.id} ({token.role}{scope}); it is shown only now:")
+    print(secret)
+
+
+@app.command()
+def revoke(ctx: typer.Context, token_id: int = typer.Argument(..., help="The token's id.")) -> None:
+    """Revoke a token: the API refuses it from the next request on."""
+    with connect(ctx.obj.database_url) as conn:
+        token = revoke_token(conn, token_id)
+    print(f"token {token.id} ({token.role}) revoked")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Machine-readable.")
+) -> None:
+    """Every token, revoked ones included (never the secrets)."""
+    with connect(ctx.obj.database_url) as conn:
+        tokens = list_tokens(conn)
+    if as_json:
+        print(json.dumps([t.to_json() for t in tokens], indent=2))
+        return
+    table = Table("id", "role", "pilot", "label", "created", "revoked", title="API tokens")
+    for t in tokens:
+        table.add_row(
+            str(t.id),
+            t.role,
+            t.pilot_id or "",
+            t.label or "",
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
+        )
+    Console().print(table)

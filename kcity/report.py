@@ -1,0 +1,272 @@
+"""Evaluation reports (`kcity report`): the savings or coverage of a window as HTML and PDF.
+
+An evaluator signs the report and the ministry reads it, so it must show exactly the
+numbers of `kcity savings|coverage --json` for the same window: it renders the very `body`
+dicts of `kcity.analyses` (every number carries its JSON key in a `data-key` attribute),
+adds figures (`kcity.report_figures`) and the few extra series of `kcity.report_data`, and
+ends with what is needed to reproduce it: method versions, parameters, input hashes,
+result ids, software version and generation time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import psycopg
+import shapely
+from markupsafe import Markup, escape
+
+from analytics.geo import LINEAR, POLYGONAL, geometry_from_geojson
+from analytics.nights import night_calendar
+from devices.pilots import Pilot
+from kcity import report_figures as figures
+from kcity.analyses import Window, run_coverage, run_quality, run_savings
+from kcity.errors import KcityError
+from kcity.registry import get_pilot
+from kcity.report_data import hour_profile, night_completeness
+from kcity.report_i18n import LANGS, SOURCES_DRONE, SOURCES_STREETLIGHT, labels
+
+DISTRIBUTION = "kcity-pilot-telemetry"
+POINT_COLUMNS = ("points", "not_airborne", "not_patrol", "camera_off", "bad_fix", "no_footprint",
+                 "glitches", "kept")  # fmt: skip
+
+
+class ReportError(KcityError):
+    """The report cannot be made: bad language, unsupported pilot kind, unwritable output."""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What `build` wrote: the HTML, the PDF and the figures the HTML links to."""
+
+    html: Path
+    pdf: Path
+    figures: tuple[Path, ...]
+
+
+def software_version() -> str:
+    try:
+        return f"{DISTRIBUTION} {metadata.version(DISTRIBUTION)}"
+    except metadata.PackageNotFoundError:
+        return f"{DISTRIBUTION} (not installed)"
+
+
+def fmt(value: Any, spec: str = ",.1f") -> str:
+    """A number for the page; None and NaN as an em dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if spec.endswith("d"):
+        value = round(value)
+    text = format(value, spec)
+    if text.startswith("-") and text.strip("-0.,") == "":
+        text = text[1:]  # no "-0.0"
+    return text.replace("-", "\u2212", 1)  # a typographic minus
+
+
+def _json_value(value: Any) -> str:
+    """The exact JSON text of a value, for `data-value` attributes."""
+    return json.dumps(value, allow_nan=False)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("kcity", "report_templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    env.filters["jv"] = _json_value
+    return env
+
+
+def _repro(analysis: str, body: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    return {
+        "analysis": analysis,
+        "method": body.get("method", analysis),
+        "version": body.get("method_version", "—"),
+        "input_hash": body.get("input_hash") or body.get("input_sha256") or "—",
+        "result_id": body.get("result_id"),
+        "prefix": prefix,
+    }
+
+
+def _parameters_text(parameters: dict[str, Any]) -> str:
+    return "; ".join(f"{k} = {json.dumps(v, ensure_ascii=False, default=str)}"
+                     for k, v in parameters.items())  # fmt: skip
+
+
+def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
+                 t: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    body, _ = run_savings(conn, pilot.id, window)
+    quality = run_quality(conn, pilot.id, window)
+    params = body["parameters"]
+    sl = pilot.streetlight
+    assert sl is not None
+    devices = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM devices WHERE pilot_id = %s ORDER BY id", (pilot.id,)
+        ).fetchall()
+    ]
+    treated = [d for d in devices if d not in set(sl.control_group)]
+    profile = hour_profile(conn, device_ids=devices, treated_ids=treated,
+                           timezone=pilot.timezone, interval_s=sl.record_interval_s,
+                           start=window.start, end=window.end)  # fmt: skip
+    calendar = night_calendar(window.start, window.end - dt.timedelta(days=1),
+                              timezone=pilot.timezone, latitude=pilot.latitude,
+                              longitude=pilot.longitude)  # fmt: skip
+    grid = night_completeness(conn, device_ids=devices, calendar=calendar,
+                              interval_s=sl.record_interval_s)  # fmt: skip
+    conf = fmt(100 * float(body["confidence"]), ".0f")
+    sufficiency = 100 * float(params.get("sufficiency", 0.9))
+    night_labels = [d.isoformat()[5:] for d in profile.nights]
+    hours = [f"{h:02d}" for h in profile.hours]
+    fig = {
+        "nightly": figures.nightly_savings(body["per_night"], t, conf, _png(stem, "nightly")),
+        "dim": figures.heatmap(profile.dim_pct, night_labels, hours, _png(stem, "dim"), t=t,
+                               xlabel=t["ax_hour"], cbar_label=t["ax_dim"], cmap="cividis"),
+        "vehicles": figures.vehicles_per_hour(profile.hours, profile.vehicles_per_h, t,
+                                              _png(stem, "vehicles")),
+        "completeness": figures.heatmap(
+            grid.pct, list(grid.device_ids), [d.isoformat()[5:] for d in grid.nights],
+            _png(stem, "completeness"), t=t, xlabel=t["night"],
+            cbar_label=t["ax_completeness"], cmap="RdYlGn", below=sufficiency - 1e-9),
+    }  # fmt: skip
+    if body.get("control_group"):
+        fig["control"] = figures.control_group(body["control_group"], t, _png(stem, "control"))
+    baseline = float(body["baseline_kwh"] or 0.0)
+    lo, hi = body["ci90_kwh"]
+
+    def reason(e: dict[str, Any]) -> str:
+        if not e.get("completeness_pct"):
+            return t["reason_none"]
+        return t["reason_low"].format(pct=fmt(e["completeness_pct"], ".1f"),
+                                      min=fmt(sufficiency, ".0f"))  # fmt: skip
+
+    return {
+        "template": "streetlight.html.j2",
+        "title": t["title_streetlight"],
+        "body": body,
+        "quality": quality,
+        "params": params,
+        "fig": {k: p.name for k, p in fig.items()},
+        "figure_paths": tuple(fig.values()),
+        "pct_lo": 100 * lo / baseline if baseline and lo is not None else None,
+        "pct_hi": 100 * hi / baseline if baseline and hi is not None else None,
+        "sufficiency_pct": fmt(sufficiency, ".0f"),
+        "excluded_reason": reason,
+        "window_extra": t["nights_note"],
+        "warnings": body.get("warnings", []),
+        "repro": [_repro("savings", body), _repro("quality", quality, "quality.")],
+        "primary_hash": _repro("savings", body)["input_hash"],
+        "parameters": _parameters_text(params),
+        "verb": "savings",
+        "sources": SOURCES_STREETLIGHT,
+    }
+
+
+def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
+           t: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    body, result = run_coverage(conn, pilot.id, window)
+    quality = run_quality(conn, pilot.id, window)
+    d = pilot.drone
+    assert d is not None
+    proj = result.projection
+    aoi = proj.geometry_to_metres(geometry_from_geojson(d.aoi, POLYGONAL))
+    border = proj.geometry_to_metres(geometry_from_geojson(d.border, LINEAR))
+    tracks = result.tracks_m if result.tracks_m is not None else shapely.MultiLineString()
+    fig = {
+        "map": figures.coverage_map(aoi, border, result.covered_m, tracks, t, _png(stem, "map")),
+        "revisit": figures.revisit_histogram(result.revisit_intervals_s, t,
+                                             _png(stem, "revisit")),
+        "per_day": figures.coverage_per_day(body["per_day"], t, _png(stem, "per-day")),
+        "energy": figures.energy_per_day(body["per_day"], t, _png(stem, "energy")),
+    }  # fmt: skip
+    parameters = body.get("parameters", {})
+    return {
+        "template": "drone.html.j2",
+        "title": t["title_drone"],
+        "body": body,
+        "quality": quality,
+        "fig": {k: p.name for k, p in fig.items()},
+        "figure_paths": tuple(fig.values()),
+        "cell_m": parameters.get("grid_cell_m", d.grid_cell_m),
+        "point_columns": [c for c in POINT_COLUMNS
+                          if all(c in p for p in body.get("points", {}).values())],
+        "window_extra": "",
+        "warnings": body.get("warnings", []),
+        "repro": [_repro("coverage", body), _repro("quality", quality, "quality.")],
+        "primary_hash": _repro("coverage", body)["input_hash"],
+        "parameters": _parameters_text(parameters),
+        "verb": "coverage",
+        "sources": SOURCES_DRONE,
+    }  # fmt: skip
+
+
+def _png(stem: Path, name: str) -> Path:
+    return stem.with_name(f"{stem.name}-{name}.png")
+
+
+def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path,
+          lang: str = "en", *, now: dt.datetime | None = None) -> ReportFiles:  # fmt: skip
+    """Compute the pilot's analyses for `window` and write the report into `out_dir`.
+
+    Files: ``<pilot>-<from>-<to>-<lang>.html`` and ``.pdf`` and the figures
+    ``<pilot>-<from>-<to>-<lang>-<figure>.png`` the HTML links to (relative paths).
+    """
+    if lang not in LANGS:
+        raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
+    pilot = get_pilot(conn, pilot_id)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create {out_dir}: {exc.strerror}") from exc
+    stem = out_dir / f"{pilot.id}-{window.start}-{window.end}-{lang}"
+    t = dict(labels(lang))
+    if pilot.kind == "streetlight":
+        context = _streetlight(conn, pilot, window, stem, t)
+    elif pilot.kind == "hybrid_drone":
+        context = _drone(conn, pilot, window, stem, t)
+    else:
+        raise ReportError(f"no evaluation report for {pilot.kind} pilots yet ({pilot.id})")
+    generated = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    context |= {
+        "lang": lang,
+        "t": t,
+        "pilot": pilot,
+        "window_from": window.start.isoformat(),
+        "window_to": window.end.isoformat(),
+        "software": software_version(),
+        "generated": generated.isoformat(timespec="seconds").replace("+00:00", " UTC"),
+        "css": resources.files("kcity.report_templates").joinpath("report.css").read_text(),
+    }
+    command = f"kcity {context['verb']} {pilot.id} --from {window.start} --to {window.end} --json"
+    context["repro_note"] = Markup(escape(t["repro_note"])).format(
+        cmd=Markup("<code>{}</code>").format(command)
+    )
+    html = _environment().get_template(context["template"]).render(context)
+    html_path, pdf_path = stem.with_suffix(".html"), stem.with_suffix(".pdf")
+    try:
+        html_path.write_text(html, encoding="utf-8")
+        _write_pdf(html, out_dir, pdf_path)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror}") from exc
+    return ReportFiles(html_path, pdf_path, context["figure_paths"])
+
+
+def _write_pdf(html: str, base: Path, path: Path) -> None:
+    import weasyprint  # heavy (pango, fonts): only when a report is written
+
+    weasyprint.HTML(string=html, base_url=str(base)).write_pdf(path)
+
+
+__all__ = ["ReportError", "ReportFiles", "build", "fmt", "software_version"]

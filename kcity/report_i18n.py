@@ -1,0 +1,301 @@
+"""The words of the evaluation reports in English and Korean.
+
+Evaluators sign the report in English, the ministry reads it in Korean; one table keeps
+the two in step (a key missing a language fails at import, not in a printed report).
+Numbers, ids and the analytics' own strings (method names, formulas) are not translated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+LANGS: Final = ("en", "ko")
+
+_TEXT: Final[dict[str, tuple[str, str]]] = {
+    # --- header and common --------------------------------------------------------------
+    "programme": ("K-City Network — overseas demonstration", "K-City Network 해외실증 사업"),
+    "title_streetlight": (
+        "Evaluation report — verified energy savings",
+        "평가 보고서 — 에너지 절감량 검증",
+    ),
+    "title_drone": ("Evaluation report — patrol coverage", "평가 보고서 — 드론 순찰 커버리지"),
+    "pilot": ("Pilot", "실증 사업"),
+    "city": ("City", "도시"),
+    "firm": ("Firm", "참여 기업"),
+    "programme_year": ("Programme year", "사업 연도"),
+    "devices": ("Devices", "장치 수"),
+    "window": ("Evaluation window", "평가 기간"),
+    "window_note": (
+        "local dates of {tz}; the end date is excluded",
+        "{tz} 현지 날짜 기준, 종료일 미포함",
+    ),
+    "nights_note": (
+        "nights are named by the local date of their sunset",
+        "야간은 일몰 시점의 현지 날짜로 표기",
+    ),
+    "summary": ("Summary", "요약"),
+    "figure": ("Figure", "그림"),
+    "value": ("Value", "값"),
+    "item": ("Item", "항목"),
+    "none": ("None.", "해당 없음."),
+    "not_available": ("not available", "산출 불가"),
+    "warnings": ("Warnings from the analysis", "분석 경고"),
+    "warnings_note": ("as reported by the analytics (original wording)", "분석 엔진 원문"),
+    "device": ("Device", "장치"),
+    "night": ("Night", "야간"),
+    "day": ("Day", "일자"),
+    "group": ("Group", "그룹"),
+    "treated": ("treated", "디밍 적용군"),
+    "control": ("control", "대조군"),
+    "reason": ("Reason", "사유"),
+    "time_utc": ("Time (UTC)", "시각 (UTC)"),
+    "type": ("Type", "유형"),
+    "code": ("Code", "코드"),
+    # --- streetlight summary -----------------------------------------------------------
+    "savings_kwh": ("Verified savings", "검증 절감량"),
+    "savings_pct": ("Savings", "절감률"),
+    "ci90": ("{conf} % interval", "{conf} % 신뢰구간"),
+    "co2_kg": ("CO₂ avoided", "CO₂ 감축량"),
+    "cost_saved": ("Cost saved", "절감 비용"),
+    "baseline_kwh": ("Counterfactual (full-power) energy", "반사실(최대출력) 에너지"),
+    "actual_kwh": ("Actual (metered) energy", "실측 에너지"),
+    "luminaires": ("Treated luminaires", "디밍 적용 가로등"),
+    "control_luminaires": ("Control luminaires", "대조군 가로등"),
+    "completeness_pct": ("Data completeness", "데이터 완전성"),
+    "excluded_count": ("Excluded luminaire-nights", "제외된 가로등-야간"),
+    "burning_hours": ("Metered / astronomical burning hours", "실측 / 천문 점등 시간"),
+    "d_e": ("EN 13201-5 D_E (as operated / full power)", "EN 13201-5 D_E (운영 / 최대출력)"),
+    # --- M&V plan ----------------------------------------------------------------------
+    "mv_plan": ("Measurement and verification plan as applied", "적용된 측정·검증(M&V) 계획"),
+    "mv_option": ("Option", "옵션"),
+    "mv_option_v": (
+        "IPMVP Option B — retrofit isolation, all parameters measured",
+        "IPMVP 옵션 B — 개별 설비 분리, 모든 변수 측정",
+    ),
+    "mv_boundary": ("Measurement boundary", "측정 경계"),
+    "mv_boundary_v": ("the luminaire (its controller's meter)", "가로등 1기 (제어기 내장 계량기)"),
+    "mv_method": ("Method", "방법"),
+    "mv_baseline": ("Baseline window (dimming off)", "기준선 기간 (디밍 해제)"),
+    "mv_full_power": ("Full power P_full and its source", "최대출력 P_full 및 출처"),
+    "mv_counterfactual": ("Counterfactual per luminaire-night", "가로등-야간별 반사실 에너지"),
+    "mv_savings": ("Savings", "절감량"),
+    "mv_actual": ("Actual energy", "실측 에너지"),
+    "mv_actual_v": (
+        "energy register increments (resets handled); power × interval where the"
+        " register is missing",
+        "누적 전력량계 증분 (리셋 처리), 누락 시 전력 × 간격",
+    ),
+    "mv_sufficiency": ("Data sufficiency", "데이터 충분성"),
+    "mv_sufficiency_v": (
+        "a luminaire-night counts with ≥ {pct} % of its expected intervals;"
+        " others are listed, never filled",
+        "예상 기록의 {pct} % 이상인 가로등-야간만 산입, 나머지는 보간 없이 목록화",
+    ),
+    "mv_conservatism": ("Conservatism", "보수성"),
+    "mv_conservatism_v": (
+        "only metered burning hours enter the counterfactual; the control"
+        " group is excluded from the headline savings",
+        "실측 점등 시간만 반사실에 반영, 대조군은 대표 절감량에서 제외",
+    ),
+    "mv_ci": ("Uncertainty ({conf} % interval)", "불확도 ({conf} % 신뢰구간)"),
+    "mv_params": ("Parameters", "파라미터"),
+    "energy_sources": ("Interval energy sources (records)", "구간 에너지 출처 (기록 수)"),
+    "regression": (
+        "Regression baseline (ASHRAE Guideline 14)",
+        "회귀 기준선 (ASHRAE Guideline 14)",
+    ),
+    "regression_none": (
+        "No regression baseline for this window.",
+        "이 기간에는 회귀 기준선을 산출할 수 없음.",
+    ),
+    # --- streetlight sections ----------------------------------------------------------
+    "nightly": ("Nightly savings", "야간별 절감량"),
+    "nightly_caption": (
+        "Savings per night of the treated luminaires, with the {conf} % interval",
+        "디밍 적용 가로등의 야간별 절감량과 {conf} % 신뢰구간",
+    ),
+    "dim_heatmap": ("Dim level by hour of night", "야간 시간대별 디밍 수준"),
+    "dim_caption": (
+        "Mean dim level [%] of the treated luminaires while lit, by local hour",
+        "점등 중 디밍 적용 가로등의 평균 조도 수준 [%], 현지 시각별",
+    ),
+    "vehicles": ("Vehicles per hour", "시간당 차량 감지"),
+    "vehicles_caption": (
+        "Vehicle detections per luminaire and hour, by local hour of night",
+        "가로등 1기·1시간당 차량 감지 수, 야간 현지 시각별",
+    ),
+    "completeness": ("Data completeness per luminaire and night", "가로등·야간별 데이터 완전성"),
+    "completeness_caption": (
+        "Share of expected 5-minute records between sunset and sunrise;"
+        " cells below {pct} % are excluded",
+        "일몰–일출 사이 예상 기록 대비 수신 비율, {pct} % 미만은 제외",
+    ),
+    "control_group": ("Control-group comparison", "대조군 비교"),
+    "control_none": (
+        "No control-group estimate for this window.",
+        "이 기간에는 대조군 추정치를 산출할 수 없음.",
+    ),
+    "design": ("Design", "설계"),
+    "mean_kwh": ("Mean energy per luminaire-night [kWh]", "가로등-야간 평균 에너지 [kWh]"),
+    "baseline_period": ("baseline", "기준선 기간"),
+    "reporting_period": ("reporting", "보고 기간"),
+    "did_savings": ("Difference-in-differences savings", "이중차분(DiD) 절감량"),
+    "did_vs": ("Counterfactual method savings", "반사실 방법 절감량"),
+    "excluded": ("Excluded luminaire-nights", "제외된 가로등-야간"),
+    "reason_none": ("no records", "기록 없음"),
+    "reason_low": (
+        "{pct} % of expected intervals, below {min} %",
+        "예상 기록의 {pct} % ({min} % 미만)",
+    ),
+    "events": ("Non-routine events", "비정기 이벤트"),
+    "per_luminaire": ("Per-luminaire results", "가로등별 결과"),
+    "nights_counted": ("Nights", "산입 야간"),
+    "col_cf": ("E_cf [kWh]", "E_cf [kWh]"),
+    "col_actual": ("E_actual [kWh]", "E_actual [kWh]"),
+    "col_savings": ("Savings [kWh]", "절감량 [kWh]"),
+    "col_completeness": ("Complete [%]", "완전성 [%]"),
+    "full_power_w": ("P_full [W]", "P_full [W]"),
+    "source": ("Source", "출처"),
+    # --- drone -------------------------------------------------------------------------
+    "area_coverage": ("Area coverage", "면적 커버리지"),
+    "covered_km2": ("Covered area", "커버 면적"),
+    "aoi_km2": ("Area of interest", "관심 구역 면적"),
+    "linear_coverage": ("Border coverage", "국경선 커버리지"),
+    "border_km": ("Border length", "국경선 길이"),
+    "revisit": ("Revisit interval mean / p95 / max", "재방문 간격 평균 / p95 / 최대"),
+    "never_visited": ("Grid cells never visited", "미방문 격자"),
+    "flight_hours": ("Flight hours", "비행 시간"),
+    "patrol_hours": ("Patrol hours", "순찰 시간"),
+    "distance_km": ("Distance flown", "비행 거리"),
+    "detections": ("Detections", "탐지 건수"),
+    "battery_kwh": ("Battery energy", "배터리 에너지"),
+    "generator_kwh": ("Generator energy", "발전기 에너지"),
+    "fuel_l": ("Fuel used", "연료 사용량"),
+    "generator_share": ("Generator share", "발전기 비중"),
+    "map": ("Coverage map", "커버리지 지도"),
+    "map_caption": (
+        "Area of interest, border line, covered area and patrol tracks (UTM, EPSG:{epsg});"
+        " right: detail around the tracks",
+        "관심 구역, 국경선, 커버 면적, 순찰 경로 (UTM, EPSG:{epsg}); 오른쪽: 경로 주변 확대",
+    ),
+    "revisit_hist": ("Revisit intervals", "재방문 간격 분포"),
+    "revisit_caption": (
+        "Time between successive visits of each {cell} m grid cell",
+        "{cell} m 격자별 연속 방문 사이 시간",
+    ),
+    "per_day": ("Coverage per day", "일별 커버리지"),
+    "per_day_caption": (
+        "Per-day figures do not add up: coverage of a window is a union",
+        "일별 수치는 합산되지 않음: 기간 커버리지는 합집합",
+    ),
+    "energy_day": ("Hybrid energy per day", "일별 하이브리드 에너지"),
+    "points": ("Telemetry points kept for coverage", "커버리지 산정에 사용된 위치 기록"),
+    "pt_points": ("Points", "전체"),
+    "pt_not_airborne": ("Not airborne", "비행 아님"),
+    "pt_not_patrol": ("Not in patrol", "순찰 모드 아님"),
+    "pt_camera_off": ("Camera off", "카메라 꺼짐"),
+    "pt_bad_fix": ("Bad GPS fix", "GPS 불량"),
+    "pt_no_footprint": ("No footprint", "촬영범위 없음"),
+    "pt_glitches": ("GPS glitches", "GPS 튐"),
+    "pt_kept": ("Kept", "사용"),
+    "coverage_method": ("Method", "산정 방법"),
+    "coverage_method_v": (
+        "Footprint width W = 2·h_AGL·tan(HFOV/2), counted only while airborne, camera on, in"
+        " patrol mode, with a usable GPS fix; tracks split at gaps and impossible speeds, never"
+        " bridged; geometry in metres (UTM); area coverage = |AOI ∩ ∪ footprints| / |AOI|;"
+        " linear coverage = length(border ∩ ∪ footprints) / length(border); revisit per grid"
+        " cell (idleness).",
+        "촬영 폭 W = 2·h_AGL·tan(HFOV/2), 비행 중·카메라 작동·순찰 모드·유효 GPS일 때만 산입;"
+        " 데이터 공백과 불가능한 속도에서 경로를 분리하며 공백은 잇지 않음; 좌표는 미터(UTM);"
+        " 면적 커버리지 = |AOI ∩ ∪ 촬영범위| / |AOI|; 선형 커버리지 = 길이(국경선 ∩ ∪ 촬영범위)"
+        " / 길이(국경선); 재방문은 격자별 유휴 시간(idleness)으로 산정.",
+    ),
+    # --- quality, reproducibility, sources, signature ----------------------------------
+    "quality": ("Data quality", "데이터 품질"),
+    "records": ("Records / expected", "수신 / 예상 기록"),
+    "seq_gaps": ("Sequence gaps (lost messages)", "시퀀스 누락 (유실 메시지)"),
+    "duplicates": ("Duplicate messages", "중복 메시지"),
+    "dead_letters": ("Dead letters", "처리 불가 메시지"),
+    "reproducibility": ("Reproducibility", "재현성 정보"),
+    "repro_note": (
+        "Re-run {cmd} on the same data: the input hash and every figure must match.",
+        "동일 데이터로 {cmd}을(를) 다시 실행하면 입력 해시와 모든 수치가 일치해야 함.",
+    ),
+    "analysis": ("Analysis", "분석"),
+    "method_version": ("Method / version", "방법 / 버전"),
+    "input_hash": ("Input hash (SHA-256)", "입력 데이터 해시 (SHA-256)"),
+    "result_id": ("Result id", "결과 ID"),
+    "software": ("Software", "소프트웨어"),
+    "generated": ("Generated", "생성 시각"),
+    "sources": ("Methods and sources", "방법론 및 참고 문헌"),
+    "signature": ("Evaluator's attestation", "평가자 확인"),
+    "signature_text": (
+        "I have reviewed the data, method and results above.",
+        "위 데이터, 방법 및 결과를 검토하였음을 확인합니다.",
+    ),
+    "sign_name": ("Name", "성명"),
+    "sign_org": ("Organisation", "소속"),
+    "sign_date": ("Date", "일자"),
+    "sign_sig": ("Signature", "서명"),
+    "page": ("Page", "쪽"),
+    # --- figure axes -------------------------------------------------------------------
+    "ax_savings_kwh": ("Savings [kWh]", "절감량 [kWh]"),
+    "ax_interval": ("{conf} % interval", "{conf} % 신뢰구간"),
+    "ax_hour": ("Local hour", "현지 시각"),
+    "ax_dim": ("Dim level [%]", "조도 수준 [%]"),
+    "ax_vehicles": ("Detections per luminaire-hour", "가로등·시간당 감지 수"),
+    "ax_mean": ("mean", "평균"),
+    "ax_each_night": ("each night", "각 야간"),
+    "ax_completeness": ("Completeness [%]", "완전성 [%]"),
+    "ax_kwh_night": ("kWh per luminaire-night", "가로등-야간당 kWh"),
+    "ax_easting": ("Easting [km]", "동향 좌표 [km]"),
+    "ax_northing": ("Northing [km]", "북향 좌표 [km]"),
+    "ax_aoi": ("area of interest", "관심 구역"),
+    "ax_border": ("border line", "국경선"),
+    "ax_covered": ("covered", "커버 면적"),
+    "ax_tracks": ("tracks", "순찰 경로"),
+    "ax_interval_min": ("Revisit interval [min]", "재방문 간격 [분]"),
+    "ax_count": ("Intervals", "간격 수"),
+    "ax_coverage_pct": ("Coverage [%]", "커버리지 [%]"),
+    "ax_kwh": ("Energy [kWh]", "에너지 [kWh]"),
+    "ax_fuel": ("Fuel [L]", "연료 [L]"),
+    "ax_no_data": ("no data", "데이터 없음"),
+}
+
+for _key, _pair in _TEXT.items():
+    assert len(_pair) == len(LANGS) and all(_pair), f"report_i18n: {_key} lacks a language"
+
+SOURCES_STREETLIGHT: Final = (
+    "Efficiency Valuation Organization (EVO), International Performance Measurement and"
+    " Verification Protocol (IPMVP), Core Concepts — Option B, retrofit isolation: all"
+    " parameter measurement.",
+    "ASHRAE Guideline 14, Measurement of Energy, Demand and Water Savings — CV(RMSE), NMBE and"
+    " fractional savings uncertainty (Annex B).",
+    "CalTRACK Methods 2.2 (data sufficiency) and 4.3.2.4 (savings uncertainty); OpenEEmeter"
+    " `eemeter` total_savings_uncertainty.",
+    "Sun, Y. & Baltazar, J. C. (2013), correction factor K for daily data in the ASHRAE"
+    " Guideline 14 uncertainty formula.",
+    "EN 13201-5:2015, Road lighting — Energy performance indicators (D_P, D_E).",
+    "TALQ Consortium, Smart City Protocol — LampMonitor attributes (activePower, activeEnergy,"
+    " operatingHours, lampFailure).",
+)
+SOURCES_DRONE: Final = (
+    "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling: an"
+    " empirical analysis of alternative architectures — idleness as the patrol metric.",
+    "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
+    " EFI_STATUS units.",
+    "EPSG:32648, WGS 84 / UTM zone 48N (Mukdahan); pyproj / PROJ for the projection; GEOS"
+    " (shapely) for the footprint union.",
+    "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L sweeps"
+    " L·W + π(W/2)².",
+)
+
+
+def labels(lang: str) -> Mapping[str, str]:
+    """Every label of the report in `lang` (one of `LANGS`)."""
+    k = LANGS.index(lang)
+    return {key: pair[k] for key, pair in _TEXT.items()}
+
+
+__all__ = ["LANGS", "SOURCES_DRONE", "SOURCES_STREETLIGHT", "labels"]

@@ -1,0 +1,1 @@
+"""Jinja2 templates and stylesheet of the evaluation reports (package data)."""
