@@ -78,10 +78,10 @@ class Outbox:
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30
             )
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes on a new file
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL survives power loss; NORMAL survives a killed process (simulators).
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file
             self._db.executescript(_SCHEMA)
             self._backlog = self._count()
         except sqlite3.Error as exc:

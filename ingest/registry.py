@@ -56,6 +56,10 @@ class Registry:
         self.devices = load_devices(conn)
         self.loaded_at = now
 
+    def expire(self) -> None:
+        """Allow the next reload at once (shutdown: judge parked messages if possible)."""
+        self._last_attempt = None
+
     def fresh_since(self, t: float) -> bool:
         """True when the snapshot was taken at or after monotonic time ``t``."""
         return self.loaded_at is not None and self.loaded_at >= t

@@ -1,11 +1,12 @@
 """The ingest service: MQTT in, validated batches out, acknowledgements after commit.
 
 Two threads. The main thread drives the MQTT client, judges each message as it arrives
-(``validate``), fills the current batch and seals it by size or age. The writer thread
-owns the database connection: it commits each sealed batch, retrying on a new connection
-with backoff while the database is down, and hands committed batches back so the main
-thread can acknowledge them. Nothing is acknowledged before its commit; at most
-``max_inflight`` messages are unacknowledged, which bounds memory during an outage.
+(``validate``), fills the current batch and seals it by size or age, or as soon as the
+writer is idle. The writer thread owns the database connection: it commits each sealed
+batch, retrying on a new connection with backoff while the database is down, and hands
+committed batches back so the main thread can acknowledge them. Nothing is acknowledged
+before its commit; at most ``max_inflight`` messages are unacknowledged, which bounds
+memory during an outage.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class IngestService:
         self._committed: queue.SimpleQueue[_Committed] = queue.SimpleQueue()
         self._writer_stop = threading.Event()
         self._writer_abort = threading.Event()
+        self._writer_idle = threading.Event()
         self._registry_conn: psycopg.Connection | None = None
         self._last_seq: dict[tuple[str, int, str], int] = {}
         self._unacked = 0
@@ -157,9 +159,18 @@ class IngestService:
             self._seal(time.monotonic())
 
     def _seal(self, now: float, force: bool = False) -> None:
+        """Hand the batch over when it is big or old enough — or at once if the writer is idle.
+
+        The last rule is natural batching: under light load a batch is a few messages and
+        commits at once; under heavy load messages pile up while the writer is busy, so
+        batches grow by themselves and latency stays near one write time.
+        """
         b = self._batch
         if b is None or not (
-            force or b.size >= self.config.batch_size or now - b.started >= self.config.batch_age_s
+            force
+            or self._writer_idle.is_set()
+            or b.size >= self.config.batch_size
+            or now - b.started >= self.config.batch_age_s
         ):
             return
         try:
@@ -230,7 +241,7 @@ class IngestService:
         """Flush what was judged, wait for its commit, acknowledge it."""
         deadline = time.monotonic() + self.config.shutdown_timeout_s
         if self._parked:
-            self.registry = Registry(0.0, self.config.registry_max_age_s)  # reload now
+            self.registry.expire()  # one last chance for the devices they came from
             self._reload_registry(time.monotonic())
         while time.monotonic() < deadline:
             self._seal(time.monotonic(), force=True)
@@ -257,10 +268,12 @@ class IngestService:
         last_stats = time.monotonic()
         delay = 0.1
         while True:
+            self._writer_idle.set()
             try:
                 batch: Batch | None = self._handoff.get(timeout=0.05)
             except queue.Empty:
                 batch = None
+            self._writer_idle.clear()
             if batch is None and self._writer_stop.is_set():
                 break
             while batch is not None and not self._writer_abort.is_set():

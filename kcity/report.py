@@ -29,7 +29,7 @@ from devices.pilots import Pilot
 from kcity import report_figures as figures
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.errors import KcityError
-from kcity.registry import get_pilot
+from kcity.registry import get_pilot, list_devices
 from kcity.report_data import hour_profile, night_completeness
 from kcity.report_i18n import LANGS, SOURCES_DRONE, SOURCES_STREETLIGHT, labels
 
@@ -88,9 +88,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _repro(analysis: str, body: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _repro(
+    analysis: str, body: dict[str, Any], t: dict[str, str], prefix: str = ""
+) -> dict[str, Any]:
     return {
-        "analysis": analysis,
+        "analysis": t[f"an_{analysis}"],
         "method": body.get("method", analysis),
         "version": body.get("method_version", "—"),
         "input_hash": body.get("input_hash") or body.get("input_sha256") or "—",
@@ -111,12 +113,7 @@ def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: P
     params = body["parameters"]
     sl = pilot.streetlight
     assert sl is not None
-    devices = [
-        r[0]
-        for r in conn.execute(
-            "SELECT id FROM devices WHERE pilot_id = %s ORDER BY id", (pilot.id,)
-        ).fetchall()
-    ]
+    devices = [d.id for d in list_devices(conn, pilot.id)]
     treated = [d for d in devices if d not in set(sl.control_group)]
     profile = hour_profile(conn, device_ids=devices, treated_ids=treated,
                            timezone=pilot.timezone, interval_s=sl.record_interval_s,
@@ -166,8 +163,8 @@ def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: P
         "excluded_reason": reason,
         "window_extra": t["nights_note"],
         "warnings": body.get("warnings", []),
-        "repro": [_repro("savings", body), _repro("quality", quality, "quality.")],
-        "primary_hash": _repro("savings", body)["input_hash"],
+        "repro": [_repro("savings", body, t), _repro("quality", quality, t, "quality.")],
+        "primary_hash": _repro("savings", body, t)["input_hash"],
         "parameters": _parameters_text(params),
         "verb": "savings",
         "sources": SOURCES_STREETLIGHT,
@@ -204,8 +201,8 @@ def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
                           if all(c in p for p in body.get("points", {}).values())],
         "window_extra": "",
         "warnings": body.get("warnings", []),
-        "repro": [_repro("coverage", body), _repro("quality", quality, "quality.")],
-        "primary_hash": _repro("coverage", body)["input_hash"],
+        "repro": [_repro("coverage", body, t), _repro("quality", quality, t, "quality.")],
+        "primary_hash": _repro("coverage", body, t)["input_hash"],
         "parameters": _parameters_text(parameters),
         "verb": "coverage",
         "sources": SOURCES_DRONE,

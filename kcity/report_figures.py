@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib as mpl
 import numpy as np
@@ -50,7 +50,7 @@ _STYLE: dict[str, Any] = {
 @contextmanager
 def _figure(path: Path, width: float = 6.8, height: float = 2.6) -> Iterator[Figure]:
     """A fresh figure in the report style, saved to `path` when the block ends."""
-    with mpl.rc_context(_STYLE):
+    with mpl.rc_context(cast(Any, _STYLE)):
         fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
         FigureCanvasAgg(fig)
         yield fig
@@ -279,11 +279,11 @@ def revisit_histogram(intervals_s: FloatArray, t: Labels, path: Path) -> Path:
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             else:
                 bins = np.linspace(lo * 0.95, hi * 1.05 + 1e-9, 30)
-            ax.hist(minutes, bins=bins, color=BLUE, edgecolor="white", linewidth=0.4)
+            ax.hist(minutes, bins=bins.tolist(), color=BLUE, edgecolor="white", linewidth=0.4)
             for q, style in ((50, ":"), (95, "--")):
                 v = float(np.percentile(minutes, q))
                 ax.axvline(v, color=ORANGE, linestyle=style, linewidth=1.2,
-                           label=f"p{q} = {v:,.1f} min")  # fmt: skip
+                           label=f"p{q} = {v:,.1f} {t['unit_min']}")  # fmt: skip
             _legend(ax)
         ax.set_xlabel(t["ax_interval_min"])
         ax.set_ylabel(t["ax_count"])
@@ -329,7 +329,7 @@ def energy_per_day(per_day: Sequence[Mapping[str, Any]], t: Labels, path: Path) 
         fuel_ax.plot(x, fuel, color="#222", marker="D", markersize=4, linewidth=0.8,
                      linestyle=":", label=t["fuel_l"])  # fmt: skip
         fuel_ax.set_ylabel(t["ax_fuel"])
-        fuel_ax.set_ylim(bottom=0, top=max(fuel + [0.0]) * 1.3 or 1.0)
+        fuel_ax.set_ylim(bottom=0, top=max([*fuel, 0.0]) * 1.3 or 1.0)
         fuel_ax.grid(False)
         fuel_ax.spines["right"].set_visible(True)
         if days:

@@ -223,6 +223,9 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "동일 데이터로 {cmd}을(를) 다시 실행하면 입력 해시와 모든 수치가 일치해야 함.",
     ),
     "analysis": ("Analysis", "분석"),
+    "an_savings": ("savings", "절감량 검증"),
+    "an_coverage": ("coverage", "순찰 커버리지"),
+    "an_quality": ("data quality", "데이터 품질"),
     "method_version": ("Method / version", "방법 / 버전"),
     "input_hash": ("Input hash (SHA-256)", "입력 데이터 해시 (SHA-256)"),
     "result_id": ("Result id", "결과 ID"),
@@ -255,6 +258,7 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "ax_border": ("border line", "국경선"),
     "ax_covered": ("covered", "커버 면적"),
     "ax_tracks": ("tracks", "순찰 경로"),
+    "unit_min": ("min", "분"),
     "ax_interval_min": ("Revisit interval [min]", "재방문 간격 [분]"),
     "ax_count": ("Intervals", "간격 수"),
     "ax_coverage_pct": ("Coverage [%]", "커버리지 [%]"),
@@ -273,7 +277,7 @@ SOURCES_STREETLIGHT: Final = (
     "ASHRAE Guideline 14, Measurement of Energy, Demand and Water Savings — CV(RMSE), NMBE and"
     " fractional savings uncertainty (Annex B).",
     "CalTRACK Methods 2.2 (data sufficiency) and 4.3.2.4 (savings uncertainty); OpenEEmeter"
-    " `eemeter` total_savings_uncertainty.",
+    " eemeter total_savings_uncertainty.",
     "Sun, Y. & Baltazar, J. C. (2013), correction factor K for daily data in the ASHRAE"
     " Guideline 14 uncertainty formula.",
     "EN 13201-5:2015, Road lighting — Energy performance indicators (D_P, D_E).",

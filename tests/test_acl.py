@@ -140,8 +140,13 @@ def fleet(
     for pilot_id, name in ((f"a-{uid}", "a1"), (f"a-{uid}", "a2"), (f"b-{uid}", "b1")):
         registry.apply_pilot(conn, base.model_copy(update={"id": pilot_id}))
         made[name] = provisioning.provision_device(
-            conn, broker_admin, pilot_id, f"{name}-{uid}",
-            mqtt_host=s.mqtt_host, mqtt_port=s.mqtt_port, mqtt_tls_port=s.mqtt_tls_port,
+            conn,
+            broker_admin,
+            pilot_id,
+            f"{name}-{uid}",
+            mqtt_host=s.mqtt_host,
+            mqtt_port=s.mqtt_port,
+            mqtt_tls_port=s.mqtt_tls_port,
         )
     return made
 
@@ -187,15 +192,19 @@ def test_device_publishes_only_under_its_own_prefix(
         dev.close()
 
 
-def test_device_cannot_read_other_devices(
-    stack: LocalStack, fleet: dict[str, Credentials]
-) -> None:
+def test_device_cannot_read_other_devices(stack: LocalStack, fleet: dict[str, Credentials]) -> None:
     a1, a2, b1 = fleet["a1"], fleet["a2"], fleet["b1"]
     spy = probe(stack, a1.username, a1.password)
     other = probe(stack, a2.username, a2.password)
     try:
-        for topic in (telemetry(a2), telemetry(b1), "kcity/v1/#", f"kcity/v1/{a1.pilot}/+/+",
-                      a2.topic_prefix + "cmd", telemetry(a1)):
+        for topic in (
+            telemetry(a2),
+            telemetry(b1),
+            "kcity/v1/#",
+            f"kcity/v1/{a1.pilot}/+/+",
+            a2.topic_prefix + "cmd",
+            telemetry(a1),
+        ):
             assert spy.subscribe(topic)[0] >= 128, topic
         assert spy.subscribe(a1.topic_prefix + "cmd") == [1]
         other.publish(telemetry(a2), b"secret")
@@ -218,8 +227,12 @@ def test_wrong_password_and_anonymous_are_refused(
     stack: LocalStack, fleet: dict[str, Credentials]
 ) -> None:
     a1 = fleet["a1"]
-    for username, password in ((a1.username, a1.password + "x"), (None, None),
-                               (a1.username, None), ("nobody-" + a1.device_id, a1.password)):
+    for username, password in (
+        (a1.username, a1.password + "x"),
+        (None, None),
+        (a1.username, None),
+        ("nobody-" + a1.device_id, a1.password),
+    ):
         p = probe(stack, username, password)
         try:
             assert p.connack is not None and p.connack >= 128, (username, p.connack)
@@ -273,8 +286,13 @@ def test_tls_listener_with_the_throwaway_ca(
 ) -> None:
     a1 = fleet["a1"]
     for host in ("localhost", "127.0.0.1"):  # both are in the certificate's SAN
-        dev = Probe(host, stack.settings.mqtt_tls_port, a1.username, a1.password,
-                    tls_ca=stack.mosquitto.ca_file)
+        dev = Probe(
+            host,
+            stack.settings.mqtt_tls_port,
+            a1.username,
+            a1.password,
+            tls_ca=stack.mosquitto.ca_file,
+        )
         try:
             assert dev.accepted
             payload = f"over tls to {host}".encode()

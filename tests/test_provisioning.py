@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kcity.stack import LocalStack
 from kcity.settings import Settings
+from kcity.stack import LocalStack
 from tests.test_acl import Probe, ingest_probe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,20 +21,28 @@ ROOT = Path(__file__).resolve().parents[1]
 def env(settings: Settings, tmp_path: Path) -> dict[str, str]:
     s = settings
     full = {k: v for k, v in os.environ.items() if not k.startswith("KCITY_")}
-    full.update({
-        "KCITY_DATA_DIR": str(tmp_path / ".kcity"),
-        "KCITY_DATABASE_URL": s.database_url,
-        "KCITY_MQTT_URL": s.mqtt_url,
-        "KCITY_MQTT_TLS_PORT": str(s.mqtt_tls_port),
-        "KCITY_MQTT_PASSWORD": s.mqtt_password,
-        "KCITY_MQTT_ADMIN_PASSWORD": s.mqtt_admin_password,
-    })
+    full.update(
+        {
+            "KCITY_DATA_DIR": str(tmp_path / ".kcity"),
+            "KCITY_DATABASE_URL": s.database_url,
+            "KCITY_MQTT_URL": s.mqtt_url,
+            "KCITY_MQTT_TLS_PORT": str(s.mqtt_tls_port),
+            "KCITY_MQTT_PASSWORD": s.mqtt_password,
+            "KCITY_MQTT_ADMIN_PASSWORD": s.mqtt_admin_password,
+        }
+    )
     return full
 
 
 def kcity(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kcity", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kcity", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -78,8 +86,16 @@ def test_provision_publish_list_revoke(
 ) -> None:
     device = f"madiun-sl-{uid}"
     creds = json.loads(ok(kcity(env, "devices", "provision", madiun, device, "--json")))
-    for key in ("device_id", "pilot", "kind", "username", "password", "mqtt_host", "mqtt_port",
-                "topic_prefix"):
+    for key in (
+        "device_id",
+        "pilot",
+        "kind",
+        "username",
+        "password",
+        "mqtt_host",
+        "mqtt_port",
+        "topic_prefix",
+    ):
         assert key in creds
     assert creds["device_id"] == device == creds["username"]
     assert creds["pilot"] == "madiun" and creds["kind"] == "streetlight"
@@ -122,18 +138,24 @@ def test_human_output_shows_the_credentials(env: dict[str, str], madiun: str, ui
 
 
 def test_provision_with_an_explicit_kind(env: dict[str, str], madiun: str, uid: str) -> None:
-    creds = json.loads(ok(kcity(env, "devices", "provision", madiun, f"aq-{uid}",
-                                "--kind", "generic", "--json")))
+    creds = json.loads(
+        ok(kcity(env, "devices", "provision", madiun, f"aq-{uid}", "--kind", "generic", "--json"))
+    )
     assert creds["kind"] == "generic"
 
 
-def test_user_mistakes_are_one_line(env: dict[str, str], madiun: str, tmp_path: Path,
-                                    uid: str) -> None:
-    one_line_error(kcity(env, "devices", "provision", "atlantis", f"x-{uid}"),
-                   "unknown pilot", "atlantis")
+def test_user_mistakes_are_one_line(
+    env: dict[str, str], madiun: str, tmp_path: Path, uid: str
+) -> None:
+    one_line_error(
+        kcity(env, "devices", "provision", "atlantis", f"x-{uid}"), "unknown pilot", "atlantis"
+    )
     one_line_error(kcity(env, "devices", "provision", madiun, "Bad_Id"), "device id", "Bad_Id")
-    one_line_error(kcity(env, "devices", "provision", madiun, f"k-{uid}", "--kind", "submarine"),
-                   "submarine", "streetlight")
+    one_line_error(
+        kcity(env, "devices", "provision", madiun, f"k-{uid}", "--kind", "submarine"),
+        "submarine",
+        "streetlight",
+    )
     one_line_error(kcity(env, "devices", "revoke", f"ghost-{uid}"), "unknown device")
     one_line_error(kcity(env, "devices", "list", "atlantis"), "unknown pilot")
     one_line_error(kcity(env, "pilots", "apply", "pilots/nowhere.toml"), "nowhere.toml")
@@ -142,8 +164,9 @@ def test_user_mistakes_are_one_line(env: dict[str, str], madiun: str, tmp_path: 
     one_line_error(kcity(env, "pilots", "apply", str(bad)), "cty")
     ok(kcity(env, "devices", "provision", madiun, f"clash-{uid}"))
     ok(kcity(env, "pilots", "apply", "pilots/mukdahan.toml"))
-    one_line_error(kcity(env, "devices", "provision", "mukdahan", f"clash-{uid}"),
-                   "belongs to pilot 'madiun'")
+    one_line_error(
+        kcity(env, "devices", "provision", "mukdahan", f"clash-{uid}"), "belongs to pilot 'madiun'"
+    )
     # The broker refusing the admin account is one line too, and provisions nothing.
     wrong = {**env, "KCITY_MQTT_ADMIN_PASSWORD": "wrong"}
     one_line_error(kcity(wrong, "devices", "provision", madiun, f"nobroker-{uid}"), "broker")

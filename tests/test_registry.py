@@ -66,7 +66,9 @@ def test_password_is_strong_and_only_hashed(
     device = f"sl-{uid}"
     password = registry.create_device(conn, pilot.id, device)
     assert len(password) >= 32
-    row = conn.execute("SELECT password_hash, kind FROM devices WHERE id = %s", (device,)).fetchone()
+    row = conn.execute(
+        "SELECT password_hash, kind FROM devices WHERE id = %s", (device,)
+    ).fetchone()
     assert row is not None
     stored, kind = row
     assert password not in stored and stored.startswith("scrypt$")
@@ -145,9 +147,7 @@ def test_last_seen_comes_from_status_and_messages(
     )
     seen = registry.get_device(conn, device).last_seen
     assert seen is not None and seen.year == 2030
-    conn.execute(
-        "UPDATE devices SET last_seen = '2031-01-01T00:00:00Z' WHERE id = %s", (device,)
-    )
+    conn.execute("UPDATE devices SET last_seen = '2031-01-01T00:00:00Z' WHERE id = %s", (device,))
     later = registry.get_device(conn, device).last_seen
     assert later is not None and later.year == 2031
 

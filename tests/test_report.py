@@ -219,8 +219,11 @@ _NUM = re.compile(
 
 def numbers(html: str) -> list[tuple[str, Any, float | None, str]]:
     """(key, exact value, scale, shown text) of every number the report marks."""
-    return [(m["key"], json.loads(m["value"].replace("&#34;", '"')),
-             float(m["scale"]) if m["scale"] else None, m["text"]) for m in _NUM.finditer(html)]  # fmt: skip
+    return [
+        (m["key"], json.loads(m["value"].replace("&#34;", '"')),
+         float(m["scale"]) if m["scale"] else None, m["text"])
+        for m in _NUM.finditer(html)
+    ]  # fmt: skip
 
 
 def lookup(body: dict[str, Any], key: str) -> Any:
@@ -328,7 +331,8 @@ def test_pdfs_render_and_korean_has_hangul(reports: dict[str, Any], tmp_path: Pa
 
 def _ink(png: Path) -> float:
     """Share of pixels that are not (near) white."""
-    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float64)
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("L"), dtype=np.float64)
     return float((pixels < 235).mean())
 
 
@@ -339,7 +343,9 @@ def test_figures_exist_and_are_linked(reports: dict[str, Any]) -> None:
         assert len(files.figures) == expected
         for png in files.figures:
             assert png.parent == files.html.parent and f'src="{png.name}"' in html
-            assert Image.open(png).size[0] >= 600 and _ink(png) > 0.02, png.name
+            with Image.open(png) as image:
+                assert image.size[0] >= 600, png.name
+            assert _ink(png) > 0.02, png.name
     sl = reports["sl-en"]
     assert sl.html.name == f"{SL_PILOT}-{REPORT_FROM}-{REPORT_TO}-en.html"
     assert sl.pdf.with_suffix(".html") == sl.html
@@ -361,8 +367,10 @@ def test_completeness_map_matches_the_excluded_nights(seeded: str) -> None:
 def test_hour_profile_shows_dimming_and_traffic(seeded: str) -> None:
     def profile(start: dt.date, end: dt.date) -> HourProfile:
         with psycopg.connect(seeded) as conn:
-            return hour_profile(conn, device_ids=LUMINAIRES, treated_ids=LUMINAIRES[2:],
-                                timezone="Asia/Jakarta", interval_s=300, start=start, end=end)  # fmt: skip
+            return hour_profile(
+                conn, device_ids=LUMINAIRES, treated_ids=LUMINAIRES[2:],
+                timezone="Asia/Jakarta", interval_s=300, start=start, end=end,
+            )  # fmt: skip
 
     reporting = profile(REPORT_FROM, REPORT_TO)
     baseline = profile(BASELINE[0], BASELINE[1] + dt.timedelta(days=1))

@@ -8,9 +8,11 @@ from kcity.commands import analytics as analytics_cmd
 from kcity.commands import api as api_cmd
 from kcity.commands import dashboards as dashboards_cmd
 from kcity.commands import db, stack
+from kcity.commands import demo as demo_cmd
 from kcity.commands import devices as devices_cmd
 from kcity.commands import ingest as ingest_cmd
 from kcity.commands import pilots as pilots_cmd
+from kcity.commands import simulate as simulate_cmd
 from kcity.commands import report as report_cmd
 from kcity.commands import tokens as tokens_cmd
 
@@ -18,9 +20,11 @@ from kcity.commands import tokens as tokens_cmd
 def register(app: typer.Typer) -> None:
     stack.register(app)
     analytics_cmd.register(app)
+    demo_cmd.register(app)
     report_cmd.register(app)
     app.add_typer(db.app, name="db")
     app.add_typer(pilots_cmd.app, name="pilots")
+    app.add_typer(simulate_cmd.app, name="simulate")
     app.add_typer(devices_cmd.app, name="devices")
     app.add_typer(dashboards_cmd.app, name="dashboards")
     app.add_typer(ingest_cmd.app, name="ingest")

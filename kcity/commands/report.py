@@ -23,11 +23,11 @@ def report(
     pilot: Annotated[str, typer.Argument(help="Pilot id, e.g. madiun or mukdahan.")],
     start: Annotated[
         datetime,
-        typer.Option("--from", help="First local date included.", **DATE),  # type: ignore[arg-type]
+        typer.Option("--from", help="First local date included.", **DATE),
     ],
     end: Annotated[
         datetime,
-        typer.Option("--to", help="First local date excluded.", **DATE),  # type: ignore[arg-type]
+        typer.Option("--to", help="First local date excluded.", **DATE),
     ],
     out: Annotated[Path, typer.Option("--out", help="Directory for the HTML, PDF and figures.")],
     lang: Annotated[str, typer.Option("--lang", help="Language of the report: en or ko.")] = "en",
