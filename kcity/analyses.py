@@ -41,6 +41,10 @@ class Window:
             raise WindowError(f"--to ({end}) must be after --from ({start})")
         return cls(start, end)
 
+    def keys(self, pilot_id: str) -> dict[str, str]:
+        """The pilot and window keys of every analysis's JSON (DESIGN §7)."""
+        return {"pilot": pilot_id, "from": self.start.isoformat(), "to": self.end.isoformat()}
+
     def utc(self, tz: str, *, extra_days: int = 0) -> tuple[datetime, datetime]:
         zone = ZoneInfo(tz)
         return (datetime.combine(self.start, time(), zone),
@@ -82,8 +86,7 @@ def run_savings(conn: psycopg.Connection, pilot_id: str, window: Window,
     series = queries.load_luminaires(conn, ids, start_utc, end_utc)
     events = queries.load_events(conn, ids, start_utc, end_utc)
     result = compute_savings(series, events, params, window.start, window.end)
-    body = {"pilot": pilot.id, "from": window.start.isoformat(), "to": window.end.isoformat(),
-            **result.to_json()}
+    body = {**result.to_json(), **window.keys(pilot.id)}
     if persist:
         body["result_id"] = save_result(
             conn, pilot_id=pilot.id, analysis="savings", method=str(body["method"]),
@@ -122,8 +125,7 @@ def run_coverage(conn: psycopg.Connection, pilot_id: str, window: Window,
     detections = queries.count_events(conn, ids, "detection", start_utc, end_utc)
     result = compute_coverage(series, params, start_utc.timestamp(), end_utc.timestamp(),
                               detections=detections)
-    body = {"pilot": pilot.id, "from": window.start.isoformat(), "to": window.end.isoformat(),
-            **result.to_json()}
+    body = {**result.to_json(), **window.keys(pilot.id)}
     if persist:
         parameters = _jsonable({k: v for k, v in asdict(params).items() if k not in ("aoi", "border")})
         body["result_id"] = save_result(
@@ -153,8 +155,7 @@ def run_quality(conn: psycopg.Connection, pilot_id: str, window: Window,
     rows = queries.quality_rows(conn, kind=pilot.kind, device_ids=_devices(conn, pilot.id),
                                 timezone=pilot.timezone, interval_s=interval,
                                 start=window.start, end=window.end)
-    body = {"pilot": pilot.id, "from": window.start.isoformat(), "to": window.end.isoformat(),
-            **QualityResult(tuple(rows)).to_json()}
+    body = {**QualityResult(tuple(rows)).to_json(), **window.keys(pilot.id)}
     if persist:
         digest = input_hash([repr(rows)])
         body["input_hash"] = digest

@@ -2,17 +2,19 @@
 and PDF; the report's numbers are the numbers of `kcity savings/coverage --json`.
 
 The data are small synthetic sets inserted straight into the tables (the ingest service is
-tested elsewhere): 6 luminaires × 7 nights of 5-minute records (3 baseline nights with
-dimming off, then 4 reporting nights; 2 control luminaires stay at 100 %), and two short
-1 Hz drone patrols along the Mukdahan border.
+tested elsewhere): 6 luminaires × 9 nights of 5-minute records (5 baseline nights with
+dimming off, then 4 reporting nights; 2 control luminaires stay at 100 %; one luminaire-night
+with a 4-hour gap, one lamp fault), and two short 1 Hz drone patrols on the Mukdahan border.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,6 @@ from kcity.registry import apply_pilot
 from kcity.report import build
 from kcity.report_data import HourProfile, hour_profile, night_completeness
 from kcity.settings import Settings
-from tests.test_cli_errors import assert_one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SL_PILOT, DR_PILOT = "madiun-rt", "mukdahan-rt"
@@ -400,7 +401,12 @@ def test_library_refuses_bad_arguments(seeded: str, tmp_path: Path) -> None:
 )
 def test_cli_bad_arguments_are_one_line(seeded: str, tmp_path: Path, args: list[str],
                                         words: list[str]) -> None:  # fmt: skip
-    done = run(["report", *args, "--out", str(tmp_path / "out")], tmp_path,
-               KCITY_DATABASE_URL=seeded)  # fmt: skip
-    assert_one_line_error(done, *words)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KCITY_")}
+    env |= {"KCITY_DATA_DIR": str(tmp_path / ".kcity"), "KCITY_DATABASE_URL": seeded}
+    done = subprocess.run([sys.executable, "-m", "kcity", "report", *args, "--out",
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("kcity: error:") and all(w in lines[0] for w in words)
     assert not (tmp_path / "out").exists()

@@ -10,6 +10,7 @@ from kcity.commands import dashboards as dashboards_cmd
 from kcity.commands import db, stack
 from kcity.commands import demo as demo_cmd
 from kcity.commands import devices as devices_cmd
+from kcity.commands import imports as imports_cmd
 from kcity.commands import ingest as ingest_cmd
 from kcity.commands import pilots as pilots_cmd
 from kcity.commands import simulate as simulate_cmd
@@ -30,3 +31,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ingest_cmd.app, name="ingest")
     app.add_typer(api_cmd.app, name="api")
     app.add_typer(tokens_cmd.app, name="tokens")
+    app.add_typer(imports_cmd.app, name="import")
