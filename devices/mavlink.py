@@ -50,6 +50,19 @@ _DOWNWARD: Final = 25  # MAV_SENSOR_ROTATION_PITCH_270
 _FRESH_S: Final = 5.0  # how long a rangefinder or terrain height stays usable
 _V1, _V2 = 0xFE, 0xFD
 _CHUNK: Final = 1 << 20
+_USED: Final = frozenset(
+    {
+        "GLOBAL_POSITION_INT",
+        "HEARTBEAT",
+        "GPS_RAW_INT",
+        "BATTERY_STATUS",
+        "GENERATOR_STATUS",
+        "EFI_STATUS",
+        "DISTANCE_SENSOR",
+        "TERRAIN_REPORT",
+        "CAMERA_CAPTURE_STATUS",
+    }
+)
 
 # ArduCopter custom_mode numbers → the contract's modes.
 ARDUCOPTER_MODES: Final[dict[int, str]] = {
@@ -81,8 +94,8 @@ def arducopter_mode(custom_mode: int, base_mode: int, mav_type: int) -> str | No
 def iter_tlog(path: Path | str) -> Iterator[tuple[float, Any]]:
     """(UNIX seconds, decoded message) for every valid frame of a .tlog, in file order.
 
-    Corrupt bytes are skipped by resynchronising on the next frame whose checksum holds;
-    messages of dialects we do not know are skipped whole.
+    Corrupt bytes, and messages of dialects we do not know, are skipped by resynchronising
+    on the next frame whose checksum holds.
     """
     try:
         with Path(path).open("rb") as handle:
@@ -113,18 +126,21 @@ def _frames(handle: BinaryIO) -> Iterator[tuple[float, Any]]:
             pos += 1
             continue
         if len(buf) - pos < 8 + size:
-            if eof:
-                return
+            if eof:  # a truncated last frame, or a false start near the end
+                pos += 1
             continue
         try:
             msg = mav.decode(bytearray(buf[pos + 8 : pos + 8 + size]))
         except (mavlink.MAVError, struct.error, IndexError):
-            pos += 1  # not a frame after all: resynchronise
+            msg = None
+        if msg is None or isinstance(msg, mavlink.MAVLink_unknown):
+            # Not a frame, or one whose checksum cannot be verified (unknown message id):
+            # trusting its length could skip real frames, so resynchronise byte by byte.
+            pos += 1
             continue
         (usec,) = struct.unpack(">Q", buf[pos : pos + 8])
         pos += 8 + size
-        if msg.get_type() != "UNKNOWN":
-            yield usec / 1e6, msg
+        yield usec / 1e6, msg
 
 
 def read_tlog(
@@ -179,8 +195,8 @@ def records(
 ) -> Iterator[dict[str, Any]]:
     """Convert (UNIX seconds, MAVLink message) pairs of one vehicle into records.
 
-    The vehicle is the system that sends the first GLOBAL_POSITION_INT or autopilot
-    HEARTBEAT; other systems (ground stations, other drones) are ignored.
+    The vehicle is the system that sends the first message used here (ground-station
+    heartbeats aside); other systems (ground stations, other drones) are ignored.
     """
     latest = _Latest()
     vehicle: int | None = None
@@ -189,7 +205,7 @@ def records(
         source = msg.get_srcSystem()
         if kind == "HEARTBEAT" and (msg.type == _GCS or msg.autopilot == _AUTOPILOT_INVALID):
             continue
-        if vehicle is None and kind in ("GLOBAL_POSITION_INT", "HEARTBEAT"):
+        if vehicle is None and kind in _USED:
             vehicle = source
         if source != vehicle:
             continue

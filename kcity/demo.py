@@ -99,7 +99,8 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
             task = bar.add_task("reports", total=4)
             for pilot_id in ("madiun", "mukdahan"):
                 for lang in ("en", "ko"):
-                    reports += build_report(conn, pilot_id, REPORT_WINDOW, paths.reports, lang)
+                    files = build_report(conn, pilot_id, REPORT_WINDOW, paths.reports, lang)
+                    reports += [files.html, files.pdf]
                     bar.advance(task)
 
     console.print("[bold]6/6[/] building the Grafana dashboards")

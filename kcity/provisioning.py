@@ -54,11 +54,7 @@ def provision_device(
         existed = registry.device_exists(conn, device_id)
         password = registry.create_device(conn, pilot_id, device_id, kind)
         device = registry.get_device(conn, device_id)
-        if existed:
-            # Mosquitto 2.0.11 crashes when a role still attached to a client is deleted,
-            # which `add_device` does on an existing device: remove the client first (this
-            # also disconnects whoever still uses the old password).
-            admin.remove_device(device_id)
+        # Re-creates the client of an existing device: whoever uses the old password is cut off.
         admin.add_device(pilot_id, device_id, password)
     return Credentials(
         device_id=device_id,

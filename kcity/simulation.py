@@ -116,6 +116,7 @@ def stream(
                     time.sleep(max(0.0, batch.deliver_at - first[0] - (time.monotonic() - first[1])))
                 if batch.device_id not in passwords:
                     creds = provision_device(conn, admin, pilot.id, batch.device_id, pilot.kind)
+                    conn.commit()  # the ingest service must see the device before its data
                     passwords[batch.device_id] = creds.password
                 client = _client(clients, batch, pilot, settings, passwords, outboxes)
                 if batch.channel == "telemetry":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -115,7 +116,8 @@ ENDPOINTS = [
     ("summary", "GET", "/pilots/{p}/{analysis}?{window}", EVERYONE, 200),
     ("quality", "GET", "/pilots/{p}/quality?{window}", EVERYONE, 200),
     ("stored", "GET", "/pilots/{p}/results/quality", EVERYONE, 200),
-    ("report", "GET", "/pilots/{p}/report?{window}&format=html", READERS, 200),
+    # 422 for a bad language: past the scope check, without building (tested below)
+    ("report", "GET", "/pilots/{p}/report?{window}&lang=xx", READERS, 422),
     ("provision", "POST", "/pilots/{p}/devices", MANAGERS, 201),
     ("revoke", "DELETE", "/pilots/{p}/devices/{victim}", MANAGERS, 200),
 ]
@@ -551,8 +553,21 @@ def test_report_download_is_a_pdf(client: TestClient, world: World) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.content.startswith(b"%PDF")
     assert answer.headers["content-type"] == "application/pdf"
-    assert "attachment" in answer.headers["content-disposition"]
-    assert ".pdf" in answer.headers["content-disposition"]
+    disposition = answer.headers["content-disposition"]
+    assert disposition == 'attachment; filename="kcity-madiun-2026-10-01-2026-10-03-en.pdf"'
+
+
+def test_report_html_is_self_contained(client: TestClient, world: World) -> None:
+    answer = client.get(
+        f"{V1}/pilots/mukdahan/report?{DRONE_WINDOW}&format=html&lang=ko",
+        headers=as_role(world, "admin"),
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    html = answer.text
+    assert "<html" in html and 'lang="ko"' in html
+    images = re.findall(r'<img src="([^"]*)"', html)
+    assert images and all(src.startswith("data:image/png;base64,") for src in images)
 
 
 # --- service endpoints ---------------------------------------------------------------------

@@ -14,6 +14,10 @@ from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from devices.mavlink import TlogError, iter_tlog, read_tlog
 from devices.payloads import DroneRecord
+from kcity.settings import Settings
+from kcity.stack import LocalStack
+from tests.test_provisioning import cli_env, kcity, ok, one_line_error
+from tests.test_sdk import Collector
 
 T0 = 1_790_000_000.0  # UNIX seconds of the first frame
 U16 = 65535
@@ -42,10 +46,18 @@ class Tlog:
         return self.path
 
 
-def position(lat: float = 16.54, lon: float = 104.72, alt_mm: int = 152_300,
-             rel_mm: int = 80_000, vx: int = 300, vy: int = 400, hdg: int = 9000) -> Any:
+def position(
+    lat: float = 16.54,
+    lon: float = 104.72,
+    alt_mm: int = 152_300,
+    rel_mm: int = 80_000,
+    vx: int = 300,
+    vy: int = 400,
+    hdg: int = 9000,
+) -> Any:
     return mavlink.MAVLink_global_position_int_message(
-        0, round(lat * 1e7), round(lon * 1e7), alt_mm, rel_mm, vx, vy, 0, hdg)
+        0, round(lat * 1e7), round(lon * 1e7), alt_mm, rel_mm, vx, vy, 0, hdg
+    )
 
 
 def heartbeat(armed: bool, custom_mode: int, mav_type: int = 2, autopilot: int = 3) -> Any:
@@ -55,19 +67,37 @@ def heartbeat(armed: bool, custom_mode: int, mav_type: int = 2, autopilot: int =
 
 def battery(cells: list[int], current_ca: int, remaining: int, battery_id: int = 0) -> Any:
     return mavlink.MAVLink_battery_status_message(
-        battery_id, 0, 0, 2500, cells, current_ca, -1, -1, remaining)
+        battery_id, 0, 0, 2500, cells, current_ca, -1, -1, remaining
+    )
 
 
 def generator(power_w: float) -> Any:
     nan = float("nan")
     return mavlink.MAVLink_generator_status_message(
-        0, 5000, nan, nan, power_w, 48.0, 40, nan, 70, 3600, 0)
+        0, 5000, nan, nan, power_w, 48.0, 40, nan, 70, 3600, 0
+    )
 
 
 def efi(consumed_cm3: float, flow: float = 12.0) -> Any:
     return mavlink.MAVLink_efi_status_message(
-        1, 0.0, 5200.0, consumed_cm3, flow, 50.0, 40.0, 0, 101.0, 95.0, 30.0, 180.0, 10.0,
-        2.0, 600.0, 40.0, 1.0)
+        1,
+        0.0,
+        5200.0,
+        consumed_cm3,
+        flow,
+        50.0,
+        40.0,
+        0,
+        101.0,
+        95.0,
+        30.0,
+        180.0,
+        10.0,
+        2.0,
+        600.0,
+        40.0,
+        1.0,
+    )
 
 
 def gps(fix: int) -> Any:
@@ -121,8 +151,18 @@ def test_not_provided_sentinels_become_absent(tmp_path: Path) -> None:
     log.add(1.5, battery([24_600] + [U16] * 9, 0, 50))  # pack voltage in cell 0 only
     log.add(2.0, position(hdg=0))
     first, second = run(log.write())  # no tank size: remaining fuel is unknown
-    for key in ("heading_deg", "battery_v", "battery_a", "battery_pct", "gen_power_w",
-                "fuel_l", "mode", "gps_fix", "camera_on", "hfov_deg"):
+    for key in (
+        "heading_deg",
+        "battery_v",
+        "battery_a",
+        "battery_pct",
+        "gen_power_w",
+        "fuel_l",
+        "mode",
+        "gps_fix",
+        "camera_on",
+        "hfov_deg",
+    ):
         assert key not in first, key
     assert second["battery_v"] == pytest.approx(24.6)
     assert second["battery_a"] == 0.0 and second["battery_pct"] == 50
@@ -182,7 +222,7 @@ def test_skips_no_fix_other_vehicles_corruption_and_unknown_messages(tmp_path: P
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(TlogError, match="nowhere.tlog"):
+    with pytest.raises(TlogError, match=r"nowhere\.tlog"):
         run(tmp_path / "nowhere.tlog")
     empty = tmp_path / "empty.tlog"
     empty.write_bytes(b"")
@@ -202,3 +242,123 @@ def test_a_long_log_streams_in_order(tmp_path: Path) -> None:
     assert recs[-1]["battery_a"] == pytest.approx((2000 + 4995) / 100)
     assert not any(math.isnan(v) for r in recs for v in r.values() if isinstance(v, float))
     json.dumps(recs, allow_nan=False)
+
+
+def flight_log(path: Path, positions: int) -> Path:
+    """A patrol flight: armed in AUTO, battery and generator, one impossible altitude."""
+    log = Tlog(path)
+    log.add(0.0, heartbeat(True, 3))
+    log.add(0.0, gps(3))
+    for i in range(positions):
+        t = 1.0 + i * 0.5
+        if i % 4 == 0:
+            log.add(t - 0.1, battery([4000] * 10, 1200, 90))
+            log.add(t - 0.05, generator(900.0))
+        alt = 25_000_000 if i == 7 else 150_000  # 25 km AMSL breaks the contract
+        log.add(t, position(lat=16.54 + i * 1e-5, alt_mm=alt))
+    return log.write()
+
+
+def test_kcity_import_tlog_streams_a_log(
+    settings: Settings, stack: LocalStack, tmp_path: Path, uid: str
+) -> None:
+    env = cli_env(settings, tmp_path)
+    ok(kcity(env, "pilots", "apply", "pilots/mukdahan.toml"))
+    ok(kcity(env, "pilots", "apply", "pilots/madiun.toml"))
+    device = f"drone-{uid}"
+    tlog = flight_log(tmp_path / "patrol-0815.tlog", 1500)
+    collector = Collector(stack.settings, "mukdahan", device)
+    try:
+        done = ok(
+            kcity(
+                env,
+                "import",
+                "tlog",
+                str(tlog),
+                "--pilot",
+                "mukdahan",
+                "--device",
+                device,
+                "--hfov",
+                "70",
+                "--json",
+            )
+        )
+        report = json.loads(done)
+        assert report["provisioned"] is True and report["device_id"] == device
+        assert report["records"] == 1499 and report["skipped"] == 1
+        assert "alt_m" in report["skipped_reason"]
+        assert report["flight_id"] == "patrol-0815"
+        assert collector.wait(lambda: len(collector.items()) == 1499)
+        recs = sorted(collector.items(), key=lambda r: r["ts"])
+        assert recs[0]["lat"] == pytest.approx(16.54) and recs[0]["alt_m"] == 150.0
+        assert recs[0]["mode"] == "patrol" and recs[0]["hfov_deg"] == 70.0
+        assert recs[-1]["battery_v"] == pytest.approx(40.0)
+        assert recs[-1]["battery_a"] == pytest.approx(12.0)
+        assert recs[-1]["gen_power_w"] == 900.0
+        assert max(len(e["records"]) for e in collector.envelopes()) <= 1000
+
+        # An existing device needs its password; with it, the same log goes out again in
+        # a new boot (the ingest service keeps one row per device and timestamp).
+        one_line_error(
+            kcity(env, "import", "tlog", str(tlog), "--pilot", "mukdahan", "--device", device),
+            "exists",
+            "--password",
+        )
+        password = report["password"]
+        one_line_error(
+            kcity(
+                env,
+                "import",
+                "tlog",
+                str(tlog),
+                "--pilot",
+                "mukdahan",
+                "--device",
+                device,
+                "--password",
+                password + "x",
+            ),
+            "wrong password",
+        )
+        out = ok(
+            kcity(
+                env,
+                "import",
+                "tlog",
+                str(tlog),
+                "--pilot",
+                "mukdahan",
+                "--device",
+                device,
+                "--password",
+                password,
+            )
+        )
+        assert "sent 1499 records" in out
+        assert collector.wait(lambda: len(collector.items()) == 2 * 1499)
+        assert {e["boot"] for e in collector.envelopes()} == {0, 1}
+    finally:
+        collector.close()
+
+    one_line_error(
+        kcity(
+            env,
+            "import",
+            "tlog",
+            str(tmp_path / "none.tlog"),
+            "--pilot",
+            "mukdahan",
+            "--device",
+            device,
+        ),
+        "none.tlog",
+    )
+    one_line_error(
+        kcity(env, "import", "tlog", str(tlog), "--pilot", "atlantis", "--device", f"x-{uid}"),
+        "unknown pilot",
+    )
+    one_line_error(
+        kcity(env, "import", "tlog", str(tlog), "--pilot", "madiun", "--device", f"x-{uid}"),
+        "not a hybrid_drone pilot",
+    )

@@ -17,8 +17,8 @@ from tests.test_acl import Probe, ingest_probe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """Environment for `kcity` subprocesses pointing at the test database and broker."""
     s = settings
     full = {k: v for k, v in os.environ.items() if not k.startswith("KCITY_")}
     full.update(
@@ -32,6 +32,11 @@ def env(settings: Settings, tmp_path: Path) -> dict[str, str]:
         }
     )
     return full
+
+
+@pytest.fixture
+def env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    return cli_env(settings, tmp_path)
 
 
 def kcity(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

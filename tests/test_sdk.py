@@ -76,7 +76,7 @@ class Collector:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self.client.connect(
             settings.mqtt_host, settings.mqtt_port, clean_start=False, properties=props
@@ -101,7 +101,7 @@ class Collector:
                 self.statuses.append(body)
             else:
                 key = (channel, body["boot"], body["seq"])
-                seen = self.messages.setdefault(key, msg.payload)
+                seen = self.messages.setdefault(key, bytes(msg.payload))
                 if seen != msg.payload:
                     self.conflicts.append(key)
             self.cond.notify_all()
@@ -411,5 +411,32 @@ def test_a_killed_publisher_loses_nothing(
     box = Outbox(outbox)
     try:
         assert box.backlog == 0
+    finally:
+        box.close()
+
+
+def test_messages_the_broker_refuses_stay_in_the_outbox(device: Device, tmp_path: Path) -> None:
+    s = device.settings
+    outbox = tmp_path / "outbox.sqlite"
+    # Provisioned for pilot "madiun", configured with another pilot: the ACL refuses it.
+    with DeviceClient(
+        "mukdahan",
+        device.id,
+        "streetlight",
+        s.mqtt_host,
+        s.mqtt_port,
+        device.id,
+        device.password,
+        outbox_path=outbox,
+    ) as dev:
+        assert dev.connect()
+        dev.publish(records(0, 10))
+        assert not dev.flush(5)  # never acknowledged as delivered
+        # Mosquitto answers "Not authorized" or drops the connection; either way it says so.
+        assert dev.last_error is not None
+        assert dev.backlog == 10
+    box = Outbox(outbox)
+    try:
+        assert box.backlog == 10  # kept for a corrected configuration, not dropped
     finally:
         box.close()

@@ -1,15 +1,17 @@
 """The evaluation report of a pilot's window, as a PDF or HTML download.
 
-`kcity.report.build` writes both formats into a scratch directory (as `kcity report` does
-into `--out`); the requested one is read back and the directory removed before answering.
+`kcity.report.build` writes the report into a scratch directory (as `kcity report` does
+into `--out`); the requested format is read back and the directory removed before
+answering. The HTML links its figures as files beside it, so the downloaded HTML gets them
+inlined as data URIs: one self-contained file, like the PDF.
 """
 
 from __future__ import annotations
 
+import base64
 import tempfile
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -26,13 +28,13 @@ router = APIRouter(prefix=API_PREFIX, tags=["reports"])
 MEDIA_TYPES: Final = {"pdf": "application/pdf", "html": "text/html; charset=utf-8"}
 
 
-def pick(paths: Any, suffix: str) -> Path:
-    """The file with `suffix` among what `report.build` returned (a mapping or a list)."""
-    found: Iterable[Any] = paths.values() if isinstance(paths, Mapping) else paths
-    for path in found:
-        if Path(path).suffix == suffix:
-            return Path(path)
-    raise RuntimeError(f"the report builder wrote no {suffix} file")
+def self_contained(files: report.ReportFiles) -> bytes:
+    """The report's HTML with its figures inlined, so that it can travel alone."""
+    html = files.html.read_text(encoding="utf-8")
+    for figure in files.figures:
+        data = base64.b64encode(figure.read_bytes()).decode("ascii")
+        html = html.replace(f'src="{figure.name}"', f'src="data:image/png;base64,{data}"')
+    return html.encode("utf-8")
 
 
 @router.get(
@@ -57,14 +59,14 @@ def download_report(
     fmt: Annotated[Literal["pdf", "html"], Query(alias="format")] = "pdf",
 ) -> Response:
     """Build the evaluation report (savings or coverage, data quality) and download it."""
+    pilot_of(conn, pilot)
     if lang not in LANGS:
         raise unprocessable(f"lang: {lang!r} is not a report language; one of {', '.join(LANGS)}")
-    pilot_of(conn, pilot)
     with tempfile.TemporaryDirectory(prefix="kcity-report-") as out:
-        paths = report.build(conn, pilot, window, Path(out), lang)
-        content = pick(paths, f".{fmt}").read_bytes()
+        files = report.build(conn, pilot, window, Path(out), lang)
+        content = files.pdf.read_bytes() if fmt == "pdf" else self_contained(files)
     conn.commit()  # the report stores its analytics runs, as `kcity report` does
-    name = f"kcity-{pilot}-{window.start}-{window.end}.{fmt}"
+    name = f"kcity-{pilot}-{window.start}-{window.end}-{lang}.{fmt}"
     return Response(
         content,
         media_type=MEDIA_TYPES[fmt],
