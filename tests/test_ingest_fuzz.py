@@ -88,17 +88,17 @@ def nested(depth: int) -> Any:
 
 
 @st.composite
-def messages(draw: st.DrawFn) -> tuple[str, bytes | dict[str, Any]]:
-    """(channel, payload): raw bytes, or an envelope whose ``seq`` the test fills in."""
+def messages(draw: st.DrawFn) -> tuple[str, bytes | int | dict[str, Any]]:
+    """(channel, payload): raw bytes, a nesting depth, or an envelope; the test fills in a
+    unique ``seq`` for the last two, so no two messages are legitimately duplicates."""
     channel = draw(st.sampled_from(["telemetry", "telemetry", "event"]))
     shape = draw(st.sampled_from(["bytes", "deep", "envelope", "envelope", "envelope"]))
     if shape == "bytes":
         return channel, draw(
             st.one_of(st.binary(max_size=300), st.text(max_size=100).map(str.encode))
         )
-    if shape == "deep":
-        depth = draw(st.integers(50, 40_000))
-        return channel, b'{"v":1,"boot":0,"seq":1,"records":' + b"[" * depth + b"]" * depth + b"}"
+    if shape == "deep":  # the test fills in the unique seq and nests the records this deep
+        return channel, draw(st.integers(50, 40_000))
     key = "records" if channel == "telemetry" else "events"
     items = draw(st.lists(records(), min_size=0, max_size=8))
     if draw(st.booleans()) and items:
@@ -113,6 +113,11 @@ def messages(draw: st.DrawFn) -> tuple[str, bytes | dict[str, Any]]:
     if draw(st.integers(0, 9)) == 0:
         body[draw(st.sampled_from(["device_id", "extra", "seq_"]))] = draw(SQLISH)
     return channel, body
+
+
+def deep(depth: int, seq: int) -> bytes:
+    nest = b"[" * depth + b"]" * depth
+    return b'{"v":1,"boot":0,"seq":%d,"records":%s}' % (seq, nest)
 
 
 def encode(body: dict[str, Any]) -> bytes:
@@ -154,16 +159,20 @@ def test_malformed_payloads_never_crash_and_are_all_accounted_for(
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
         @given(st.lists(messages(), min_size=1, max_size=12))
-        def check(batch: list[tuple[str, bytes | dict[str, Any]]]) -> None:
+        def check(batch: list[tuple[str, bytes | int | dict[str, Any]]]) -> None:
             for channel, payload in batch:
-                if isinstance(payload, dict):
+                if not isinstance(payload, bytes):
                     published["seq"] += 1  # unique per message: no legitimate duplicates
-                    payload = encode({**payload, "seq": published["seq"]})
+                    seq = published["seq"]
+                    if isinstance(payload, int):
+                        payload = deep(payload, seq)
+                    else:
+                        payload = encode({**payload, "seq": seq})
                 pub.publish(f"kcity/v1/{pilot}/{dev}/{channel}", payload)
                 published["n"] += 1
             pub.flush()
             wait_until(
-                lambda: accounted() >= published["n"], "every message accounted for", timeout=30
+                lambda: accounted() >= published["n"], "every message accounted for", timeout=20
             )
             assert running.thread.is_alive()
 

@@ -20,7 +20,7 @@ becomes a 500:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from fastapi import FastAPI, Request, status
@@ -67,6 +67,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
         for code in codes
     }
+
+
+COMMON_ERRORS: Final = error_responses(401, 403, 422, 503)
 
 
 class SafeJSONResponse(JSONResponse):

@@ -15,12 +15,12 @@ from fastapi import APIRouter, Depends
 from kcity.analyses import latest_result, run_coverage, run_quality, run_savings
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, Conn
-from kcity.api.errors import error_responses
+from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import EvalWindow
 from kcity.api.routes_pilots import pilot_of
 from kcity.errors import NotFound
 
-router = APIRouter(prefix=API_PREFIX, tags=["analytics"])
+router = APIRouter(prefix=API_PREFIX, tags=["analytics"], responses=COMMON_ERRORS)
 
 ReadSummaries = Annotated[Caller, Depends(allowed_on_pilot(Action.READ_SUMMARIES))]
 ERRORS = error_responses(401, 403, 404, 422)

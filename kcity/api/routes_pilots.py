@@ -18,13 +18,13 @@ from devices.pilots import Pilot
 from kcity import provisioning, registry
 from kcity.api.auth import Action, Caller, allowed, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, AppSettings, Conn
-from kcity.api.errors import error_responses
+from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import is_id
 from kcity.broker_admin import broker_admin
 from kcity.errors import NotFound
 from kcity.registry import Device, PilotSummary
 
-router = APIRouter(prefix=API_PREFIX, tags=["pilots and devices"])
+router = APIRouter(prefix=API_PREFIX, tags=["pilots and devices"], responses=COMMON_ERRORS)
 
 
 class PilotOut(BaseModel):

@@ -18,12 +18,12 @@ from fastapi import APIRouter, Depends, Query, Response
 from kcity import report
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, Conn
-from kcity.api.errors import error_responses
+from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import EvalWindow, unprocessable
 from kcity.api.routes_pilots import pilot_of
 from kcity.report_i18n import LANGS
 
-router = APIRouter(prefix=API_PREFIX, tags=["reports"])
+router = APIRouter(prefix=API_PREFIX, tags=["reports"], responses=COMMON_ERRORS)
 
 MEDIA_TYPES: Final = {"pdf": "application/pdf", "html": "text/html; charset=utf-8"}
 

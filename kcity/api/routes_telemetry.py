@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, Conn
-from kcity.api.errors import error_responses
+from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import unprocessable
 from kcity.api.routes_pilots import device_of
 
-router = APIRouter(prefix=API_PREFIX, tags=["telemetry"])
+router = APIRouter(prefix=API_PREFIX, tags=["telemetry"], responses=COMMON_ERRORS)
 
 DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10000
