@@ -7,10 +7,8 @@ The CLI, the API, the reports and the demo all come through here, so their numbe
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from dataclasses import asdict
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -22,33 +20,8 @@ from analytics.quality import QualityResult
 from analytics.results import input_hash, save_result
 from analytics.savings import SavingsParams, SavingsResult, compute_savings
 from devices.pilots import Pilot
-from kcity.errors import KcityError
 from kcity.registry import get_pilot
-
-
-class WindowError(KcityError):
-    pass
-
-
-@dataclass(frozen=True)
-class Window:
-    start: date  # first local date included
-    end: date  # first local date excluded
-
-    @classmethod
-    def parse(cls, start: date, end: date) -> Window:
-        if end <= start:
-            raise WindowError(f"--to ({end}) must be after --from ({start})")
-        return cls(start, end)
-
-    def keys(self, pilot_id: str) -> dict[str, str]:
-        """The pilot and window keys of every analysis's JSON (DESIGN §7)."""
-        return {"pilot": pilot_id, "from": self.start.isoformat(), "to": self.end.isoformat()}
-
-    def utc(self, tz: str, *, extra_days: int = 0) -> tuple[datetime, datetime]:
-        zone = ZoneInfo(tz)
-        return (datetime.combine(self.start, time(), zone),
-                datetime.combine(self.end + timedelta(days=extra_days), time(), zone))
+from kcity.window import Window, WindowError
 
 
 def _devices(conn: psycopg.Connection, pilot_id: str) -> list[str]:

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
-from kcity.analyses import WindowError
+from kcity.window import WindowError
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
 from kcity.registry import DeviceConflict
 from kcity.report import ReportError

@@ -15,7 +15,7 @@ from typing import Annotated, Final
 from fastapi import Depends, HTTPException, Query, status
 
 from devices.ids import ID_PATTERN
-from kcity.analyses import Window
+from kcity.window import Window
 
 EARLIEST: Final = date(2015, 1, 1)
 LATEST: Final = date(2100, 1, 1)

@@ -13,8 +13,8 @@ from kcity.commands import devices as devices_cmd
 from kcity.commands import imports as imports_cmd
 from kcity.commands import ingest as ingest_cmd
 from kcity.commands import pilots as pilots_cmd
-from kcity.commands import simulate as simulate_cmd
 from kcity.commands import report as report_cmd
+from kcity.commands import simulate as simulate_cmd
 from kcity.commands import tokens as tokens_cmd
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.db import connect
+
+if TYPE_CHECKING:
+    from kcity.window import Window
 
 DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
 
@@ -23,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _window(start: datetime, end: datetime) -> Window:
+    from kcity.window import Window
+
     return Window.parse(start.date(), end.date())
 
 
@@ -50,6 +54,8 @@ def savings(
     """Verified energy savings of a streetlight pilot (IPMVP Option B)."""
     window = _window(start, end)
     with connect(ctx.obj.database_url) as conn:
+        from kcity.analyses import run_savings  # scipy and shapely load only when needed
+
         body, _ = run_savings(conn, pilot, window)
     lo, hi = body["ci90_kwh"]
     _print(body, as_json, f"Verified savings — {pilot} {window.start} → {window.end}", [
@@ -75,6 +81,8 @@ def coverage(
     """Patrol coverage and hybrid energy of a drone pilot."""
     window = _window(start, end)
     with connect(ctx.obj.database_url) as conn:
+        from kcity.analyses import run_coverage
+
         body, _ = run_coverage(conn, pilot, window)
     revisit = body["revisit_s"]
     _print(body, as_json, f"Patrol coverage — {pilot} {window.start} → {window.end}", [
@@ -104,6 +112,8 @@ def quality(
     """Data quality per device and day: completeness, gaps, duplicates, dead letters, skew."""
     window = _window(start, end)
     with connect(ctx.obj.database_url) as conn:
+        from kcity.analyses import run_quality
+
         body = run_quality(conn, pilot, window)
     _print(body, as_json, f"Data quality — {pilot} {window.start} → {window.end}", [
         ("devices", str(body["devices"])),

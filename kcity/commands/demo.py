@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from kcity.demo import run_demo
-
 
 def register(app: typer.Typer) -> None:
     app.command()(demo)
@@ -14,4 +12,6 @@ def register(app: typer.Typer) -> None:
 def demo(ctx: typer.Context,
          keep: bool = typer.Option(False, "--keep", help="Leave the services running.")) -> None:
     """Stream two simulated pilots, verify them, write reports and dashboards."""
+    from kcity.demo import run_demo  # the whole platform: load it only for this verb
+
     run_demo(ctx.obj, keep=keep)

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from kcity.analyses import Window
 from kcity.db import connect
+from kcity.window import Window
 
 DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
 

@@ -12,7 +12,6 @@ from kcity.db import connect
 from kcity.progress import progress_bar
 from kcity.registry import get_pilot
 from kcity.settings import Settings
-from kcity.simulation import simulator, stream
 
 app = typer.Typer(help="Stream simulated pilot devices through MQTT.", no_args_is_help=True)
 
@@ -22,6 +21,8 @@ DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
 def run(settings: Settings, pilot_id: str, kind: str, *, devices: int, days: int, start: date,
         seed: int, realtime: bool, truth: Path | None, faults: bool = True) -> int:
     """Simulate and stream; return the number of records published."""
+    from kcity.simulation import simulator, stream
+
     with connect(settings.database_url) as conn:
         pilot = get_pilot(conn, pilot_id)
         sim = simulator(pilot, kind, devices=devices, days=days, start=start, seed=seed,

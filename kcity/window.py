@@ -1,0 +1,34 @@
+"""The evaluation window: local dates [from, to) of a pilot, shared by every analysis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from kcity.errors import KcityError
+
+
+class WindowError(KcityError):
+    pass
+
+
+@dataclass(frozen=True)
+class Window:
+    start: date  # first local date included
+    end: date  # first local date excluded
+
+    @classmethod
+    def parse(cls, start: date, end: date) -> Window:
+        if end <= start:
+            raise WindowError(f"--to ({end}) must be after --from ({start})")
+        return cls(start, end)
+
+    def keys(self, pilot_id: str) -> dict[str, str]:
+        """The pilot and window keys of every analysis's JSON (DESIGN §7)."""
+        return {"pilot": pilot_id, "from": self.start.isoformat(), "to": self.end.isoformat()}
+
+    def utc(self, tz: str, *, extra_days: int = 0) -> tuple[datetime, datetime]:
+        zone = ZoneInfo(tz)
+        return (datetime.combine(self.start, time(), zone),
+                datetime.combine(self.end + timedelta(days=extra_days), time(), zone))
