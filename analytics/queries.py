@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
 
 import numpy as np
 import psycopg
@@ -36,21 +35,26 @@ def _parse_row(row: memoryview) -> tuple[str, list[np.ndarray]]:
     """
     (nfields,) = struct.unpack_from(">h", row, 0)
     (length,) = struct.unpack_from(">i", row, 2)
-    key = bytes(row[6:6 + length]).decode()
+    key = bytes(row[6 : 6 + length]).decode()
     offset, arrays = 6 + length, []
     for _ in range(nfields - 1):
         (length,) = struct.unpack_from(">i", row, offset)
         _ndim, _nulls, oid, size, _lbound = struct.unpack_from(">iiiii", row, offset + 4)
         element = np.dtype([("len", ">i4"), ("value", _ELEMENT[oid])])
         start = offset + 24
-        arrays.append(np.frombuffer(row[start:start + size * element.itemsize], element)["value"])
+        arrays.append(np.frombuffer(row[start : start + size * element.itemsize], element)["value"])
         offset += 4 + length
     return key, arrays
 
 
-def _per_device(conn: psycopg.Connection, table: str, columns: Sequence[str],
-                device_ids: Sequence[str], start: datetime,
-                end: datetime) -> list[tuple[str, dict[str, np.ndarray]]]:
+def _per_device(
+    conn: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    device_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Columns of `table` in [start, end) per device, sorted by time, as numpy arrays.
 
     One `array_agg` row per device through binary COPY: the server sends one message per
@@ -58,13 +62,15 @@ def _per_device(conn: psycopg.Connection, table: str, columns: Sequence[str],
     `ts` comes back as epoch seconds.
     """
     aggs = ", ".join(f"array_agg({c})" for c in ("ts", *columns))
-    query = (f"SELECT device_id, {aggs} FROM {table} WHERE device_id = ANY(%s)"
-             " AND ts >= %s AND ts < %s GROUP BY device_id")
+    query = (
+        f"SELECT device_id, {aggs} FROM {table} WHERE device_id = ANY(%s)"
+        " AND ts >= %s AND ts < %s GROUP BY device_id"
+    )
     bound = psycopg.ClientCursor(conn).mogrify(query, (list(device_ids), start, end))
     out = []
-    with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:  # type: ignore[arg-type]
+    with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:
         for i, chunk in enumerate(copy):
-            row = memoryview(chunk)[_COPY_HEADER if i == 0 else 0:]
+            row = memoryview(chunk)[_COPY_HEADER if i == 0 else 0 :]
             if len(row) <= 2:  # the trailer
                 continue
             device_id, arrays = _parse_row(row)
@@ -76,22 +82,33 @@ def _per_device(conn: psycopg.Connection, table: str, columns: Sequence[str],
     return sorted(out)
 
 
-def load_luminaires(conn: psycopg.Connection, device_ids: Sequence[str], start: datetime,
-                    end: datetime) -> list[LuminaireSeries]:
+def load_luminaires(
+    conn: psycopg.Connection, device_ids: Sequence[str], start: datetime, end: datetime
+) -> list[LuminaireSeries]:
     """5-minute records of `device_ids` in [start, end), one series per device."""
     return [
-        LuminaireSeries(device_id=device_id, ts=c["ts"], power_w=c["c0"].astype(np.float64),
-                        energy_wh=c["c1"].astype(np.float64), dim_pct=c["c2"].astype(np.float64),
-                        lamp_on=c["c3"].astype(bool))
+        LuminaireSeries(
+            device_id=device_id,
+            ts=c["ts"],
+            power_w=c["c0"].astype(np.float64),
+            energy_wh=c["c1"].astype(np.float64),
+            dim_pct=c["c2"].astype(np.float64),
+            lamp_on=c["c3"].astype(bool),
+        )
         for device_id, c in _per_device(
-            conn, "streetlight_readings",
+            conn,
+            "streetlight_readings",
             ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on"),
-            device_ids, start, end)
+            device_ids,
+            start,
+            end,
+        )
     ]
 
 
-def load_events(conn: psycopg.Connection, device_ids: Sequence[str], start: datetime,
-                end: datetime) -> list[NonRoutineEvent]:
+def load_events(
+    conn: psycopg.Connection, device_ids: Sequence[str], start: datetime, end: datetime
+) -> list[NonRoutineEvent]:
     rows = conn.execute(
         "SELECT device_id, extract(epoch FROM ts)::float8, type, data->>'code' FROM events"
         " WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY ts",
@@ -100,8 +117,13 @@ def load_events(conn: psycopg.Connection, device_ids: Sequence[str], start: date
     return [NonRoutineEvent(device_id=r[0], ts=r[1], type=r[2], code=r[3]) for r in rows]
 
 
-def count_events(conn: psycopg.Connection, device_ids: Sequence[str], event_type: str,
-                 start: datetime, end: datetime) -> int:
+def count_events(
+    conn: psycopg.Connection,
+    device_ids: Sequence[str],
+    event_type: str,
+    start: datetime,
+    end: datetime,
+) -> int:
     row = conn.execute(
         "SELECT count(*) FROM events WHERE device_id = ANY(%s) AND type = %s"
         " AND ts >= %s AND ts < %s",
@@ -113,44 +135,80 @@ def count_events(conn: psycopg.Connection, device_ids: Sequence[str], event_type
 _MODES = ("", "patrol", "transit", "hover", "rtl", "landed")
 
 
-def load_drones(conn: psycopg.Connection, device_ids: Sequence[str], start: datetime,
-                end: datetime) -> list[DroneSeries]:
+def load_drones(
+    conn: psycopg.Connection, device_ids: Sequence[str], start: datetime, end: datetime
+) -> list[DroneSeries]:
     """1 Hz drone records of `device_ids` in [start, end), one series per device."""
     modes = np.array(_MODES, dtype=object)
     mode_list = "'{" + ",".join(m or '""' for m in _MODES) + "}'::text[]"
     out = []
     for device_id, c in _per_device(
-        conn, "drone_readings",
-        ("lat", "lon", "coalesce(agl_m, 'NaN')", "coalesce(hfov_deg, 'NaN')",
-         f"coalesce(array_position({mode_list}, mode), 1)::int4", "coalesce(camera_on, false)",
-         "coalesce(gps_fix, -1)::int4", "hashtext(flight_id)::int4",
-         "coalesce(battery_v, 'NaN')", "coalesce(battery_a, 'NaN')",
-         "coalesce(gen_power_w, 'NaN')", "coalesce(fuel_l, 'NaN')"),
-        device_ids, start, end,
+        conn,
+        "drone_readings",
+        (
+            "lat",
+            "lon",
+            "coalesce(agl_m, 'NaN')",
+            "coalesce(hfov_deg, 'NaN')",
+            f"coalesce(array_position({mode_list}, mode), 1)::int4",
+            "coalesce(camera_on, false)",
+            "coalesce(gps_fix, -1)::int4",
+            "hashtext(flight_id)::int4",
+            "coalesce(battery_v, 'NaN')",
+            "coalesce(battery_a, 'NaN')",
+            "coalesce(gen_power_w, 'NaN')",
+            "coalesce(fuel_l, 'NaN')",
+        ),
+        device_ids,
+        start,
+        end,
     ):
         f64 = [c[f"c{j}"].astype(np.float64) for j in range(12)]
-        out.append(DroneSeries(
-            device_id=device_id, ts=c["ts"], lat=f64[0], lon=f64[1], agl_m=f64[2],
-            hfov_deg=f64[3], mode=modes[c["c4"].astype(np.int64) - 1].astype(str),
-            camera_on=c["c5"].astype(bool), gps_fix=c["c6"].astype(np.int64),
-            flight_id=c["c7"].astype(np.int64).astype(str), battery_v=f64[8],
-            battery_a=f64[9], gen_power_w=f64[10], fuel_l=f64[11],
-        ))
+        out.append(
+            DroneSeries(
+                device_id=device_id,
+                ts=c["ts"],
+                lat=f64[0],
+                lon=f64[1],
+                agl_m=f64[2],
+                hfov_deg=f64[3],
+                mode=modes[c["c4"].astype(np.int64) - 1].astype(str),
+                camera_on=c["c5"].astype(bool),
+                gps_fix=c["c6"].astype(np.int64),
+                flight_id=c["c7"].astype(np.int64).astype(str),
+                battery_v=f64[8],
+                battery_a=f64[9],
+                gen_power_w=f64[10],
+                fuel_l=f64[11],
+            )
+        )
     return out
 
 
-def quality_rows(conn: psycopg.Connection, *, kind: str, device_ids: Sequence[str],
-                 timezone: str, interval_s: float | None, start: date, end: date) -> list[DeviceDay]:
+def quality_rows(
+    conn: psycopg.Connection,
+    *,
+    kind: str,
+    device_ids: Sequence[str],
+    timezone: str,
+    interval_s: float | None,
+    start: date,
+    end: date,
+) -> list[DeviceDay]:
     """Per device and local day in [start, end): the counts `analytics.quality` reports."""
     table = READINGS_TABLE[kind]
     # Drones report only while flying: expect records over each flight's span, not all day.
     expected = (
-        "sum(span) / %(interval)s + count(*)" if kind == "hybrid_drone"
-        else "86400.0 / %(interval)s" if interval_s else "NULL"
+        "sum(span) / %(interval)s + count(*)"
+        if kind == "hybrid_drone"
+        else "86400.0 / %(interval)s"
+        if interval_s
+        else "NULL"
     )
     span_sql = (
         "SELECT device_id, day, extract(epoch FROM max(ts) - min(ts)) AS span FROM r"
-        " GROUP BY device_id, day, flight_id" if kind == "hybrid_drone"
+        " GROUP BY device_id, day, flight_id"
+        if kind == "hybrid_drone"
         else "SELECT device_id, day, 0.0 AS span FROM r GROUP BY device_id, day"
     )
     sql = f"""
@@ -164,20 +222,23 @@ def quality_rows(conn: psycopg.Connection, *, kind: str, device_ids: Sequence[st
     ),
     counts AS (
         SELECT device_id, day, count(*) AS records,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)) AS p50,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)) AS p95
+               percentile_cont(0.5) WITHIN GROUP
+                   (ORDER BY extract(epoch FROM received_at - ts)) AS p50,
+               percentile_cont(0.95) WITHIN GROUP
+                   (ORDER BY extract(epoch FROM received_at - ts)) AS p95
         FROM r GROUP BY device_id, day
     ),
     spans AS (
         SELECT device_id, day, {expected} AS expected FROM ({span_sql}) s GROUP BY device_id, day
     ),
     msgs AS (
-        SELECT device_id, (coalesce(sent_at, received_at) AT TIME ZONE %(tz)s)::date AS day,
+        SELECT device_id,
+               (coalesce(first_ts, sent_at, received_at) AT TIME ZONE %(tz)s)::date AS day,
                boot, max(seq) - min(seq) + 1 - count(*) AS gaps, sum(copies - 1) AS dups
         FROM ingest_messages
         WHERE device_id = ANY(%(ids)s) AND channel = 'telemetry'
-          AND coalesce(sent_at, received_at) >= (%(start)s::timestamp AT TIME ZONE %(tz)s)
-          AND coalesce(sent_at, received_at) < (%(end)s::timestamp AT TIME ZONE %(tz)s)
+          AND coalesce(first_ts, sent_at, received_at) >= (%(start)s::timestamp AT TIME ZONE %(tz)s)
+          AND coalesce(first_ts, sent_at, received_at) < (%(end)s::timestamp AT TIME ZONE %(tz)s)
         GROUP BY 1, 2, 3
     ),
     seqs AS (SELECT device_id, day, sum(gaps) AS gaps, sum(dups) AS dups FROM msgs GROUP BY 1, 2),
@@ -197,13 +258,24 @@ def quality_rows(conn: psycopg.Connection, *, kind: str, device_ids: Sequence[st
     LEFT JOIN dead d USING (device_id, day)
     ORDER BY c.device_id, c.day
     """
-    params = {"tz": timezone, "ids": list(device_ids), "start": start, "end": end,
-              "interval": interval_s or 1.0}
+    params = {
+        "tz": timezone,
+        "ids": list(device_ids),
+        "start": start,
+        "end": end,
+        "interval": interval_s or 1.0,
+    }
     return [
-        DeviceDay(device_id=r[0], day=r[1], records=int(r[2]),
-                  expected=None if r[3] is None else float(r[3]), seq_gaps=int(r[4]),
-                  duplicates=int(r[5]), dead_letters=int(r[6]),
-                  skew_p50_s=None if r[7] is None else float(r[7]),
-                  skew_p95_s=None if r[8] is None else float(r[8]))
-        for r in conn.execute(sql, params).fetchall()  # type: ignore[call-overload]
+        DeviceDay(
+            device_id=r[0],
+            day=r[1],
+            records=int(r[2]),
+            expected=None if r[3] is None else float(r[3]),
+            seq_gaps=int(r[4]),
+            duplicates=int(r[5]),
+            dead_letters=int(r[6]),
+            skew_p50_s=None if r[7] is None else float(r[7]),
+            skew_p95_s=None if r[8] is None else float(r[8]),
+        )
+        for r in conn.execute(sql, params).fetchall()
     ]

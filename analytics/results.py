@@ -47,7 +47,8 @@ def save_result(
 ) -> int:
     row = conn.execute(
         "INSERT INTO analytics_results (pilot_id, analysis, method, method_version, window_from,"
-        " window_to, parameters, input_hash, result) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+        " window_to, parameters, input_hash, result)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
         (
             pilot_id,
             analysis,

@@ -24,6 +24,8 @@ window (its nights, both ends inclusive) even when it lies outside [start, end).
 Only treated luminaires (not the control group) enter the headline savings; the control
 group gives a separate difference-in-differences estimate, and a baseline window a
 regression baseline scored per ASHRAE Guideline 14 (`analytics.m_and_v`).
+The per luminaire-night accounting lives in `analytics.luminaire_nights`, the JSON form in
+`analytics.savings_json`; this module combines them.
 """
 
 from __future__ import annotations
@@ -34,54 +36,49 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 from scipy import stats
 
 from analytics.errors import InputError
+from analytics.luminaire_nights import (
+    BURN_TOLERANCE_H,
+    SOURCES,
+    BoolArray,
+    FloatArray,
+    FullPower,
+    LuminaireSeries,
+    NightTable,
+    SavingsParams,
+    check_series,
+    day_burning,
+    full_power,
+    interval_energy_wh,
+    night_table,
+)
 from analytics.m_and_v import (
     BaselineRegression,
     DiDEstimate,
     baseline_regression,
     difference_in_differences,
 )
-from analytics.nights import NightCalendar, assign_days, assign_nights, night_calendar
+from analytics.nights import NightCalendar, assign_nights, night_calendar
+from analytics.savings_json import pct, savings_json
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
+__all__ = [
+    "FullPower",
+    "LuminaireSeries",
+    "NightTable",
+    "NonRoutineEvent",
+    "SavingsParams",
+    "SavingsResult",
+    "compute_savings",
+    "day_burning",
+    "full_power",
+    "input_sha256",
+    "interval_energy_wh",
+    "night_table",
+]
 
-METHOD = "ipmvp-b-counterfactual"
-METHOD_VERSION = "1.0.0"
-SEM_MEDIAN = 1.2533  # sqrt(pi/2): standard error of a median ≈ 1.2533·σ/√n
-MIN_FULL_POWER_SAMPLES = 12  # an hour of 5-minute records at full level
-FULL_LEVEL_PCT = 100.0
-GAP_FACTOR = 1.5  # a register diff over more than 1.5 intervals spans missing records
-BURN_TOLERANCE_H = 1.0  # lamp metered off this long within a night: a finding (outage, failure)
 DAY = dt.timedelta(days=1)
-SOURCES = ("register", "register-reset", "power-register-missing", "power-after-gap")
-CI_FORMULA = (
-    "savings ± z·sqrt(Σ_i (σ_i·H_i)² + (σ_pool·H_pool)² + (σ_rated·H_rated)² + (a/100·E_actual)²)"
-    "; σ_i = 1.2533·s_i/√n_i (standard error of luminaire i's full-power median, s_i and n_i"
-    " the spread and count of its samples) or, for the pooled control-group value, the"
-    " between-luminaire spread of control medians with σ_pool = 1.2533·s/√n of the pool;"
-    " σ_rated = P_rated·tol/100/√3; H burning hours [h]; a meter accuracy [%];"
-    " z = Φ⁻¹(0.5 + confidence/2)"
-)
-
-
-@dataclass(frozen=True)
-class LuminaireSeries:
-    """5-minute records of one luminaire, `ts` epoch seconds [s] strictly ascending.
-
-    `power_w` [W], `energy_wh` cumulative register [Wh] (NaN where missing), `dim_pct`
-    [%], `lamp_on` bool; all arrays of one length.
-    """
-
-    device_id: str
-    ts: FloatArray
-    power_w: FloatArray
-    energy_wh: FloatArray
-    dim_pct: FloatArray
-    lamp_on: BoolArray
 
 
 @dataclass(frozen=True)
@@ -92,52 +89,6 @@ class NonRoutineEvent:
     ts: float
     type: str
     code: str | None = None
-
-
-@dataclass(frozen=True)
-class SavingsParams:
-    """Pilot settings (DESIGN §4 `[streetlight]`) and method parameters."""
-
-    timezone: str
-    latitude: float
-    longitude: float
-    rated_power_w: float
-    record_interval_s: float
-    control_group: tuple[str, ...]
-    baseline_start: dt.date | None
-    baseline_end: dt.date | None
-    road_area_m2: float | None
-    grid_kg_co2_per_kwh: float
-    tariff_per_kwh: float
-    currency: str
-    sufficiency: float = 0.9
-    meter_accuracy_pct: float = 1.0
-    confidence: float = 0.90
-    day_burning_tolerance_min: float = 30.0
-    rated_power_tolerance_pct: float = 10.0
-
-
-@dataclass(frozen=True)
-class FullPower:
-    """Full-power estimate of one luminaire [W] and its standard errors [W]."""
-
-    watts: float
-    source: str
-    samples: int
-    se_independent: float
-    se_common: float
-
-
-@dataclass(frozen=True)
-class NightTable:
-    """Per-luminaire, per-night accounting (rows follow `device_ids`, columns the calendar)."""
-
-    device_ids: tuple[str, ...]
-    calendar: NightCalendar
-    valid: FloatArray  # records with a known interval energy
-    burning: FloatArray  # of which lamp on
-    actual_wh: FloatArray
-    sources: FloatArray  # luminaires × nights × len(SOURCES) record counts
 
 
 @dataclass(frozen=True)
@@ -172,116 +123,7 @@ class SavingsResult:
     warnings: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, object]:
-        """JSON-safe dict (no NaN: None) with the keys of DESIGN §7 and more."""
-        return _to_json(self)
-
-
-def interval_energy_wh(
-    ts: FloatArray, power_w: FloatArray, energy_wh: FloatArray, interval_s: float
-) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-    """Energy [Wh] of the interval ending at each record, and its source (index in SOURCES)."""
-    energy = power_w * (interval_s / 3600.0)
-    source = np.full(ts.size, 2, dtype=np.int64)
-    if ts.size == 0:
-        return energy, source
-    source[0] = 3 if np.isfinite(energy_wh[0]) else 2
-    if ts.size > 1:
-        diff = np.diff(energy_wh)
-        known = np.isfinite(energy_wh[1:]) & np.isfinite(energy_wh[:-1])
-        adjacent = np.diff(ts) <= GAP_FACTOR * interval_s
-        use = known & adjacent
-        energy[1:] = np.where(use, np.where(diff >= 0, diff, energy_wh[1:]), energy[1:])
-        source[1:] = np.where(use, np.where(diff >= 0, 0, 1), np.where(known, 3, 2))
-    return energy, source
-
-
-def _check(series: LuminaireSeries) -> None:
-    n = np.shape(series.ts)
-    arrays = (series.power_w, series.energy_wh, series.dim_pct, series.lamp_on)
-    if len(n) != 1 or any(np.shape(a) != n for a in arrays):
-        raise InputError(f"{series.device_id}: arrays must be 1-D and of one length")
-    if n[0] > 1 and not np.all(np.diff(series.ts) > 0):
-        raise InputError(f"{series.device_id}: timestamps must be strictly ascending")
-
-
-def night_table(
-    series: Sequence[LuminaireSeries], calendar: NightCalendar, interval_s: float
-) -> NightTable:
-    """Count valid and burning records and sum actual energy per luminaire-night."""
-    nights = len(calendar)
-    shape = (len(series), nights)
-    valid, burning, actual = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    sources = np.zeros((*shape, len(SOURCES)))
-    for row, s in enumerate(series):
-        idx = assign_nights(s.ts, calendar)
-        energy, source = interval_energy_wh(s.ts, s.power_w, s.energy_wh, interval_s)
-        keep = (idx >= 0) & np.isfinite(energy)
-        at, on = idx[keep], np.asarray(s.lamp_on, dtype=bool)[keep]
-        valid[row] = np.bincount(at, minlength=nights)
-        burning[row] = np.bincount(at[on], minlength=nights)
-        actual[row] = np.bincount(at, weights=energy[keep], minlength=nights)
-        flat = np.bincount(at * len(SOURCES) + source[keep], minlength=nights * len(SOURCES))
-        sources[row] = flat.reshape(nights, len(SOURCES))
-    ids = tuple(s.device_id for s in series)
-    return NightTable(ids, calendar, valid, burning, actual, sources)
-
-
-def _full_level(s: LuminaireSeries) -> BoolArray:
-    lit = np.asarray(s.lamp_on, dtype=bool) & np.isfinite(s.power_w)
-    return np.asarray(lit & (s.dim_pct >= FULL_LEVEL_PCT - 1e-6), dtype=bool)
-
-
-def full_power(
-    series: Sequence[LuminaireSeries],
-    calendar: NightCalendar,
-    baseline: BoolArray | None,
-    control: set[str],
-    params: SavingsParams,
-) -> tuple[list[FullPower], list[str]]:
-    """P_full per luminaire: own baseline median, else pooled control group, else rated."""
-    warnings: list[str] = []
-    own: list[FloatArray | None] = [None] * len(series)
-    if baseline is not None:
-        for k, s in enumerate(series):
-            idx = assign_nights(s.ts, calendar)
-            in_base = (idx >= 0) & baseline[np.maximum(idx, 0)]
-            own[k] = np.asarray(s.power_w[_full_level(s) & in_base], dtype=np.float64)
-    pooled_parts = [s.power_w[_full_level(s)] for s in series if s.device_id in control]
-    medians = [float(np.median(p)) for p in pooled_parts if p.size >= MIN_FULL_POWER_SAMPLES]
-    pool = np.concatenate(pooled_parts) if pooled_parts else np.empty(0)
-    spread = float(np.std(medians, ddof=1)) if len(medians) >= 2 else 0.0
-    rated_se = params.rated_power_w * params.rated_power_tolerance_pct / 100.0 / np.sqrt(3.0)
-    result: list[FullPower] = []
-    pooled_ids: list[str] = []
-    rated_ids: list[str] = []
-    for k, s in enumerate(series):
-        samples = own[k]
-        if samples is not None and samples.size >= MIN_FULL_POWER_SAMPLES:
-            se = SEM_MEDIAN * float(np.std(samples, ddof=1)) / np.sqrt(samples.size)
-            result.append(
-                FullPower(float(np.median(samples)), "measured-baseline", samples.size, se, 0.0)
-            )
-        elif pool.size >= MIN_FULL_POWER_SAMPLES:
-            se_pool = SEM_MEDIAN * float(np.std(pool, ddof=1)) / np.sqrt(pool.size)
-            result.append(
-                FullPower(
-                    float(np.median(pool)), "measured-control-group", pool.size, spread, se_pool
-                )
-            )
-            if baseline is not None:
-                pooled_ids.append(s.device_id)
-        else:
-            result.append(FullPower(params.rated_power_w, "rated", 0, 0.0, rated_se))
-            rated_ids.append(s.device_id)
-    if pooled_ids:
-        warnings.append(
-            f"too few baseline full-power samples, control-group value used: {pooled_ids}"
-        )
-    if rated_ids:
-        warnings.append(f"no measured full power, rated power used: {rated_ids}")
-    if any(f.source == "measured-control-group" for f in result) and len(medians) < 2:
-        warnings.append("fewer than 2 control luminaires: between-luminaire spread unknown")
-    return result, warnings
+        return savings_json(self)
 
 
 def _check_params(params: SavingsParams, start: dt.date, end: dt.date) -> None:
@@ -365,39 +207,6 @@ def _events(
     ]
 
 
-def day_burning(
-    series: Sequence[LuminaireSeries],
-    calendar: NightCalendar,
-    days: BoolArray,
-    params: SavingsParams,
-) -> list[dict[str, object]]:
-    """Lamp-on records more than the tolerance into daylight, one finding per device-day."""
-    tolerance = params.day_burning_tolerance_min * 60.0
-    found: list[dict[str, object]] = []
-    for s in series:
-        lit = np.asarray(s.lamp_on, dtype=bool) & (assign_nights(s.ts, calendar) < 0)
-        day, depth = assign_days(s.ts[lit], calendar)
-        flag = (day >= 0) & days[np.maximum(day, 0)] & (depth > tolerance)
-        if not flag.any():
-            continue
-        energy, _ = interval_energy_wh(s.ts, s.power_w, s.energy_wh, params.record_interval_s)
-        stamps, wh = s.ts[lit][flag], energy[lit][flag]
-        for j in np.unique(day[flag]):
-            same = day[flag] == j
-            found.append(
-                {
-                    "device_id": s.device_id,
-                    "date": calendar.dates[j].isoformat(),
-                    "records": int(same.sum()),
-                    "hours": float(same.sum()) * params.record_interval_s / 3600.0,
-                    "energy_kwh": float(np.nansum(wh[same])) / 1000.0,
-                    "first": dt.datetime.fromtimestamp(stamps[same][0], tz=dt.UTC).isoformat(),
-                    "last": dt.datetime.fromtimestamp(stamps[same][-1], tz=dt.UTC).isoformat(),
-                }
-            )
-    return found
-
-
 def input_sha256(series: Sequence[LuminaireSeries], events: Sequence[NonRoutineEvent]) -> str:
     """Hash of the input rows, so an evaluator can check a result was made from them."""
     digest = hashlib.sha256()
@@ -433,7 +242,7 @@ class _Frame:
     def groups(self) -> list[str]:
         return ["treated" if t else "control" for t in self.treated]
 
-    def completeness_pct(self, rows: BoolArray) -> float | None:
+    def completenesspct(self, rows: BoolArray) -> float | None:
         """Overall completeness [%] of the given luminaires over the reporting nights."""
         if not rows.any():
             return None
@@ -493,10 +302,10 @@ def _per_luminaire(
                 "actual_kwh": a,
                 "baseline_kwh": b,
                 "savings_kwh": b - a,
-                "savings_pct": _pct(b - a, b),
+                "savings_pct": pct(b - a, b),
                 "nights": int(use[k].sum()),
                 "nights_excluded": int((f.rep & ~f.counted[k]).sum()),
-                "completeness_pct": f.completeness_pct(np.arange(len(f.ids)) == k),
+                "completeness_pct": f.completenesspct(np.arange(len(f.ids)) == k),
                 "burning_hours": float((f.table.burning[k] * use[k]).sum()) * f.interval / 3600,
                 "night_hours": float(f.cal.hours[use[k]].sum()),
                 "full_power_w": fp[k].watts,
@@ -629,7 +438,7 @@ def compute_savings(
     """Verified savings over the nights whose sunset local date is in [start, end)."""
     _check_params(params, start, end)
     for s in series:
-        _check(s)
+        check_series(s)
     f, warnings = _frame(series, params, start, end)
     fp, fp_warnings = full_power(series, f.cal, f.base, set(params.control_group), params)
     warnings += fp_warnings
@@ -660,7 +469,7 @@ def compute_savings(
         baseline_kwh=float(cf.sum()) / 1000.0,
         savings_kwh=saved,
         ci_kwh=(saved - half, saved + half),
-        completeness_pct=f.completeness_pct(f.treated),
+        completeness_pct=f.completenesspct(f.treated),
         full_power_w=float(np.median([p.watts for p in treated_fp])) if treated_fp else None,
         full_power_source=kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none"),
         per_luminaire=tuple(_per_luminaire(f, fp, use, actual, cf)),
@@ -689,145 +498,3 @@ def compute_savings(
         input_sha256=input_sha256(series, events),
         warnings=tuple(warnings),
     )
-
-
-def _json_safe(value: object) -> object:
-    """Plain JSON types: numpy scalars unwrapped, NaN/inf → None, dates ISO."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def _pct(part: float, whole: float) -> float | None:
-    return 100.0 * part / whole if whole else None
-
-
-def _did_json(r: SavingsResult) -> dict[str, object] | None:
-    d = r.control_group
-    if d is None:
-        return None
-    actual = d.treated_reporting_mean * d.treated_luminaire_nights
-    note = (
-        "((C_rep − T_rep) − (C_base − T_base)) × treated luminaire-nights; se from the"
-        " night-to-night spread of the nightly control − treated difference"
-        if d.design == "difference-in-differences"
-        else "no baseline window: cross-sectional (C_rep − T_rep) × treated luminaire-nights,"
-        " assuming treated and control luminaires would draw the same energy undimmed"
-    )
-    return {
-        "design": d.design,
-        "luminaires": list(r.control),
-        "savings_kwh": d.savings,
-        "savings_pct": _pct(d.savings, actual + d.savings),
-        "ci90_kwh": list(d.ci) if d.ci else None,
-        "se_kwh": d.se,
-        "confidence": d.confidence,
-        "effect_per_luminaire_night_kwh": d.effect_per_luminaire_night,
-        "treated_reporting_mean_kwh": d.treated_reporting_mean,
-        "control_reporting_mean_kwh": d.control_reporting_mean,
-        "treated_baseline_mean_kwh": d.treated_baseline_mean,
-        "control_baseline_mean_kwh": d.control_baseline_mean,
-        "treated_luminaire_nights": d.treated_luminaire_nights,
-        "control_luminaire_nights": d.control_luminaire_nights,
-        "note": note,
-    }
-
-
-def _regression_json(r: SavingsResult) -> dict[str, object] | None:
-    g = r.regression
-    if g is None:
-        return None
-    return {
-        "basis": "pooled: one point per night, mean nightly energy [kWh] of the counted treated"
-        " luminaires ~ a + b·night length [h]; predictions weighted by counted luminaires",
-        "intercept_kwh": g.intercept,
-        "slope_kwh_per_h": g.slope,
-        "n": g.n,
-        "p": g.p,
-        "m": g.m,
-        "months": g.months,
-        "k": g.k,
-        "confidence": g.confidence,
-        "t": g.t,
-        "cv_rmse": g.cv_rmse,
-        "nmbe": g.nmbe,
-        "rho": g.rho,
-        "rho_used": g.rho_used,
-        "n_prime": g.n_prime,
-        "baseline_kwh": g.predicted,
-        "actual_kwh": g.actual,
-        "savings_kwh": g.savings,
-        "savings_pct": 100.0 * g.savings_fraction,
-        "ci90_kwh": [g.savings - g.delta_s, g.savings + g.delta_s],
-        "delta_s_kwh": g.delta_s,
-        "fsu": g.fsu,
-        "fsu_68": g.fsu_68,
-        "meets_g14_fsu_50pct_at_68": g.fsu_68 < 0.5,
-        "baseline_night_hours": list(g.x_base_range),
-        "reporting_night_hours": list(g.x_rep_range),
-        "extrapolates": g.extrapolates,
-    }
-
-
-def _to_json(r: SavingsResult) -> dict[str, object]:
-    p = r.params
-    out: dict[str, object] = {
-        "method": METHOD,
-        "method_version": METHOD_VERSION,
-        "luminaires": len(r.treated),
-        "control_luminaires": len(r.control),
-        "actual_kwh": r.actual_kwh,
-        "baseline_kwh": r.baseline_kwh,
-        "savings_kwh": r.savings_kwh,
-        "savings_pct": _pct(r.savings_kwh, r.baseline_kwh),
-        "ci90_kwh": list(r.ci_kwh),
-        "confidence": p.confidence,
-        "ci_formula": CI_FORMULA,
-        "co2_kg": r.savings_kwh * p.grid_kg_co2_per_kwh,
-        "cost_saved": r.savings_kwh * p.tariff_per_kwh,
-        "currency": p.currency,
-        "completeness_pct": r.completeness_pct,
-        "excluded_nights": r.excluded_nights,
-        "per_luminaire": r.per_luminaire,
-        "per_night": r.per_night,
-        "full_power_w": r.full_power_w,
-        "full_power_source": r.full_power_source,
-        "control_group": _did_json(r),
-        "regression": _regression_json(r),
-        "non_routine_events": r.non_routine_events,
-        "day_burning": r.day_burning,
-        "burning_anomalies": r.burning_anomalies,
-        "burning_hours": {
-            "metered_h": r.burning_hours,
-            "astronomical_h": r.astronomical_hours,
-            "ratio": r.burning_hours / r.astronomical_hours if r.astronomical_hours else None,
-        },
-        "energy_sources": r.energy_sources,
-        "d_e_wh_per_m2": None if r.d_e is None else r.d_e["as_operated"],
-        "d_e": r.d_e,
-        "warnings": r.warnings,
-        "parameters": {
-            **{k: getattr(p, k) for k in p.__dataclass_fields__},
-            "start": r.start,
-            "end": r.end,
-            "min_full_power_samples": MIN_FULL_POWER_SAMPLES,
-            "gap_factor": GAP_FACTOR,
-            "burn_tolerance_h": BURN_TOLERANCE_H,
-            "night": "sunset to next sunrise (astral)",
-            "baseline_window": "nights with sunset local date in [baseline_start, baseline_end]",
-        },
-        "input_sha256": r.input_sha256,
-    }
-    safe = _json_safe(out)
-    assert isinstance(safe, dict)
-    return safe

@@ -11,7 +11,7 @@ Run: `.venv/bin/python bench/analytics.py` (or `make bench`). It starts a privat
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +29,12 @@ from kcity.registry import apply_pilot  # noqa: E402
 PILOTS = Path(__file__).resolve().parent.parent / "pilots"
 LUMINAIRES, DAYS, INTERVAL = 500, 90, 300
 START = date(2026, 10, 1)
-PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
 
 def luminaire_rows(i: int, rng: np.random.Generator) -> np.ndarray:
     """90 days of one luminaire as PostgreSQL binary COPY rows (fixed width, no Python loop)."""
-    t0 = datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp() - 7 * 3600
+    t0 = datetime(2026, 10, 1, tzinfo=UTC).timestamp() - 7 * 3600
     ts = t0 + INTERVAL * np.arange(DAYS * 86400 // INTERVAL, dtype=np.float64)
     local_h = ((ts + 7 * 3600) % 86400) / 3600
     on = (local_h >= 18) | (local_h < 6)
@@ -43,9 +43,23 @@ def luminaire_rows(i: int, rng: np.random.Generator) -> np.ndarray:
     p_full = 120.0 * rng.uniform(0.95, 1.05)
     power = np.where(on, p_full * (0.1 + 0.9 * dim / 100), 0.5)
     energy = np.round(np.cumsum(power * INTERVAL / 3600))
-    row = np.dtype([("n", ">i2"), ("l0", ">i4"), ("dev", "S13"), ("l1", ">i4"), ("ts", ">i8"),
-                    ("l2", ">i4"), ("p", ">f8"), ("l3", ">i4"), ("e", ">f8"), ("l4", ">i4"),
-                    ("d", ">f8"), ("l5", ">i4"), ("on", "?")])
+    row = np.dtype(
+        [
+            ("n", ">i2"),
+            ("l0", ">i4"),
+            ("dev", "S13"),
+            ("l1", ">i4"),
+            ("ts", ">i8"),
+            ("l2", ">i4"),
+            ("p", ">f8"),
+            ("l3", ">i4"),
+            ("e", ">f8"),
+            ("l4", ">i4"),
+            ("d", ">f8"),
+            ("l5", ">i4"),
+            ("on", "?"),
+        ]
+    )
     out = np.zeros(ts.size, dtype=row)
     out["n"], out["dev"] = 6, f"madiun-sl-{i + 1:03d}".encode()
     out["l0"], out["l1"], out["l2"], out["l3"], out["l4"], out["l5"] = 13, 8, 8, 8, 8, 1
@@ -57,10 +71,13 @@ def luminaire_rows(i: int, rng: np.random.Generator) -> np.ndarray:
 def load_streetlights(conn: psycopg.Connection) -> int:
     rng = np.random.default_rng(1)
     total = 0
-    with conn.cursor() as cur, cur.copy(
-        "COPY streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct, lamp_on)"
-        " FROM STDIN (FORMAT BINARY)"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct, lamp_on)"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
         copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
         for i in range(LUMINAIRES):
             rows = luminaire_rows(i, rng)
@@ -71,17 +88,36 @@ def load_streetlights(conn: psycopg.Connection) -> int:
     return total
 
 
-DRONE_COLUMNS = ("flight_id", "lat", "lon", "alt_m", "agl_m", "speed_mps", "heading_deg", "mode",
-                 "camera_on", "hfov_deg", "gps_fix", "battery_v", "battery_a", "battery_pct",
-                 "gen_power_w", "fuel_l", "rssi_dbm")
+DRONE_COLUMNS = (
+    "flight_id",
+    "lat",
+    "lon",
+    "alt_m",
+    "agl_m",
+    "speed_mps",
+    "heading_deg",
+    "mode",
+    "camera_on",
+    "hfov_deg",
+    "gps_fix",
+    "battery_v",
+    "battery_a",
+    "battery_pct",
+    "gen_power_w",
+    "fuel_l",
+    "rssi_dbm",
+)
 
 
 def load_drones(conn: psycopg.Connection, start: date) -> int:
     sim = simulate_drones(DroneSimConfig(start=start, days=7, seed=1))
     total = 0
-    with conn.cursor() as cur, cur.copy(
-        f"COPY drone_readings (device_id, ts, {', '.join(DRONE_COLUMNS)}) FROM STDIN"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            f"COPY drone_readings (device_id, ts, {', '.join(DRONE_COLUMNS)}) FROM STDIN"
+        ) as copy,
+    ):
         for batch in sim.batches():
             if batch.channel != "telemetry":
                 continue
@@ -94,43 +130,58 @@ def load_drones(conn: psycopg.Connection, start: date) -> int:
 
 def main() -> int:
     header("analytics benchmark")
-    with private_stack() as stack:
-        with psycopg.connect(stack.settings.database_url) as conn:
-            for name in ("madiun", "mukdahan"):
-                apply_pilot(conn, load_pilot(PILOTS / f"{name}.toml"))
-            for i in range(LUMINAIRES):
-                conn.execute("INSERT INTO devices (id, pilot_id, kind, password_hash)"
-                             " VALUES (%s, 'madiun', 'streetlight', '-')", (f"madiun-sl-{i + 1:03d}",))
-            for i in (1, 2):
-                conn.execute("INSERT INTO devices (id, pilot_id, kind, password_hash)"
-                             " VALUES (%s, 'mukdahan', 'hybrid_drone', '-')", (f"mukdahan-uav-{i}",))
-            conn.commit()
-            rows = load_streetlights(conn)
-            drone_start = START + timedelta(days=7)
-            drone_rows = load_drones(conn, drone_start)
-            conn.autocommit = True
-            conn.execute("VACUUM ANALYZE")
-            print(f"  loaded {rows:,} streetlight rows and {drone_rows:,} drone rows")
+    with private_stack() as stack, psycopg.connect(stack.settings.database_url) as conn:
+        for name in ("madiun", "mukdahan"):
+            apply_pilot(conn, load_pilot(PILOTS / f"{name}.toml"))
+        for i in range(LUMINAIRES):
+            conn.execute(
+                "INSERT INTO devices (id, pilot_id, kind, password_hash)"
+                " VALUES (%s, 'madiun', 'streetlight', '-')",
+                (f"madiun-sl-{i + 1:03d}",),
+            )
+        for i in (1, 2):
+            conn.execute(
+                "INSERT INTO devices (id, pilot_id, kind, password_hash)"
+                " VALUES (%s, 'mukdahan', 'hybrid_drone', '-')",
+                (f"mukdahan-uav-{i}",),
+            )
+        conn.commit()
+        rows = load_streetlights(conn)
+        drone_start = START + timedelta(days=7)
+        drone_rows = load_drones(conn, drone_start)
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+        print(f"  loaded {rows:,} streetlight rows and {drone_rows:,} drone rows")
 
-            lo = datetime(2026, 9, 30, tzinfo=timezone.utc)
-            hi = lo + timedelta(days=DAYS + 2)
-            scan = best_of(2, lambda: conn.execute(
+        lo = datetime(2026, 9, 30, tzinfo=UTC)
+        hi = lo + timedelta(days=DAYS + 2)
+        scan = best_of(
+            2,
+            lambda: conn.execute(
                 "SELECT device_id, time_bucket('1 day', ts) AS day, sum(power_w), count(*)"
                 " FROM streetlight_readings WHERE ts >= %s AND ts < %s GROUP BY 1, 2",
-                (lo, hi)).fetchall())
-            window = Window(START + timedelta(days=7), START + timedelta(days=DAYS - 1))
-            savings = best_of(2, lambda: run_savings(conn, "madiun", window, persist=False))
-            print(f"  GROUP BY scan {scan:.2f} s; savings {savings:.2f} s")
+                (lo, hi),
+            ).fetchall(),
+        )
+        window = Window(START + timedelta(days=7), START + timedelta(days=DAYS - 1))
+        savings = best_of(2, lambda: run_savings(conn, "madiun", window, persist=False))
+        print(f"  GROUP BY scan {scan:.2f} s; savings {savings:.2f} s")
 
-            d_window = Window(drone_start, drone_start + timedelta(days=7))
-            d_lo, d_hi = d_window.utc("Asia/Bangkok")
-            read = best_of(2, lambda: conn.execute(
-                "SELECT * FROM drone_readings WHERE ts >= %s AND ts < %s", (d_lo, d_hi)).fetchall())
-            cover = best_of(2, lambda: run_coverage(conn, "mukdahan", d_window, persist=False))
-            print(f"  reading drone rows {read:.2f} s; coverage {cover:.2f} s")
+        d_window = Window(drone_start, drone_start + timedelta(days=7))
+        d_lo, d_hi = d_window.utc("Asia/Bangkok")
+        read = best_of(
+            2,
+            lambda: conn.execute(
+                "SELECT * FROM drone_readings WHERE ts >= %s AND ts < %s", (d_lo, d_hi)
+            ).fetchall(),
+        )
+        cover = best_of(2, lambda: run_coverage(conn, "mukdahan", d_window, persist=False))
+        print(f"  reading drone rows {read:.2f} s; coverage {cover:.2f} s")
 
     ok = verdict("savings time ÷ GROUP BY scan time", savings / scan, 3.0, higher_is_better=False)
-    ok &= verdict("coverage time ÷ time to read the rows", cover / read, 3.0, higher_is_better=False)
+    ok &= verdict(
+        "coverage time ÷ time to read the rows", cover / read, 3.0, higher_is_better=False
+    )
     return 0 if ok else 1
 
 

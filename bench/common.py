@@ -24,11 +24,18 @@ from kcity.stack import LocalStack
 def private_stack() -> Iterator[LocalStack]:
     root = Path(tempfile.mkdtemp(prefix="kcity-bench-"))
     root.chmod(0o755)
-    stack = LocalStack(Settings(
-        data_dir=root, database_url=f"postgresql://kcity@127.0.0.1:{free_port()}/kcity",
-        mqtt_url=f"mqtt://127.0.0.1:{free_port()}", mqtt_tls_port=free_port(),
-        mqtt_password=new_secret(), mqtt_admin_password=new_secret(),
-        api_port=free_port(), metrics_port=free_port()))
+    stack = LocalStack(
+        Settings(
+            data_dir=root,
+            database_url=f"postgresql://kcity@127.0.0.1:{free_port()}/kcity",
+            mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
+            mqtt_tls_port=free_port(),
+            mqtt_password=new_secret(),
+            mqtt_admin_password=new_secret(),
+            api_port=free_port(),
+            metrics_port=free_port(),
+        )
+    )
     stack.up(services=False)
     try:
         yield stack
@@ -47,13 +54,18 @@ def best_of(n: int, fn: Callable[[], object]) -> float:
 
 
 def header(title: str) -> None:
-    print(f"\n== {title}  ({date.today()}, {platform.machine()}, "
-          f"{platform.python_implementation()} {platform.python_version()})")
+    print(
+        f"\n== {title}  ({date.today()}, {platform.machine()}, "
+        f"{platform.python_implementation()} {platform.python_version()})"
+    )
 
 
-def verdict(name: str, value: float, limit: float, *, higher_is_better: bool, unit: str = "×") -> bool:
+def verdict(
+    name: str, value: float, limit: float, *, higher_is_better: bool, unit: str = "×"
+) -> bool:
     ok = value >= limit if higher_is_better else value <= limit
     sign = "≥" if higher_is_better else "≤"
-    print(f"  {name:<58} {value:8.2f}{unit}  target {sign} {limit}{unit}  "
-          f"{'MET' if ok else 'MISSED'}")
+    print(
+        f"  {name:<58} {value:8.2f}{unit}  target {sign} {limit}{unit}  {'MET' if ok else 'MISSED'}"
+    )
     return ok

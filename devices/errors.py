@@ -6,6 +6,7 @@ Tree::
     ├── InvalidId        (also a ValueError) an id does not match ID_PATTERN
     ├── PayloadError     a message or topic is unusable as a whole (field, rule)
     ├── PilotError       a pilot definition file is wrong (file, field, message)
+    ├── SimConfigError   (also a ValueError) a simulator configuration no deployment could have
     └── UnknownKind      a device kind that is not in KINDS
 
 Per-record problems inside an otherwise usable message are *not* errors: they are
@@ -46,6 +47,10 @@ class PilotError(DevicesError):
         self.field = field
         self.message = message
         super().__init__(f"{file}: {field}: {message}")
+
+
+class SimConfigError(DevicesError, ValueError):
+    """A simulator configuration that cannot describe a real deployment."""
 
 
 class UnknownKind(DevicesError):

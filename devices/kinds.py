@@ -1,7 +1,7 @@
 """The registry of device kinds: which record and event models a kind's devices speak.
 
 A new solution (smart water, parking, ...) joins the platform by adding models to
-``devices.payloads`` and one entry here — not by forking the ingest or the SDK.
+``devices.payload_models`` and one entry here — not by forking the ingest or the SDK.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Final, get_args
 from pydantic import BaseModel
 
 from devices.errors import UnknownKind
-from devices.payloads import (
+from devices.payload_models import (
     DroneEvent,
     DroneRecord,
     GenericEvent,

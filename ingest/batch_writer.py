@@ -155,7 +155,8 @@ class BatchWriter:
             if o.message is not None:
                 m = o.message
                 messages.append(
-                    (m.device_id, m.boot, m.seq, m.channel, item.received_at, m.sent_at, m.records)
+                    (m.device_id, m.boot, m.seq, m.channel, item.received_at, m.sent_at, m.records,
+                     m.first_ts)
                 )
             if o.status is not None:
                 s = o.status
@@ -225,12 +226,18 @@ class BatchWriter:
         self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]], result: WriteResult
     ) -> None:
         _copy(cur, "stage_ingest_messages", MESSAGES_COLUMNS, MESSAGES_TYPES, rows)
-        cols = ", ".join(MESSAGES_COLUMNS)
+        # A message seen again (a broker redelivery or a device resending) is stored once;
+        # `copies` counts its arrivals, per device, for the data-quality figures.
         cur.execute(
-            f"INSERT INTO ingest_messages ({cols}) SELECT {cols} FROM stage_ingest_messages"
-            " ON CONFLICT DO NOTHING RETURNING device_id, boot, channel, seq"
+            "INSERT INTO ingest_messages (device_id, boot, seq, channel, received_at, sent_at,"
+            " records, first_ts, copies) SELECT device_id, boot, seq, channel, min(received_at),"
+            " min(sent_at), max(records), min(first_ts), count(*) FROM stage_ingest_messages"
+            " GROUP BY device_id, boot, seq, channel"
+            " ON CONFLICT (device_id, boot, seq, channel)"
+            " DO UPDATE SET copies = ingest_messages.copies + excluded.copies"
+            " RETURNING device_id, boot, channel, seq, xmax = 0"
         )
-        new = cur.fetchall()
+        new = [row[:4] for row in cur.fetchall() if row[4]]
         self._empty(cur, "stage_ingest_messages")
         result.messages += len(rows)
         result.duplicates += len(rows) - len(new)

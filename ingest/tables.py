@@ -123,8 +123,10 @@ MESSAGES_COLUMNS: Final = (
     "received_at",
     "sent_at",
     "records",
+    "first_ts",
 )
-MESSAGES_TYPES: Final = ("text", "int4", "int8", "text", "timestamptz", "timestamptz", "int4")
+MESSAGES_TYPES: Final = (
+    "text", "int4", "int8", "text", "timestamptz", "timestamptz", "int4", "timestamptz")
 DEAD_LETTER_COLUMNS: Final = (
     "received_at",
     "topic",

@@ -55,6 +55,7 @@ class MessageRow:
     channel: str
     sent_at: datetime | None
     records: int
+    first_ts: datetime | None  # the earliest record: the day the message belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +211,9 @@ def _judge(
             detail = f"{device!r} is a {info.kind} device but sent {mismatch} {channel}"
             return reject("registry", "kind_mismatch", detail)
     rows, letters = _rows(parsed, table, topic, pilot, device, received_at)
-    message = MessageRow(device, parsed.boot, parsed.seq, channel, parsed.sent_at, len(rows))
+    first_ts = min((item.ts for item in parsed.items), default=None)  # type: ignore[attr-defined]
+    message = MessageRow(device, parsed.boot, parsed.seq, channel, parsed.sent_at, len(rows),
+                         first_ts)
     return Outcome(
         device_id=device,
         table=table,

@@ -38,17 +38,24 @@ def savings_params(pilot: Pilot) -> SavingsParams:
     sl = pilot.streetlight
     assert sl is not None
     return SavingsParams(
-        timezone=pilot.timezone, latitude=pilot.latitude, longitude=pilot.longitude,
-        rated_power_w=sl.rated_power_w, record_interval_s=float(sl.record_interval_s),
-        control_group=tuple(sl.control_group), baseline_start=sl.baseline_start,
-        baseline_end=sl.baseline_end, road_area_m2=sl.road_area_m2,
-        grid_kg_co2_per_kwh=sl.grid_kg_co2_per_kwh, tariff_per_kwh=sl.tariff_per_kwh,
+        timezone=pilot.timezone,
+        latitude=pilot.latitude,
+        longitude=pilot.longitude,
+        rated_power_w=sl.rated_power_w,
+        record_interval_s=float(sl.record_interval_s),
+        control_group=tuple(sl.control_group),
+        baseline_start=sl.baseline_start,
+        baseline_end=sl.baseline_end,
+        road_area_m2=sl.road_area_m2,
+        grid_kg_co2_per_kwh=sl.grid_kg_co2_per_kwh,
+        tariff_per_kwh=sl.tariff_per_kwh,
         currency=sl.currency,
     )
 
 
-def run_savings(conn: psycopg.Connection, pilot_id: str, window: Window,
-                *, persist: bool = True) -> tuple[dict[str, Any], SavingsResult]:
+def run_savings(
+    conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
+) -> tuple[dict[str, Any], SavingsResult]:
     pilot = get_pilot(conn, pilot_id)
     _require_kind(pilot, "streetlight", "savings")
     params = savings_params(pilot)
@@ -62,18 +69,31 @@ def run_savings(conn: psycopg.Connection, pilot_id: str, window: Window,
     body = {**result.to_json(), **window.keys(pilot.id)}
     if persist:
         body["result_id"] = save_result(
-            conn, pilot_id=pilot.id, analysis="savings", method=str(body["method"]),
-            method_version=str(body["method_version"]), window=(window.start, window.end),
-            parameters=_jsonable(asdict(params)), input_digest=str(body["input_sha256"]),
-            result=body)
+            conn,
+            pilot_id=pilot.id,
+            analysis="savings",
+            method=str(body["method"]),
+            method_version=str(body["method_version"]),
+            window=(window.start, window.end),
+            parameters=_jsonable(asdict(params)),
+            input_digest=str(body["input_sha256"]),
+            result=body,
+        )
         for night in result.per_night:
             conn.execute(
                 "INSERT INTO savings_nightly VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT"
                 " (pilot_id, night) DO UPDATE SET actual_kwh = excluded.actual_kwh,"
                 " baseline_kwh = excluded.baseline_kwh, savings_kwh = excluded.savings_kwh,"
                 " luminaires = excluded.luminaires",
-                (pilot.id, night["night"], night["actual_kwh"], night["baseline_kwh"],
-                 night["savings_kwh"], night["luminaires"]))
+                (
+                    pilot.id,
+                    night["night"],
+                    night["actual_kwh"],
+                    night["baseline_kwh"],
+                    night["savings_kwh"],
+                    night["luminaires"],
+                ),
+            )
         conn.commit()
     return body, result
 
@@ -82,13 +102,20 @@ def coverage_params(pilot: Pilot) -> CoverageParams:
     d = pilot.drone
     assert d is not None
     return CoverageParams(
-        aoi=d.aoi, border=d.border, record_interval_s=d.record_interval_s, hfov_deg=d.hfov_deg,
-        max_gap_s=d.max_gap_s, max_speed_mps=d.max_speed_mps, grid_cell_m=d.grid_cell_m,
-        timezone=pilot.timezone)
+        aoi=d.aoi,
+        border=d.border,
+        record_interval_s=d.record_interval_s,
+        hfov_deg=d.hfov_deg,
+        max_gap_s=d.max_gap_s,
+        max_speed_mps=d.max_speed_mps,
+        grid_cell_m=d.grid_cell_m,
+        timezone=pilot.timezone,
+    )
 
 
-def run_coverage(conn: psycopg.Connection, pilot_id: str, window: Window,
-                 *, persist: bool = True) -> tuple[dict[str, Any], CoverageResult]:
+def run_coverage(
+    conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
+) -> tuple[dict[str, Any], CoverageResult]:
     pilot = get_pilot(conn, pilot_id)
     _require_kind(pilot, "hybrid_drone", "coverage")
     params = coverage_params(pilot)
@@ -96,15 +123,25 @@ def run_coverage(conn: psycopg.Connection, pilot_id: str, window: Window,
     ids = _devices(conn, pilot.id)
     series = queries.load_drones(conn, ids, start_utc, end_utc)
     detections = queries.count_events(conn, ids, "detection", start_utc, end_utc)
-    result = compute_coverage(series, params, start_utc.timestamp(), end_utc.timestamp(),
-                              detections=detections)
+    result = compute_coverage(
+        series, params, start_utc.timestamp(), end_utc.timestamp(), detections=detections
+    )
     body = {**result.to_json(), **window.keys(pilot.id)}
     if persist:
-        parameters = _jsonable({k: v for k, v in asdict(params).items() if k not in ("aoi", "border")})
+        parameters = _jsonable(
+            {k: v for k, v in asdict(params).items() if k not in ("aoi", "border")}
+        )
         body["result_id"] = save_result(
-            conn, pilot_id=pilot.id, analysis="coverage", method=str(body.get("method", "patrol-coverage")),
-            method_version=str(body["method_version"]), window=(window.start, window.end),
-            parameters=parameters, input_digest=str(body["input_sha256"]), result=body)
+            conn,
+            pilot_id=pilot.id,
+            analysis="coverage",
+            method=str(body.get("method", "patrol-coverage")),
+            method_version=str(body["method_version"]),
+            window=(window.start, window.end),
+            parameters=parameters,
+            input_digest=str(body["input_sha256"]),
+            result=body,
+        )
         for day in body.get("per_day", []):
             conn.execute(
                 "INSERT INTO coverage_daily VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT"
@@ -113,30 +150,57 @@ def run_coverage(conn: psycopg.Connection, pilot_id: str, window: Window,
                 " linear_coverage_pct = excluded.linear_coverage_pct,"
                 " flight_hours = excluded.flight_hours, battery_kwh = excluded.battery_kwh,"
                 " generator_kwh = excluded.generator_kwh, fuel_l = excluded.fuel_l",
-                (pilot.id, day["day"], day["covered_km2"], day["area_coverage_pct"],
-                 day["linear_coverage_pct"], day["flight_hours"], day["battery_kwh"],
-                 day["generator_kwh"], day["fuel_l"]))
+                (
+                    pilot.id,
+                    day["day"],
+                    day["covered_km2"],
+                    day["area_coverage_pct"],
+                    day["linear_coverage_pct"],
+                    day["flight_hours"],
+                    day["battery_kwh"],
+                    day["generator_kwh"],
+                    day["fuel_l"],
+                ),
+            )
         conn.commit()
     return body, result
 
 
-def run_quality(conn: psycopg.Connection, pilot_id: str, window: Window,
-                *, persist: bool = True) -> dict[str, Any]:
+def run_quality(
+    conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
+) -> dict[str, Any]:
     pilot = get_pilot(conn, pilot_id)
-    interval = (pilot.streetlight.record_interval_s if pilot.streetlight
-                else pilot.drone.record_interval_s if pilot.drone else None)
-    rows = queries.quality_rows(conn, kind=pilot.kind, device_ids=_devices(conn, pilot.id),
-                                timezone=pilot.timezone, interval_s=interval,
-                                start=window.start, end=window.end)
+    interval = (
+        pilot.streetlight.record_interval_s
+        if pilot.streetlight
+        else pilot.drone.record_interval_s
+        if pilot.drone
+        else None
+    )
+    rows = queries.quality_rows(
+        conn,
+        kind=pilot.kind,
+        device_ids=_devices(conn, pilot.id),
+        timezone=pilot.timezone,
+        interval_s=interval,
+        start=window.start,
+        end=window.end,
+    )
     body = {**QualityResult(tuple(rows)).to_json(), **window.keys(pilot.id)}
     if persist:
         digest = input_hash([repr(rows)])
         body["input_hash"] = digest
         body["result_id"] = save_result(
-            conn, pilot_id=pilot.id, analysis="quality", method=QUALITY_METHOD,
-            method_version=QUALITY_VERSION, window=(window.start, window.end),
+            conn,
+            pilot_id=pilot.id,
+            analysis="quality",
+            method=QUALITY_METHOD,
+            method_version=QUALITY_VERSION,
+            window=(window.start, window.end),
             parameters={"record_interval_s": interval, "timezone": pilot.timezone},
-            input_digest=digest, result=body)
+            input_digest=digest,
+            result=body,
+        )
         conn.commit()
     return body
 
@@ -144,7 +208,9 @@ def run_quality(conn: psycopg.Connection, pilot_id: str, window: Window,
 def latest_result(conn: psycopg.Connection, pilot_id: str, analysis: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT result FROM analytics_results WHERE pilot_id = %s AND analysis = %s"
-        " ORDER BY computed_at DESC LIMIT 1", (pilot_id, analysis)).fetchone()
+        " ORDER BY computed_at DESC LIMIT 1",
+        (pilot_id, analysis),
+    ).fetchone()
     return None if row is None else dict(row[0])
 
 
@@ -152,5 +218,4 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(d, default=str)))
 
 
-__all__ = ["Window", "WindowError", "latest_result", "run_coverage", "run_quality",
-           "run_savings"]
+__all__ = ["Window", "WindowError", "latest_result", "run_coverage", "run_quality", "run_savings"]

@@ -52,8 +52,11 @@ class BrokerAdmin:
         self._pending: dict[str, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self._ready = threading.Event()
         self._refused: str | None = None
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"kcity-admin-{uuid.uuid4().hex[:8]}",
-                                   protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"kcity-admin-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
         self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
@@ -65,10 +68,14 @@ class BrokerAdmin:
         self._client.loop_start()
         if not self._ready.wait(timeout) or self._refused:
             self.close()
-            raise BrokerError(f"the broker at {host}:{port} refused the admin account: "
-                              f"{self._refused or 'no answer'}")
+            raise BrokerError(
+                f"the broker at {host}:{port} refused the admin account: "
+                f"{self._refused or 'no answer'}"
+            )
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         if rc.is_failure:
             self._refused = str(rc)
             self._ready.set()
@@ -85,7 +92,9 @@ class BrokerAdmin:
                 waiter[1].append(response)
                 waiter[0].set()
 
-    def command(self, command: dict[str, Any], *, ok_errors: tuple[str, ...] = ()) -> dict[str, Any]:
+    def command(
+        self, command: dict[str, Any], *, ok_errors: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """Send one command; raise BrokerError unless it succeeds (or fails with `ok_errors`)."""
         corr = uuid.uuid4().hex
         waiter: tuple[threading.Event, list[dict[str, Any]]] = (threading.Event(), [])
@@ -115,8 +124,14 @@ class BrokerAdmin:
     def _put(self, username: str, password: str, rolename: str, acls: list[dict[str, Any]]) -> None:
         self._delete(username, rolename)
         self.command({"command": "createRole", "rolename": rolename, "acls": acls})
-        self.command({"command": "createClient", "username": username, "password": password,
-                      "roles": [{"rolename": rolename}]})
+        self.command(
+            {
+                "command": "createClient",
+                "username": username,
+                "password": password,
+                "roles": [{"rolename": rolename}],
+            }
+        )
 
     def _delete(self, username: str, rolename: str) -> None:
         self.command({"command": "deleteClient", "username": username}, ok_errors=("not found",))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,13 @@ class DemoPaths:
     dashboards: Path = Path("dashboards/build")
 
 
-def run_demo(settings: Settings, *, keep: bool, paths: DemoPaths = DemoPaths(),
-             console: Console | None = None) -> dict[str, Any]:
+def run_demo(
+    settings: Settings,
+    *,
+    keep: bool,
+    paths: DemoPaths = DemoPaths(),
+    console: Console | None = None,
+) -> dict[str, Any]:
     console = console or Console()
     settings = ensure_secrets(settings)
     stack = LocalStack(settings)
@@ -55,8 +61,10 @@ def run_demo(settings: Settings, *, keep: bool, paths: DemoPaths = DemoPaths(),
             _say_where(console, settings)
         elif started:
             stack.down()
-            console.print(f"stopped what the demo started: {', '.join(started)}"
-                          " (keep them with `make demo KEEP=1`)")
+            console.print(
+                f"stopped what the demo started: {', '.join(started)}"
+                " (keep them with `make demo KEEP=1`)"
+            )
 
 
 def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, Any]:
@@ -69,24 +77,40 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
 
         console.print("[bold]3/6[/] provisioning devices and streaming the field data over MQTT")
         runs = [
-            (madiun, "streetlights", "streetlight_readings",
-             simulator(madiun, "streetlights", devices=60, days=STREETLIGHT_DAYS,
-                       start=STREETLIGHT_START, seed=1)),
-            (mukdahan, "drones", "drone_readings",
-             simulator(mukdahan, "drones", devices=2, days=DRONE_DAYS, start=DRONE_START, seed=1)),
+            (
+                madiun,
+                "streetlights",
+                "streetlight_readings",
+                simulator(
+                    madiun,
+                    "streetlights",
+                    devices=60,
+                    days=STREETLIGHT_DAYS,
+                    start=STREETLIGHT_START,
+                    seed=1,
+                ),
+            ),
+            (
+                mukdahan,
+                "drones",
+                "drone_readings",
+                simulator(
+                    mukdahan, "drones", devices=2, days=DRONE_DAYS, start=DRONE_START, seed=1
+                ),
+            ),
         ]
         streamed: list[tuple[str, Streamed]] = []
         with progress_bar() as bar:
             for pilot, kind, table, sim in runs:
                 batches = list(sim.batches())
-                task = bar.add_task(f"{pilot.id}: {kind} published",
-                                    total=sum(len(b.items) for b in batches))
-                done = stream(conn, settings, pilot, batches,
-                              progress=lambda n, t=task: bar.advance(t, n))
+                task = bar.add_task(
+                    f"{pilot.id}: {kind} published", total=sum(len(b.items) for b in batches)
+                )
+                done = stream(conn, settings, pilot, batches, progress=partial(bar.advance, task))
                 streamed.append((table, done))
             for table, done in streamed:
                 task = bar.add_task(f"{table} committed by ingest", total=done.total_records)
-                wait_until_stored(conn, table, done, progress=lambda n, t=task: bar.advance(t, n))
+                wait_until_stored(conn, table, done, progress=partial(bar.advance, task))
 
         console.print("[bold]4/6[/] verified savings, patrol coverage and data quality")
         savings, _ = run_savings(conn, "madiun", REPORT_WINDOW)
@@ -105,8 +129,13 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
 
     console.print("[bold]6/6[/] building the Grafana dashboards")
     dashboards = write_dashboards(paths.dashboards)
-    summary = {"savings": savings, "coverage": coverage, "quality": quality,
-               "reports": [str(p) for p in reports], "dashboards": [str(p) for p in dashboards]}
+    summary = {
+        "savings": savings,
+        "coverage": coverage,
+        "quality": quality,
+        "reports": [str(p) for p in reports],
+        "dashboards": [str(p) for p in dashboards],
+    }
     _print_summary(console, summary, paths)
     return summary
 
@@ -115,22 +144,38 @@ def _print_summary(console: Console, s: dict[str, Any], paths: DemoPaths) -> Non
     sv, cv, q = s["savings"], s["coverage"], s["quality"]
     lo, hi = sv["ci90_kwh"]
     end = date.fromisoformat(sv["to"]) - timedelta(days=1)
-    table = Table("pilot", "figure", "value",
-                  title=f"K-City pilot evaluation, {sv['from']} to {end} (inclusive)")
-    table.add_row("Madiun", "verified savings",
-                  f"{sv['savings_kwh']:,.1f} kWh ({sv['savings_pct']:.1f} %), "
-                  f"90 % CI {lo:,.1f} – {hi:,.1f} kWh")
-    table.add_row("", "CO₂ avoided / cost saved",
-                  f"{sv['co2_kg']:,.0f} kg / {sv['cost_saved']:,.0f} {sv['currency']}")
+    table = Table(
+        "pilot",
+        "figure",
+        "value",
+        title=f"K-City pilot evaluation, {sv['from']} to {end} (inclusive)",
+    )
+    table.add_row(
+        "Madiun",
+        "verified savings",
+        f"{sv['savings_kwh']:,.1f} kWh ({sv['savings_pct']:.1f} %), "
+        f"90 % CI {lo:,.1f} – {hi:,.1f} kWh",
+    )
+    table.add_row(
+        "",
+        "CO₂ avoided / cost saved",
+        f"{sv['co2_kg']:,.0f} kg / {sv['cost_saved']:,.0f} {sv['currency']}",
+    )
     table.add_row("", "data completeness", f"{q['madiun']['completeness_pct']:.1f} %")
     rv = cv["revisit_s"]
-    table.add_row("Mukdahan", "area / border coverage",
-                  f"{cv['area_coverage_pct']:.1f} % of {cv['aoi_km2']:.0f} km² / "
-                  f"{cv['linear_coverage_pct']:.1f} % of {cv['border_km']:.1f} km")
+    table.add_row(
+        "Mukdahan",
+        "area / border coverage",
+        f"{cv['area_coverage_pct']:.1f} % of {cv['aoi_km2']:.0f} km² / "
+        f"{cv['linear_coverage_pct']:.1f} % of {cv['border_km']:.1f} km",
+    )
     if rv["mean"] is not None:
         table.add_row("", "revisit mean / p95", f"{rv['mean'] / 60:.0f} / {rv['p95'] / 60:.0f} min")
-    table.add_row("", "flight hours / generator share",
-                  f"{cv['flight_hours']:.1f} h / {cv['generator_share_pct']:.0f} %")
+    table.add_row(
+        "",
+        "flight hours / generator share",
+        f"{cv['flight_hours']:.1f} h / {cv['generator_share_pct']:.0f} %",
+    )
     table.add_row("", "data completeness", f"{q['mukdahan']['completeness_pct']:.1f} %")
     console.print(table)
     console.print(f"reports:    {paths.reports.resolve()}/")
@@ -140,7 +185,9 @@ def _print_summary(console: Console, s: dict[str, Any], paths: DemoPaths) -> Non
 def _say_where(console: Console, settings: Settings) -> None:
     console.print("the stack keeps running (`kcity down` stops it):")
     console.print(f"  database  {settings.database_url}")
-    console.print(f"  MQTT      mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
-                  f" (TLS {settings.mqtt_tls_port})")
+    console.print(
+        f"  MQTT      mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
+        f" (TLS {settings.mqtt_tls_port})"
+    )
     console.print(f"  API       {settings.api_url}/docs")
     console.print(f"  metrics   http://127.0.0.1:{settings.metrics_port}/metrics")

@@ -1,11 +1,11 @@
 """Errors of the application shell.
 
-    KcityError                 one readable line for the user, exit code 1
-    ├── SettingsError          a setting is malformed
-    ├── StackError             the local stack could not start, stop or be reached
-    ├── DatabaseError          the database is unreachable or a query failed
-    ├── BrokerError            the broker refused or did not answer an admin command
-    └── NotFound               a pilot, device or token that does not exist
+KcityError                 one readable line for the user, exit code 1
+├── SettingsError          a setting is malformed
+├── StackError             the local stack could not start, stop or be reached
+├── DatabaseError          the database is unreachable or a query failed
+├── BrokerError            the broker refused or did not answer an admin command
+└── NotFound               a pilot, device or token that does not exist
 """
 
 

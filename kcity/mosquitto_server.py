@@ -72,8 +72,17 @@ class MosquittoServer:
         self._make_certs()
         dynsec = self.root / "dynamic-security.json"
         if not dynsec.exists():
-            run_as(None, [require("mosquitto_ctrl"), "dynsec", "init", str(dynsec),
-                          self.admin_username, self.admin_password])
+            run_as(
+                None,
+                [
+                    require("mosquitto_ctrl"),
+                    "dynsec",
+                    "init",
+                    str(dynsec),
+                    self.admin_username,
+                    self.admin_password,
+                ],
+            )
         self.conf.write_text(self._config())
         give_to(SERVER_USER, self.root)
 
@@ -116,13 +125,51 @@ class MosquittoServer:
         def ssl(*args: str) -> None:
             subprocess.run([openssl, *args], cwd=certs, check=True, capture_output=True)
 
-        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
-            "/CN=K-City local CA", "-keyout", "ca.key", "-out", "ca.crt")
-        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "server.key", "-out", "server.csr")
+        ssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=K-City local CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        )
+        ssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        )
         (certs / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "3650", "-extfile", "san.ext", "-out", "server.crt")
+        ssl(
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        )
 
     def running(self) -> bool:
         return read_pid(self.pid_file) is not None and port_open(self.host, self.port)
@@ -136,9 +183,11 @@ class MosquittoServer:
         run_as(None, [require("mosquitto"), "-c", str(self.conf), "-d"])
         try:
             wait_for_port(self.host, self.port, 10, "mosquitto")
-        except StackError:
+        except StackError as exc:
             tail = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
-            raise StackError(f"mosquitto did not start: {' '.join(tail) or 'see ' + str(self.log)}")
+            raise StackError(
+                f"mosquitto did not start: {' '.join(tail) or 'see ' + str(self.log)}"
+            ) from exc
 
     def stop(self) -> None:
         stop_pid(self.pid_file)

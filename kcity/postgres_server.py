@@ -45,8 +45,20 @@ class PostgresServer:
         self.root.mkdir(parents=True, exist_ok=True)
         make_traversable(self.root)
         give_to(SERVER_USER, self.root)
-        run_as(SERVER_USER, [self._pg("initdb"), "-D", str(self.data), "-U", SUPERUSER,
-                             "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        run_as(
+            SERVER_USER,
+            [
+                self._pg("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+        )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 "\n# K-City local stack\n"
@@ -68,19 +80,38 @@ class PostgresServer:
         self.init()
         if self.running():
             return
-        run_as(SERVER_USER, [self._pg("pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                             "-w", "-t", "60", "-o", f"-p {self.port}", "start"])
+        run_as(
+            SERVER_USER,
+            [
+                self._pg("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {self.port}",
+                "start",
+            ],
+        )
 
     def stop(self) -> None:
         if not (self.data / "postmaster.pid").exists():
             return
-        run_as(SERVER_USER, [self._pg("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
-               check=False)
+        run_as(
+            SERVER_USER,
+            [self._pg("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            check=False,
+        )
 
     def create_database(self, name: str) -> None:
         """Create database `name` with the timescaledb extension, if it does not exist."""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{name}"')
         with psycopg.connect(self.url(name), autocommit=True) as conn:

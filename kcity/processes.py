@@ -7,6 +7,7 @@ data directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -35,7 +36,9 @@ def run_as(user: str | None, argv: Sequence[str], *, check: bool = True) -> str:
         raise StackError(f"{argv[0]}: {exc}") from exc
     if check and done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
-        raise StackError(f"{Path(argv[0]).name} failed: {detail[-1] if detail else done.returncode}")
+        raise StackError(
+            f"{Path(argv[0]).name} failed: {detail[-1] if detail else done.returncode}"
+        )
     return done.stdout
 
 
@@ -116,22 +119,32 @@ def stop_pid(pid_file: Path, timeout: float = 20.0, sig: int = signal.SIGTERM) -
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
-def spawn(argv: Sequence[str], *, log: Path, pid_file: Path, env: dict[str, str] | None = None,
-          user: str | None = None) -> int:
+def spawn(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    pid_file: Path,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+) -> int:
     """Start a detached background process writing its output to `log`."""
     cmd = list(argv)
     if user and is_root():
         cmd = ["runuser", "-u", user, "--", *cmd]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     pid_file.write_text(str(proc.pid))
     return proc.pid
 

@@ -40,9 +40,10 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             for version, name, sql in migration_files():
                 if version in done:
                     continue
-                conn.execute(sql)  # type: ignore[arg-type]
-                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                             (version, name))
+                conn.execute(sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                )
                 applied.append(name)
             if _licensed(conn):
                 _enable_extras(conn)
@@ -60,6 +61,9 @@ def _enable_extras(conn: psycopg.Connection) -> None:
     """Compression of old raw readings where the Timescale license allows it (Docker image)."""
     for table, segment in (("streetlight_readings", "device_id"), ("drone_readings", "device_id")):
         conn.execute(
-            f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = '{segment}')"
+            f"ALTER TABLE {table} SET (timescaledb.compress,"
+            f" timescaledb.compress_segmentby = '{segment}')"
         )
-        conn.execute(f"SELECT add_compression_policy('{table}', interval '30 days', if_not_exists => true)")
+        conn.execute(
+            f"SELECT add_compression_policy('{table}', interval '30 days', if_not_exists => true)"
+        )

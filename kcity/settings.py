@@ -8,6 +8,7 @@ variables win. The defaults point at the local stack.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError, field_validator
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
         return f"http://{self.api_host}:{self.api_port}"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings once: `.env`, then the local stack's secrets, then the environment."""
     try:
         base = Settings(_env_file=".env", **overrides)  # type: ignore[call-arg]

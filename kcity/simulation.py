@@ -48,17 +48,28 @@ class Streamed:
         return sum(self.records.values())
 
 
-def streetlight_config(pilot: Pilot, *, devices: int, days: int, start: date, seed: int,
-                       faults: bool = True) -> StreetlightSimConfig:
+def streetlight_config(
+    pilot: Pilot, *, devices: int, days: int, start: date, seed: int, faults: bool = True
+) -> StreetlightSimConfig:
     sl = pilot.streetlight
     if sl is None:
         raise SimulationError(f"{pilot.id} is a {pilot.kind} pilot, not a streetlight pilot")
     return StreetlightSimConfig(
-        start=start, days=days, seed=seed, pilot_id=pilot.id, latitude=pilot.latitude,
-        longitude=pilot.longitude, timezone=pilot.timezone, devices=devices,
-        control_group=tuple(sl.control_group), rated_power_w=sl.rated_power_w,
-        record_interval_s=int(sl.record_interval_s), baseline_start=sl.baseline_start,
-        baseline_end=sl.baseline_end, faults=faults)
+        start=start,
+        days=days,
+        seed=seed,
+        pilot_id=pilot.id,
+        latitude=pilot.latitude,
+        longitude=pilot.longitude,
+        timezone=pilot.timezone,
+        devices=devices,
+        control_group=tuple(sl.control_group),
+        rated_power_w=sl.rated_power_w,
+        record_interval_s=int(sl.record_interval_s),
+        baseline_start=sl.baseline_start,
+        baseline_end=sl.baseline_end,
+        faults=faults,
+    )
 
 
 def _line(geometry: dict[str, Any]) -> list[tuple[float, float]]:
@@ -70,18 +81,32 @@ def _line(geometry: dict[str, Any]) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y, *_ in coords]
 
 
-def drone_config(pilot: Pilot, *, devices: int, days: int, start: date, seed: int,
-                 faults: bool = True) -> DroneSimConfig:
+def drone_config(
+    pilot: Pilot, *, devices: int, days: int, start: date, seed: int, faults: bool = True
+) -> DroneSimConfig:
     d = pilot.drone
     if d is None:
         raise SimulationError(f"{pilot.id} is a {pilot.kind} pilot, not a drone pilot")
     border, aoi = _line(d.border), _line(d.aoi)
-    base = ((d.base_lat, d.base_lon) if d.base_lat is not None and d.base_lon is not None
-            else (pilot.latitude, pilot.longitude))
+    base = (
+        (d.base_lat, d.base_lon)
+        if d.base_lat is not None and d.base_lon is not None
+        else (pilot.latitude, pilot.longitude)
+    )
     return DroneSimConfig(
-        start=start, days=days, seed=seed, pilot_id=pilot.id, border=border, aoi=aoi, base=base,
-        devices=devices, timezone=pilot.timezone, record_interval_s=d.record_interval_s,
-        hfov_deg=d.hfov_deg, glitches=faults)
+        start=start,
+        days=days,
+        seed=seed,
+        pilot_id=pilot.id,
+        border=border,
+        aoi=aoi,
+        base=base,
+        devices=devices,
+        timezone=pilot.timezone,
+        record_interval_s=d.record_interval_s,
+        hfov_deg=d.hfov_deg,
+        glitches=faults,
+    )
 
 
 def simulator(pilot: Pilot, kind: str, **options: Any) -> Any:
@@ -107,13 +132,19 @@ def stream(
     passwords: dict[str, str] = {}
     streamed = Streamed()
     first: tuple[float, float] | None = None
-    with broker_admin(settings.mqtt_host, settings.mqtt_port, settings.mqtt_admin_username,
-                      settings.mqtt_admin_password) as admin:
+    with broker_admin(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        settings.mqtt_admin_username,
+        settings.mqtt_admin_password,
+    ) as admin:
         try:
             for batch in batches:
                 if realtime:
                     first = first or (batch.deliver_at, time.monotonic())
-                    time.sleep(max(0.0, batch.deliver_at - first[0] - (time.monotonic() - first[1])))
+                    time.sleep(
+                        max(0.0, batch.deliver_at - first[0] - (time.monotonic() - first[1]))
+                    )
                 if batch.device_id not in passwords:
                     creds = provision_device(conn, admin, pilot.id, batch.device_id, pilot.kind)
                     conn.commit()  # the ingest service must see the device before its data
@@ -121,12 +152,14 @@ def stream(
                 client = _client(clients, batch, pilot, settings, passwords, outboxes)
                 if batch.channel == "telemetry":
                     client.publish(batch.items)
-                    streamed.records[batch.device_id] = (
-                        streamed.records.get(batch.device_id, 0) + len(batch.items))
+                    streamed.records[batch.device_id] = streamed.records.get(
+                        batch.device_id, 0
+                    ) + len(batch.items)
                 else:
                     client.publish_events(batch.items)
-                    streamed.events[batch.device_id] = (
-                        streamed.events.get(batch.device_id, 0) + len(batch.items))
+                    streamed.events[batch.device_id] = streamed.events.get(
+                        batch.device_id, 0
+                    ) + len(batch.items)
                 progress(len(batch.items))
         finally:
             for _, client in clients.values():
@@ -134,8 +167,14 @@ def stream(
     return streamed
 
 
-def _client(clients: dict[str, tuple[int, DeviceClient]], batch: Batch, pilot: Pilot,
-            settings: Settings, passwords: dict[str, str], outboxes: Path) -> DeviceClient:
+def _client(
+    clients: dict[str, tuple[int, DeviceClient]],
+    batch: Batch,
+    pilot: Pilot,
+    settings: Settings,
+    passwords: dict[str, str],
+    outboxes: Path,
+) -> DeviceClient:
     """The device's client for this batch's boot: a reboot closes the old one first."""
     current = clients.get(batch.device_id)
     if current and current[0] == batch.boot:
@@ -143,9 +182,16 @@ def _client(clients: dict[str, tuple[int, DeviceClient]], batch: Batch, pilot: P
     if current:
         _finish(current[1], 600.0)
     client = DeviceClient(
-        pilot.id, batch.device_id, pilot.kind, settings.mqtt_host, settings.mqtt_port,
-        batch.device_id, passwords[batch.device_id],
-        outbox_path=outboxes / f"{batch.device_id}.sqlite", boot=batch.boot)
+        pilot.id,
+        batch.device_id,
+        pilot.kind,
+        settings.mqtt_host,
+        settings.mqtt_port,
+        batch.device_id,
+        passwords[batch.device_id],
+        outbox_path=outboxes / f"{batch.device_id}.sqlite",
+        boot=batch.boot,
+    )
     client.connect()
     clients[batch.device_id] = (batch.boot, client)
     return client
@@ -159,15 +205,21 @@ def _finish(client: DeviceClient, timeout: float) -> None:
         client.close()
 
 
-def wait_until_stored(conn: psycopg.Connection, table: str, streamed: Streamed,
-                      timeout: float = 600.0,
-                      progress: Callable[[int], None] = lambda n: None) -> int:
+def wait_until_stored(
+    conn: psycopg.Connection,
+    table: str,
+    streamed: Streamed,
+    timeout: float = 600.0,
+    progress: Callable[[int], None] = lambda n: None,
+) -> int:
     """Wait for the ingest service to commit what was streamed; return the rows found."""
     ids = list(streamed.records)
     deadline = time.monotonic() + timeout
     stored = 0
     while time.monotonic() < deadline:
-        row = conn.execute(f"SELECT count(*) FROM {table} WHERE device_id = ANY(%s)", (ids,)).fetchone()
+        row = conn.execute(
+            f"SELECT count(*) FROM {table} WHERE device_id = ANY(%s)", (ids,)
+        ).fetchone()
         conn.commit()
         progress(int(row[0]) - stored if row else 0)
         stored = int(row[0]) if row else 0
@@ -176,4 +228,5 @@ def wait_until_stored(conn: psycopg.Connection, table: str, streamed: Streamed,
         time.sleep(0.5)
     raise SimulationError(
         f"only {stored:,} of {streamed.total_records:,} records reached the database in "
-        f"{timeout:.0f} s: is the ingest service running? (kcity status)")
+        f"{timeout:.0f} s: is the ingest service running? (kcity status)"
+    )

@@ -53,8 +53,13 @@ class LocalStack:
     @property
     def mosquitto(self) -> MosquittoServer:
         s = self.settings
-        return MosquittoServer(self.root / "mqtt", s.mqtt_port, s.mqtt_tls_port,
-                               s.mqtt_admin_username, s.mqtt_admin_password)
+        return MosquittoServer(
+            self.root / "mqtt",
+            s.mqtt_port,
+            s.mqtt_tls_port,
+            s.mqtt_admin_username,
+            s.mqtt_admin_password,
+        )
 
     def _service_files(self, name: str) -> tuple[Path, Path]:
         run = self.root / "run"
@@ -67,8 +72,9 @@ class LocalStack:
         started = []
         if s.mqtt_host in LOCAL_HOSTS and not self.mosquitto.running():
             self.mosquitto.start()
-            with broker_admin(s.mqtt_host, s.mqtt_port, s.mqtt_admin_username,
-                              s.mqtt_admin_password) as admin:
+            with broker_admin(
+                s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
+            ) as admin:
                 admin.add_ingest_account(s.mqtt_username, s.mqtt_password)
             started.append("mosquitto")
         if urlhost(s.database_url) in LOCAL_HOSTS and not self.postgres.running():

@@ -30,5 +30,7 @@ class Window:
 
     def utc(self, tz: str, *, extra_days: int = 0) -> tuple[datetime, datetime]:
         zone = ZoneInfo(tz)
-        return (datetime.combine(self.start, time(), zone),
-                datetime.combine(self.end + timedelta(days=extra_days), time(), zone))
+        return (
+            datetime.combine(self.start, time(), zone),
+            datetime.combine(self.end + timedelta(days=extra_days), time(), zone),
+        )

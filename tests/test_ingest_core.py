@@ -280,7 +280,7 @@ def test_unknown_device_provisioned_while_running_is_stored(
 ) -> None:
     pilot, first, late = f"p-{uid}", f"sl-{uid}", f"sl2-{uid}"
     add_device(conn, broker_admin, pilot, first)
-    with running_ingest(ingest_config(settings, f"reg-{uid}")) as running:
+    with running_ingest(ingest_config(settings, f"reg-{uid}")):
         add_device(conn, broker_admin, pilot, late)  # after the registry was loaded
         with publisher(settings, late) as pub:
             for seq in range(5):
@@ -294,7 +294,7 @@ def test_unknown_device_provisioned_while_running_is_stored(
             )
             == 5
         )
-        assert running.service.metrics.totals.dead_lettered == 0
+    # Only this device's letters: retained messages of other tests' devices may arrive too.
     assert letters(db_url, late) == []
 
 

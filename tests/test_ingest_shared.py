@@ -68,3 +68,13 @@ def test_two_shared_workers_split_the_load_exactly(
     assert sum(t.received for t in stored) == total
     assert sum(t.duplicates for t in stored) == 0
     assert count(db_url, f"SELECT count(*) FROM ingest_messages WHERE device_id IN {ids}") == total
+    # Each worker's last ingest_stats snapshot (written at shutdown) is its share, for Grafana.
+    snapshots = conn.execute(
+        "SELECT DISTINCT ON (worker) worker, received, stored FROM ingest_stats"
+        " WHERE worker = ANY(%s) ORDER BY worker, ts DESC",
+        ([f"a-{uid}", f"b-{uid}"],),
+    ).fetchall()
+    assert [(w, r, s) for w, r, s in snapshots] == [
+        (f"a-{uid}", stored[0].received, stored[0].stored),
+        (f"b-{uid}", stored[1].received, stored[1].stored),
+    ]

@@ -16,23 +16,16 @@ from devices.sim import (
     MUKDAHAN_AOI,
     MUKDAHAN_BASE,
     MUKDAHAN_BORDER,
-    Batch,
     DroneSimConfig,
     SimConfigError,
     simulate_drones,
 )
 from devices.sim.truth import drone_energy
+from tests.fixtures.sim import Records, Run, epoch
 
 CONFIG = DroneSimConfig(start=dt.date(2023, 8, 1), days=3, seed=5)
 M_PER_DEG_LAT = 110_600.0
 M_PER_DEG_LON = 106_700.0
-
-Run = tuple[list[Batch], dict[str, Any]]
-Records = dict[str, list[dict[str, Any]]]
-
-
-def _epoch(ts: str) -> float:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def flights(run: Run) -> Records:
 
 def _steps(recs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Implied ground speed between consecutive records, and whether both had a good fix."""
-    t = np.array([_epoch(r["ts"]) for r in recs])
+    t = np.array([epoch(r["ts"]) for r in recs])
     lat = np.array([r["lat"] for r in recs])
     lon = np.array([r["lon"] for r in recs])
     dist = np.hypot(np.diff(lat) * M_PER_DEG_LAT, np.diff(lon) * M_PER_DEG_LON)
@@ -72,17 +65,17 @@ def test_schedule_two_staggered_four_hour_flights_per_drone_and_day(run: Run) ->
     for f in truth["flights"]:
         assert 3.5 < f["airborne_hours"] < 4.1
         for key in ("takeoff", "landing"):
-            local_h = (_epoch(f[key]) / 3600 + 7) % 24
+            local_h = (epoch(f[key]) / 3600 + 7) % 24
             assert 6.0 <= local_h <= 23.0, (f["flight_id"], key)
     ordered = sorted(truth["flights"], key=lambda f: f["takeoff"])
     handovers = 0
     for a, b in itertools.pairwise(ordered):
-        gap = _epoch(b["takeoff"]) - _epoch(a["takeoff"])
+        gap = epoch(b["takeoff"]) - epoch(a["takeoff"])
         if gap < 10 * 3600:  # same operating day: the other drone takes over
             handovers += 1
             assert a["device_id"] != b["device_id"]
             assert 3.5 * 3600 < gap < 4.5 * 3600
-            assert abs(_epoch(b["takeoff"]) - _epoch(a["landing"])) < 1800
+            assert abs(epoch(b["takeoff"]) - epoch(a["landing"])) < 1800
     assert handovers == CONFIG.days * (CONFIG.devices * CONFIG.flights_per_day - 1)
 
 
@@ -212,7 +205,7 @@ def test_link_dropouts_arrive_late_in_catch_up_messages(run: Run, flights: Recor
     late = [
         b
         for b in batches
-        if b.channel == "telemetry" and b.deliver_at > _epoch(b.items[-1]["ts"]) + 1e-6
+        if b.channel == "telemetry" and b.deliver_at > epoch(b.items[-1]["ts"]) + 1e-6
     ]
     assert late and sum(len(b.items) for b in late) == truth["totals"]["records_late"]
     dropouts = [d for f in truth["flights"] for d in f["dropouts"]]
@@ -222,9 +215,9 @@ def test_link_dropouts_arrive_late_in_catch_up_messages(run: Run, flights: Recor
         # the link was down for (nearly) all of these records, and the modem saw it
         down = [r for r in b.items if r["rssi_dbm"] < -95.0]
         assert len(down) >= len(b.items) - CONFIG.batch_records
-        assert any(_epoch(d["end"]) == pytest.approx(b.deliver_at) for d in dropouts)
+        assert any(epoch(d["end"]) == pytest.approx(b.deliver_at) for d in dropouts)
     for d in dropouts:
-        assert 30.0 <= _epoch(d["end"]) - _epoch(d["start"]) <= 120.0
+        assert 30.0 <= epoch(d["end"]) - epoch(d["start"]) <= 120.0
 
 
 def test_detections_lie_under_the_drone(run: Run, flights: Records) -> None:
@@ -235,8 +228,8 @@ def test_detections_lie_under_the_drone(run: Run, flights: Records) -> None:
         assert event["label"] in {"person", "boat", "vehicle"}
         assert 0.5 <= event["confidence"] <= 1.0
         recs = flights[event["flight_id"]]
-        t = _epoch(event["ts"])
-        near = min(recs, key=lambda r: abs(_epoch(r["ts"]) - t))
+        t = epoch(event["ts"])
+        near = min(recs, key=lambda r: abs(epoch(r["ts"]) - t))
         gap = math.hypot(
             (near["lat"] - event["lat"]) * M_PER_DEG_LAT,
             (near["lon"] - event["lon"]) * M_PER_DEG_LON,
@@ -250,7 +243,7 @@ def test_batches_are_ordered_bounded_and_valid(run: Run) -> None:
     boots: dict[str, set[int]] = defaultdict(set)
     for b in batches:
         assert 1 <= len(b.items) <= 1000
-        ts = [_epoch(i["ts"]) for i in b.items]
+        ts = [epoch(i["ts"]) for i in b.items]
         assert ts == sorted(ts) and b.deliver_at >= ts[-1]
         if b.channel == "telemetry":
             boots[b.device_id].add(b.boot)
@@ -276,7 +269,7 @@ def test_without_glitches_every_fix_is_good_and_nothing_is_late() -> None:
     sim = simulate_drones(cfg)
     batches = list(sim.batches())
     assert all(r["gps_fix"] >= 3 for b in batches if b.channel == "telemetry" for r in b.items)
-    assert all(b.deliver_at == _epoch(b.items[-1]["ts"]) for b in batches)
+    assert all(b.deliver_at == epoch(b.items[-1]["ts"]) for b in batches)
     assert sim.truth()["totals"]["records_late"] == 0
 
 

@@ -10,21 +10,15 @@ import numpy as np
 import pytest
 
 from devices.payloads import encode_message, parse_message
-from devices.sim import Batch, SimConfigError, StreetlightSimConfig, simulate_streetlights
+from devices.sim import SimConfigError, StreetlightSimConfig, simulate_streetlights
 from devices.sim.truth import records_by_device, register_increments_wh
+from tests.fixtures.sim import Records, Run, epoch
 
 START = dt.date(2023, 7, 1)
 BASELINE_END = START + dt.timedelta(days=1)
 CONFIG = StreetlightSimConfig(
     start=START, days=9, seed=11, baseline_start=START, baseline_end=BASELINE_END
 )
-
-Run = tuple[list[Batch], dict[str, Any]]
-Records = dict[str, list[dict[str, Any]]]
-
-
-def _epoch(ts: str) -> float:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +49,7 @@ def test_every_luminaire_reports_every_five_minutes(records: Records) -> None:
     assert len(records) == CONFIG.devices
     lost = 0
     for recs in records.values():
-        t = np.array([_epoch(r["ts"]) for r in recs])
+        t = np.array([epoch(r["ts"]) for r in recs])
         steps = np.diff(t)
         assert steps.min() == 300.0
         lost += int((steps // 300 - 1).sum())
@@ -71,7 +65,7 @@ def test_nights_last_eleven_to_thirteen_hours(run: Run, records: Records) -> Non
     assert all(abs(n["burning_hours"] - astro[n["night"]]) < 0.75 for n in routine)
     # what the records show: lamp-on records x 5 min per night, for one luminaire
     recs = records["madiun-sl-010"]
-    per_day = Counter(_epoch(r["ts"]) // 86400 for r in recs if r["lamp_on"])
+    per_day = Counter(epoch(r["ts"]) // 86400 for r in recs if r["lamp_on"])
     counted = np.array(list(per_day.values())[1:-1]) * 5 / 60  # whole UTC days only
     assert np.all((counted > 11.0) & (counted < 13.0))
 
@@ -80,7 +74,7 @@ def test_lamps_burn_at_night_only(run: Run, records: Records) -> None:
     by_day = {e["device_id"] for e in run[1]["non_routine"] if e["code"] == "day_burning"}
     for device_id, recs in records.items():
         lit_by_day = [
-            r for r in recs if r["lamp_on"] and 8 <= (_epoch(r["ts"]) / 3600 + 7) % 24 < 16
+            r for r in recs if r["lamp_on"] and 8 <= (epoch(r["ts"]) / 3600 + 7) % 24 < 16
         ]
         assert bool(lit_by_day) == (device_id in by_day)
         assert max(r["power_w"] for r in recs if not r["lamp_on"]) < 1.0
@@ -172,9 +166,9 @@ def test_truth_totals_equal_what_was_streamed(run: Run, records: Records) -> Non
         for night in nights:
             if not night["complete"]:
                 continue
-            a = _epoch(truth_night(truth, night["night"])["sunset"])
-            b = _epoch(truth_night(truth, night["night"])["sunrise"])
-            inside = [i for i, r in enumerate(recs) if a < _epoch(r["ts"]) <= b]
+            a = epoch(truth_night(truth, night["night"])["sunset"])
+            b = epoch(truth_night(truth, night["night"])["sunrise"])
+            inside = [i for i, r in enumerate(recs) if a < epoch(r["ts"]) <= b]
             first, last = inside[0], inside[-1]
             wh = recs[last]["energy_wh"] - recs[first - 1]["energy_wh"]
             if wh >= 0:  # no register reset inside
@@ -216,7 +210,7 @@ def test_each_fault_appears_once_and_is_visible_in_the_data(run: Run, records: R
     # day burning: lamp on at full output around local noon
     burner = records[by_code["day_burning"]["device_id"]]
     lit_at_noon = [
-        r for r in burner if r["lamp_on"] and 11 <= (_epoch(r["ts"]) / 3600 + 7) % 24 < 13
+        r for r in burner if r["lamp_on"] and 11 <= (epoch(r["ts"]) / 3600 + 7) % 24 < 13
     ]
     assert lit_at_noon and {r["dim_pct"] for r in lit_at_noon} == {100.0}
     day_hours = truth["luminaires"][by_code["day_burning"]["device_id"]]["day_burning_hours"]
@@ -232,11 +226,11 @@ def test_each_fault_appears_once_and_is_visible_in_the_data(run: Run, records: R
     late = [
         b
         for b in batches
-        if b.channel == "telemetry" and b.deliver_at > _epoch(b.items[-1]["ts"]) + 1e-6
+        if b.channel == "telemetry" and b.deliver_at > epoch(b.items[-1]["ts"]) + 1e-6
     ]
     assert {b.device_id for b in late} == {outage["device_id"]}
     assert sum(len(b.items) for b in late) == outage["records_late"] > 500
-    assert all(b.deliver_at == pytest.approx(_epoch(outage["end"])) for b in late)
+    assert all(b.deliver_at == pytest.approx(epoch(outage["end"])) for b in late)
     events = Counter(
         (b.items[0]["type"], b.items[0].get("code")) for b in batches if b.channel == "event"
     )
@@ -251,7 +245,7 @@ def test_batches_are_ordered_bounded_and_timed(run: Run, records: Records) -> No
     assert np.all(np.diff(deliver) >= 0)
     for b in batches:
         assert 1 <= len(b.items) <= 1000
-        ts = [_epoch(i["ts"]) for i in b.items]
+        ts = [epoch(i["ts"]) for i in b.items]
         assert ts == sorted(ts) and b.deliver_at >= ts[-1] - 1e-6
         if b.channel == "telemetry" and b.deliver_at == ts[-1]:
             assert len(b.items) <= CONFIG.batch_records
@@ -286,7 +280,7 @@ def test_without_faults_everything_is_complete_and_on_time() -> None:
     truth = sim.truth()
     assert truth["non_routine"] == [] and all(n["complete"] for n in truth["nights"])
     assert truth["totals"]["records_late"] == truth["totals"]["records_lost"] == 0
-    assert all(b.deliver_at == _epoch(b.items[-1]["ts"]) for b in sim.batches())
+    assert all(b.deliver_at == epoch(b.items[-1]["ts"]) for b in sim.batches())
 
 
 @pytest.mark.parametrize(

@@ -17,22 +17,30 @@ from kcity.stack import LocalStack
 
 
 def kcity(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kcity", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "kcity", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
     tmp_path.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KCITY_")}
-    env.update({
-        "KCITY_DATA_DIR": str(tmp_path / ".kcity"),
-        "KCITY_DATABASE_URL": f"postgresql://kcity@127.0.0.1:{free_port()}/kcity",
-        "KCITY_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}",
-        "KCITY_MQTT_TLS_PORT": str(free_port()),
-        "KCITY_API_PORT": str(free_port()),
-        "KCITY_METRICS_PORT": str(free_port()),
-    })
+    env.update(
+        {
+            "KCITY_DATA_DIR": str(tmp_path / ".kcity"),
+            "KCITY_DATABASE_URL": f"postgresql://kcity@127.0.0.1:{free_port()}/kcity",
+            "KCITY_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}",
+            "KCITY_MQTT_TLS_PORT": str(free_port()),
+            "KCITY_API_PORT": str(free_port()),
+            "KCITY_METRICS_PORT": str(free_port()),
+        }
+    )
     return env
 
 
@@ -59,7 +67,11 @@ def test_up_status_down(stack_env: dict[str, str], tmp_path: Path) -> None:
     assert not port_open("127.0.0.1", db_port)
     status = kcity(["status", "--json"], stack_env, tmp_path)
     assert json.loads(status.stdout)["services"] == {
-        "timescaledb": False, "mosquitto": False, "ingest": False, "api": False}
+        "timescaledb": False,
+        "mosquitto": False,
+        "ingest": False,
+        "api": False,
+    }
 
 
 def _connect(stack: LocalStack, username: str | None, password: str | None) -> int:

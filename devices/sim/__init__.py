@@ -7,7 +7,8 @@ analysis of the streamed data can be checked against it. Streaming them over MQT
 driver's job, not theirs.
 """
 
-from devices.sim.batching import Batch, SimConfigError
+from devices.errors import SimConfigError
+from devices.sim.batching import Batch
 from devices.sim.drones import (
     MUKDAHAN_AOI,
     MUKDAHAN_BASE,

@@ -17,16 +17,10 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from devices.errors import DevicesError
-
 MAX_ITEMS: Final = 1000  # DESIGN §4: 1 to 1000 records per message
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-class SimConfigError(DevicesError, ValueError):
-    """A simulator configuration that cannot describe a real deployment."""
 
 
 @dataclass(frozen=True)

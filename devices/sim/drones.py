@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from devices.sim.batching import Batch, DeviceStream, SimConfigError, merge_streams
+from devices.errors import SimConfigError
+from devices.sim.batching import Batch, DeviceStream, merge_streams
 from devices.sim.drone_flight import CATCHUP_ITEMS, Flight, FlightSetup, Site, simulate_flight
 from devices.sim.geo import LocalFrame, racetrack
 from devices.sim.hybrid_power import HybridSpec

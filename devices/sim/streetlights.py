@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from devices.errors import SimConfigError
 from devices.sim.batching import (
     MAX_ITEMS,
     Batch,
     DeviceStream,
     FloatArray,
-    SimConfigError,
     iso_ms_one,
     merge_streams,
 )

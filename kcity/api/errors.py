@@ -31,11 +31,11 @@ from pydantic import BaseModel
 
 from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
-from kcity.window import WindowError
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
 from kcity.registry import DeviceConflict
 from kcity.report import ReportError
 from kcity.tokens import TokenError
+from kcity.window import WindowError
 
 
 class ErrorBody(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from kcity.window import Window
 
 DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
+Start = Annotated[datetime, typer.Option("--from", help="First local date included.", **DATE)]
+End = Annotated[datetime, typer.Option("--to", help="First local date excluded.", **DATE)]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -46,10 +49,10 @@ def _num(value: Any, fmt: str = ",.1f") -> str:
 
 def savings(
     ctx: typer.Context,
-    pilot: str = typer.Argument(..., help="Pilot id, e.g. madiun."),
-    start: datetime = typer.Option(..., "--from", help="First local date included.", **DATE),  # type: ignore[arg-type]
-    end: datetime = typer.Option(..., "--to", help="First local date excluded.", **DATE),  # type: ignore[arg-type]
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    pilot: Annotated[str, typer.Argument(help="Pilot id, e.g. madiun.")],
+    start: Start,
+    end: End,
+    as_json: AsJson = False,
 ) -> None:
     """Verified energy savings of a streetlight pilot (IPMVP Option B)."""
     window = _window(start, end)
@@ -58,25 +61,30 @@ def savings(
 
         body, _ = run_savings(conn, pilot, window)
     lo, hi = body["ci90_kwh"]
-    _print(body, as_json, f"Verified savings — {pilot} {window.start} → {window.end}", [
-        ("luminaires", str(body["luminaires"])),
-        ("baseline (counterfactual) kWh", _num(body["baseline_kwh"])),
-        ("actual kWh", _num(body["actual_kwh"])),
-        ("savings kWh", f"{_num(body['savings_kwh'])} (90 % CI {_num(lo)} – {_num(hi)})"),
-        ("savings %", _num(body["savings_pct"])),
-        ("CO₂ avoided kg", _num(body["co2_kg"])),
-        ("cost saved", f"{_num(body['cost_saved'], ',.0f')} {body['currency']}"),
-        ("data completeness %", _num(body["completeness_pct"])),
-        ("excluded luminaire-nights", str(len(body["excluded_nights"]))),
-    ])
+    _print(
+        body,
+        as_json,
+        f"Verified savings — {pilot} {window.start} → {window.end}",
+        [
+            ("luminaires", str(body["luminaires"])),
+            ("baseline (counterfactual) kWh", _num(body["baseline_kwh"])),
+            ("actual kWh", _num(body["actual_kwh"])),
+            ("savings kWh", f"{_num(body['savings_kwh'])} (90 % CI {_num(lo)} – {_num(hi)})"),
+            ("savings %", _num(body["savings_pct"])),
+            ("CO₂ avoided kg", _num(body["co2_kg"])),
+            ("cost saved", f"{_num(body['cost_saved'], ',.0f')} {body['currency']}"),
+            ("data completeness %", _num(body["completeness_pct"])),
+            ("excluded luminaire-nights", str(len(body["excluded_nights"]))),
+        ],
+    )
 
 
 def coverage(
     ctx: typer.Context,
-    pilot: str = typer.Argument(..., help="Pilot id, e.g. mukdahan."),
-    start: datetime = typer.Option(..., "--from", help="First local date included.", **DATE),  # type: ignore[arg-type]
-    end: datetime = typer.Option(..., "--to", help="First local date excluded.", **DATE),  # type: ignore[arg-type]
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    pilot: Annotated[str, typer.Argument(help="Pilot id, e.g. mukdahan.")],
+    start: Start,
+    end: End,
+    as_json: AsJson = False,
 ) -> None:
     """Patrol coverage and hybrid energy of a drone pilot."""
     window = _window(start, end)
@@ -85,29 +93,45 @@ def coverage(
 
         body, _ = run_coverage(conn, pilot, window)
     revisit = body["revisit_s"]
-    _print(body, as_json, f"Patrol coverage — {pilot} {window.start} → {window.end}", [
-        ("area of interest km²", _num(body["aoi_km2"], ",.2f")),
-        ("covered km²", _num(body["covered_km2"], ",.2f")),
-        ("area coverage %", _num(body["area_coverage_pct"])),
-        ("border km / covered km", f"{_num(body['border_km'])} / {_num(body['border_covered_km'])}"),
-        ("linear coverage %", _num(body["linear_coverage_pct"])),
-        ("revisit mean / p95 / max (min)", " / ".join(
-            _num(None if revisit[k] is None else revisit[k] / 60) for k in ("mean", "p95", "max"))),
-        ("flight hours", _num(body["flight_hours"])),
-        ("distance km", _num(body["distance_km"])),
-        ("detections", str(body["detections"])),
-        ("battery / generator kWh", f"{_num(body['battery_kwh'], ',.2f')} / {_num(body['generator_kwh'], ',.2f')}"),
-        ("fuel L", _num(body["fuel_l"])),
-        ("generator share %", _num(body["generator_share_pct"])),
-    ])
+    _print(
+        body,
+        as_json,
+        f"Patrol coverage — {pilot} {window.start} → {window.end}",
+        [
+            ("area of interest km²", _num(body["aoi_km2"], ",.2f")),
+            ("covered km²", _num(body["covered_km2"], ",.2f")),
+            ("area coverage %", _num(body["area_coverage_pct"])),
+            (
+                "border km / covered km",
+                f"{_num(body['border_km'])} / {_num(body['border_covered_km'])}",
+            ),
+            ("linear coverage %", _num(body["linear_coverage_pct"])),
+            (
+                "revisit mean / p95 / max (min)",
+                " / ".join(
+                    _num(None if revisit[k] is None else revisit[k] / 60)
+                    for k in ("mean", "p95", "max")
+                ),
+            ),
+            ("flight hours", _num(body["flight_hours"])),
+            ("distance km", _num(body["distance_km"])),
+            ("detections", str(body["detections"])),
+            (
+                "battery / generator kWh",
+                f"{_num(body['battery_kwh'], ',.2f')} / {_num(body['generator_kwh'], ',.2f')}",
+            ),
+            ("fuel L", _num(body["fuel_l"])),
+            ("generator share %", _num(body["generator_share_pct"])),
+        ],
+    )
 
 
 def quality(
     ctx: typer.Context,
-    pilot: str = typer.Argument(..., help="Pilot id."),
-    start: datetime = typer.Option(..., "--from", help="First local date included.", **DATE),  # type: ignore[arg-type]
-    end: datetime = typer.Option(..., "--to", help="First local date excluded.", **DATE),  # type: ignore[arg-type]
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    pilot: Annotated[str, typer.Argument(help="Pilot id.")],
+    start: Start,
+    end: End,
+    as_json: AsJson = False,
 ) -> None:
     """Data quality per device and day: completeness, gaps, duplicates, dead letters, skew."""
     window = _window(start, end)
@@ -115,11 +139,19 @@ def quality(
         from kcity.analyses import run_quality
 
         body = run_quality(conn, pilot, window)
-    _print(body, as_json, f"Data quality — {pilot} {window.start} → {window.end}", [
-        ("devices", str(body["devices"])),
-        ("records / expected", f"{body['records']:,} / {_num(body['expected_records'], ',.0f')}"),
-        ("completeness %", _num(body["completeness_pct"])),
-        ("sequence gaps (lost messages)", str(body["seq_gaps"])),
-        ("duplicate messages", str(body["duplicates"])),
-        ("dead letters", str(body["dead_letters"])),
-    ])
+    _print(
+        body,
+        as_json,
+        f"Data quality — {pilot} {window.start} → {window.end}",
+        [
+            ("devices", str(body["devices"])),
+            (
+                "records / expected",
+                f"{body['records']:,} / {_num(body['expected_records'], ',.0f')}",
+            ),
+            ("completeness %", _num(body["completeness_pct"])),
+            ("sequence gaps (lost messages)", str(body["seq_gaps"])),
+            ("duplicate messages", str(body["duplicates"])),
+            ("dead letters", str(body["dead_letters"])),
+        ],
+    )

@@ -9,8 +9,10 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
 
 
-def demo(ctx: typer.Context,
-         keep: bool = typer.Option(False, "--keep", help="Leave the services running.")) -> None:
+def demo(
+    ctx: typer.Context,
+    keep: bool = typer.Option(False, "--keep", help="Leave the services running."),
+) -> None:
     """Stream two simulated pilots, verify them, write reports and dashboards."""
     from kcity.demo import run_demo  # the whole platform: load it only for this verb
 

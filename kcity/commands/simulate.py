@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,42 +19,79 @@ app = typer.Typer(help="Stream simulated pilot devices through MQTT.", no_args_i
 DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
 
 
-def run(settings: Settings, pilot_id: str, kind: str, *, devices: int, days: int, start: date,
-        seed: int, realtime: bool, truth: Path | None, faults: bool = True) -> int:
+def run(
+    settings: Settings,
+    pilot_id: str,
+    kind: str,
+    *,
+    devices: int,
+    days: int,
+    start: date,
+    seed: int,
+    realtime: bool,
+    truth: Path | None,
+    faults: bool = True,
+) -> int:
     """Simulate and stream; return the number of records published."""
     from kcity.simulation import simulator, stream
 
     with connect(settings.database_url) as conn:
         pilot = get_pilot(conn, pilot_id)
-        sim = simulator(pilot, kind, devices=devices, days=days, start=start, seed=seed,
-                        faults=faults)
+        sim = simulator(
+            pilot, kind, devices=devices, days=days, start=start, seed=seed, faults=faults
+        )
         if truth:
             truth.parent.mkdir(parents=True, exist_ok=True)
             truth.write_text(json.dumps(sim.truth()))
         batches = list(sim.batches())
         with progress_bar() as bar:
-            task = bar.add_task(f"streaming {pilot_id} {kind}",
-                                total=sum(len(b.items) for b in batches))
-            streamed = stream(conn, settings, pilot, batches, realtime=realtime,
-                              progress=lambda n: bar.advance(task, n))
+            task = bar.add_task(
+                f"streaming {pilot_id} {kind}", total=sum(len(b.items) for b in batches)
+            )
+            streamed = stream(
+                conn,
+                settings,
+                pilot,
+                batches,
+                realtime=realtime,
+                progress=lambda n: bar.advance(task, n),
+            )
     return streamed.total_records
 
 
 def _command(kind: str, devices_default: int, days_default: int) -> None:
     def command(
         ctx: typer.Context,
-        pilot: str = typer.Argument(..., help="Pilot id."),
-        devices: int = typer.Option(devices_default, min=1, help="How many devices."),
-        days: int = typer.Option(days_default, min=1, help="How many days."),
-        start: datetime | None = typer.Option(None, help="First day (default: DAYS ago).", **DATE),  # type: ignore[arg-type]
-        seed: int = typer.Option(1, help="Random seed: the same seed gives the same data."),
-        realtime: bool = typer.Option(False, help="Send at the pace of the simulated clock."),
-        truth: Path | None = typer.Option(None, help="Write the ground truth here as JSON."),
-        faults: bool = typer.Option(True, help="Inject faults, outages and glitches."),
+        pilot: Annotated[str, typer.Argument(help="Pilot id.")],
+        devices: Annotated[int, typer.Option(min=1, help="How many devices.")] = devices_default,
+        days: Annotated[int, typer.Option(min=1, help="How many days.")] = days_default,
+        start: Annotated[
+            datetime | None, typer.Option(help="First day (default: DAYS ago).", **DATE)
+        ] = None,
+        seed: Annotated[
+            int, typer.Option(help="Random seed: the same seed gives the same data.")
+        ] = 1,
+        realtime: Annotated[
+            bool, typer.Option(help="Send at the pace of the simulated clock.")
+        ] = False,
+        truth: Annotated[
+            Path | None, typer.Option(help="Write the ground truth here as JSON.")
+        ] = None,
+        faults: Annotated[bool, typer.Option(help="Inject faults, outages and glitches.")] = True,
     ) -> None:
         first = start.date() if start else date.today() - timedelta(days=days)
-        n = run(ctx.obj, pilot, kind, devices=devices, days=days, start=first, seed=seed,
-                realtime=realtime, truth=truth, faults=faults)
+        n = run(
+            ctx.obj,
+            pilot,
+            kind,
+            devices=devices,
+            days=days,
+            start=first,
+            seed=seed,
+            realtime=realtime,
+            truth=truth,
+            faults=faults,
+        )
         print(f"published {n:,} records")
 
     command.__doc__ = f"Stream simulated {kind} of PILOT through MQTT with the device SDK."

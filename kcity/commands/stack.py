@@ -18,8 +18,10 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
 
 
-def up(ctx: typer.Context,
-       services: bool = typer.Option(True, help="Also start the ingest service and the API.")) -> None:
+def up(
+    ctx: typer.Context,
+    services: bool = typer.Option(True, help="Also start the ingest service and the API."),
+) -> None:
     """Start the local TimescaleDB, Mosquitto, ingest service and API (whichever is not running)."""
     settings: Settings = ensure_secrets(ctx.obj)
     ctx.obj = settings
@@ -45,7 +47,14 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
         table.add_row(name, "[green]yes[/]" if healthy else "[red]no[/]")
     console = Console()
     console.print(table)
-    for key in ("database_url", "mqtt_host", "mqtt_port", "mqtt_tls_port", "api_url", "metrics_url"):
+    for key in (
+        "database_url",
+        "mqtt_host",
+        "mqtt_port",
+        "mqtt_tls_port",
+        "api_url",
+        "metrics_url",
+    ):
         console.print(f"{key}: {info[key]}")
     if not all(services.values()):
         raise typer.Exit(1)

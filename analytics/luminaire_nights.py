@@ -1,0 +1,233 @@
+"""Per luminaire and night: interval energy, burning records, full power, daylight burning.
+
+Why: the savings computation (`analytics.savings`) and its findings all rest on one
+accounting of each luminaire-night — which records are valid, which burn, the energy of
+each interval from the cumulative register (or power × interval where it cannot be
+trusted) and each luminaire's full power. Kept apart so each step is testable on its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.errors import InputError
+from analytics.nights import NightCalendar, assign_days, assign_nights
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+SEM_MEDIAN = 1.2533  # sqrt(pi/2): standard error of a median ≈ 1.2533·σ/√n
+MIN_FULL_POWER_SAMPLES = 12  # an hour of 5-minute records at full level
+FULL_LEVEL_PCT = 100.0
+GAP_FACTOR = 1.5  # a register diff over more than 1.5 intervals spans missing records
+BURN_TOLERANCE_H = 1.0  # lamp metered off this long within a night: a finding (outage, failure)
+SOURCES = ("register", "register-reset", "power-register-missing", "power-after-gap")
+
+
+@dataclass(frozen=True)
+class LuminaireSeries:
+    """5-minute records of one luminaire, `ts` epoch seconds [s] strictly ascending.
+
+    `power_w` [W], `energy_wh` cumulative register [Wh] (NaN where missing), `dim_pct`
+    [%], `lamp_on` bool; all arrays of one length.
+    """
+
+    device_id: str
+    ts: FloatArray
+    power_w: FloatArray
+    energy_wh: FloatArray
+    dim_pct: FloatArray
+    lamp_on: BoolArray
+
+
+@dataclass(frozen=True)
+class SavingsParams:
+    """Pilot settings (DESIGN §4 `[streetlight]`) and method parameters."""
+
+    timezone: str
+    latitude: float
+    longitude: float
+    rated_power_w: float
+    record_interval_s: float
+    control_group: tuple[str, ...]
+    baseline_start: dt.date | None
+    baseline_end: dt.date | None
+    road_area_m2: float | None
+    grid_kg_co2_per_kwh: float
+    tariff_per_kwh: float
+    currency: str
+    sufficiency: float = 0.9
+    meter_accuracy_pct: float = 1.0
+    confidence: float = 0.90
+    day_burning_tolerance_min: float = 30.0
+    rated_power_tolerance_pct: float = 10.0
+
+
+@dataclass(frozen=True)
+class FullPower:
+    """Full-power estimate of one luminaire [W] and its standard errors [W]."""
+
+    watts: float
+    source: str
+    samples: int
+    se_independent: float
+    se_common: float
+
+
+@dataclass(frozen=True)
+class NightTable:
+    """Per-luminaire, per-night accounting (rows follow `device_ids`, columns the calendar)."""
+
+    device_ids: tuple[str, ...]
+    calendar: NightCalendar
+    valid: FloatArray  # records with a known interval energy
+    burning: FloatArray  # of which lamp on
+    actual_wh: FloatArray
+    sources: FloatArray  # luminaires × nights × len(SOURCES) record counts
+
+
+def interval_energy_wh(
+    ts: FloatArray, power_w: FloatArray, energy_wh: FloatArray, interval_s: float
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Energy [Wh] of the interval ending at each record, and its source (index in SOURCES)."""
+    energy = power_w * (interval_s / 3600.0)
+    source = np.full(ts.size, 2, dtype=np.int64)
+    if ts.size == 0:
+        return energy, source
+    source[0] = 3 if np.isfinite(energy_wh[0]) else 2
+    if ts.size > 1:
+        diff = np.diff(energy_wh)
+        known = np.isfinite(energy_wh[1:]) & np.isfinite(energy_wh[:-1])
+        adjacent = np.diff(ts) <= GAP_FACTOR * interval_s
+        use = known & adjacent
+        energy[1:] = np.where(use, np.where(diff >= 0, diff, energy_wh[1:]), energy[1:])
+        source[1:] = np.where(use, np.where(diff >= 0, 0, 1), np.where(known, 3, 2))
+    return energy, source
+
+
+def check_series(series: LuminaireSeries) -> None:
+    """Reject series whose arrays differ in shape or whose time runs backwards."""
+    n = np.shape(series.ts)
+    arrays = (series.power_w, series.energy_wh, series.dim_pct, series.lamp_on)
+    if len(n) != 1 or any(np.shape(a) != n for a in arrays):
+        raise InputError(f"{series.device_id}: arrays must be 1-D and of one length")
+    if n[0] > 1 and not np.all(np.diff(series.ts) > 0):
+        raise InputError(f"{series.device_id}: timestamps must be strictly ascending")
+
+
+def night_table(
+    series: Sequence[LuminaireSeries], calendar: NightCalendar, interval_s: float
+) -> NightTable:
+    """Count valid and burning records and sum actual energy per luminaire-night."""
+    nights = len(calendar)
+    shape = (len(series), nights)
+    valid, burning, actual = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    sources = np.zeros((*shape, len(SOURCES)))
+    for row, s in enumerate(series):
+        idx = assign_nights(s.ts, calendar)
+        energy, source = interval_energy_wh(s.ts, s.power_w, s.energy_wh, interval_s)
+        keep = (idx >= 0) & np.isfinite(energy)
+        at, on = idx[keep], np.asarray(s.lamp_on, dtype=bool)[keep]
+        valid[row] = np.bincount(at, minlength=nights)
+        burning[row] = np.bincount(at[on], minlength=nights)
+        actual[row] = np.bincount(at, weights=energy[keep], minlength=nights)
+        flat = np.bincount(at * len(SOURCES) + source[keep], minlength=nights * len(SOURCES))
+        sources[row] = flat.reshape(nights, len(SOURCES))
+    ids = tuple(s.device_id for s in series)
+    return NightTable(ids, calendar, valid, burning, actual, sources)
+
+
+def full_level(s: LuminaireSeries) -> BoolArray:
+    lit = np.asarray(s.lamp_on, dtype=bool) & np.isfinite(s.power_w)
+    return np.asarray(lit & (s.dim_pct >= FULL_LEVEL_PCT - 1e-6), dtype=bool)
+
+
+def full_power(
+    series: Sequence[LuminaireSeries],
+    calendar: NightCalendar,
+    baseline: BoolArray | None,
+    control: set[str],
+    params: SavingsParams,
+) -> tuple[list[FullPower], list[str]]:
+    """P_full per luminaire: own baseline median, else pooled control group, else rated."""
+    warnings: list[str] = []
+    own: list[FloatArray | None] = [None] * len(series)
+    if baseline is not None:
+        for k, s in enumerate(series):
+            idx = assign_nights(s.ts, calendar)
+            in_base = (idx >= 0) & baseline[np.maximum(idx, 0)]
+            own[k] = np.asarray(s.power_w[full_level(s) & in_base], dtype=np.float64)
+    pooled_parts = [s.power_w[full_level(s)] for s in series if s.device_id in control]
+    medians = [float(np.median(p)) for p in pooled_parts if p.size >= MIN_FULL_POWER_SAMPLES]
+    pool = np.concatenate(pooled_parts) if pooled_parts else np.empty(0)
+    spread = float(np.std(medians, ddof=1)) if len(medians) >= 2 else 0.0
+    rated_se = params.rated_power_w * params.rated_power_tolerance_pct / 100.0 / np.sqrt(3.0)
+    result: list[FullPower] = []
+    pooled_ids: list[str] = []
+    rated_ids: list[str] = []
+    for k, s in enumerate(series):
+        samples = own[k]
+        if samples is not None and samples.size >= MIN_FULL_POWER_SAMPLES:
+            se = SEM_MEDIAN * float(np.std(samples, ddof=1)) / np.sqrt(samples.size)
+            result.append(
+                FullPower(float(np.median(samples)), "measured-baseline", samples.size, se, 0.0)
+            )
+        elif pool.size >= MIN_FULL_POWER_SAMPLES:
+            se_pool = SEM_MEDIAN * float(np.std(pool, ddof=1)) / np.sqrt(pool.size)
+            result.append(
+                FullPower(
+                    float(np.median(pool)), "measured-control-group", pool.size, spread, se_pool
+                )
+            )
+            if baseline is not None:
+                pooled_ids.append(s.device_id)
+        else:
+            result.append(FullPower(params.rated_power_w, "rated", 0, 0.0, rated_se))
+            rated_ids.append(s.device_id)
+    if pooled_ids:
+        warnings.append(
+            f"too few baseline full-power samples, control-group value used: {pooled_ids}"
+        )
+    if rated_ids:
+        warnings.append(f"no measured full power, rated power used: {rated_ids}")
+    if any(f.source == "measured-control-group" for f in result) and len(medians) < 2:
+        warnings.append("fewer than 2 control luminaires: between-luminaire spread unknown")
+    return result, warnings
+
+
+def day_burning(
+    series: Sequence[LuminaireSeries],
+    calendar: NightCalendar,
+    days: BoolArray,
+    params: SavingsParams,
+) -> list[dict[str, object]]:
+    """Lamp-on records more than the tolerance into daylight, one finding per device-day."""
+    tolerance = params.day_burning_tolerance_min * 60.0
+    found: list[dict[str, object]] = []
+    for s in series:
+        lit = np.asarray(s.lamp_on, dtype=bool) & (assign_nights(s.ts, calendar) < 0)
+        day, depth = assign_days(s.ts[lit], calendar)
+        flag = (day >= 0) & days[np.maximum(day, 0)] & (depth > tolerance)
+        if not flag.any():
+            continue
+        energy, _ = interval_energy_wh(s.ts, s.power_w, s.energy_wh, params.record_interval_s)
+        stamps, wh = s.ts[lit][flag], energy[lit][flag]
+        for j in np.unique(day[flag]):
+            same = day[flag] == j
+            found.append(
+                {
+                    "device_id": s.device_id,
+                    "date": calendar.dates[j].isoformat(),
+                    "records": int(same.sum()),
+                    "hours": float(same.sum()) * params.record_interval_s / 3600.0,
+                    "energy_kwh": float(np.nansum(wh[same])) / 1000.0,
+                    "first": dt.datetime.fromtimestamp(stamps[same][0], tz=dt.UTC).isoformat(),
+                    "last": dt.datetime.fromtimestamp(stamps[same][-1], tz=dt.UTC).isoformat(),
+                }
+            )
+    return found
