@@ -24,8 +24,7 @@ from devices.sim import DroneSimConfig, simulate_drones, simulate_streetlights
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.registry import apply_pilot
 from kcity.settings import Settings
-from kcity.simulation import Streamed, streetlight_config, stream, wait_until_stored
-from kcity.stack import LocalStack
+from kcity.simulation import Streamed, stream, streetlight_config, wait_until_stored
 from tests.fixtures.ingest import ingest_config, running_ingest
 
 PILOTS = Path(__file__).resolve().parent.parent / "pilots"
