@@ -24,7 +24,8 @@ window (its nights, both ends inclusive) even when it lies outside [start, end).
 Only treated luminaires (not the control group) enter the headline savings; the control
 group gives a separate difference-in-differences estimate, and a baseline window a
 regression baseline scored per ASHRAE Guideline 14 (`analytics.m_and_v`).
-The per luminaire-night accounting lives in `analytics.luminaire_nights`, the JSON form in
+The per luminaire-night accounting lives in `analytics.luminaire_nights`, the grid one
+computation shares and its tables in `analytics.savings_frame`, the JSON form in
 `analytics.savings_json`; this module combines them.
 """
 
@@ -40,7 +41,6 @@ from scipy import stats
 
 from analytics.errors import InputError
 from analytics.luminaire_nights import (
-    BURN_TOLERANCE_H,
     SOURCES,
     BoolArray,
     FloatArray,
@@ -61,7 +61,16 @@ from analytics.m_and_v import (
     difference_in_differences,
 )
 from analytics.nights import NightCalendar, assign_nights, night_calendar
-from analytics.savings_json import pct, savings_json
+from analytics.savings_frame import (
+    DAY,
+    SavingsFrame,
+    build_frame,
+    burning_anomalies,
+    excluded_nights,
+    per_luminaire_rows,
+    per_night_rows,
+)
+from analytics.savings_json import savings_json
 
 __all__ = [
     "FullPower",
@@ -77,8 +86,6 @@ __all__ = [
     "interval_energy_wh",
     "night_table",
 ]
-
-DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -160,31 +167,6 @@ def _pfull_variance(fp: Sequence[FullPower], hours: FloatArray) -> tuple[float, 
     return total, per_night
 
 
-def _excluded(
-    f: _Frame, windows: dict[str, BoolArray], sufficiency: float
-) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for name, window in windows.items():
-        for k, n in np.argwhere(~f.counted & window[None, :]):
-            pct = 100.0 * float(f.completeness[k, n])
-            reason = (
-                "no usable records"
-                if f.table.valid[k, n] == 0
-                else f"{pct:.1f} % of expected intervals, below {100 * sufficiency:.0f} %"
-            )
-            rows.append(
-                {
-                    "device_id": f.ids[k],
-                    "night": f.cal.dates[n].isoformat(),
-                    "reason": reason,
-                    "completeness_pct": pct,
-                    "window": name,
-                    "group": f.groups[k],
-                }
-            )
-    return rows
-
-
 def _events(
     events: Sequence[NonRoutineEvent],
     calendar: NightCalendar,
@@ -220,141 +202,7 @@ def input_sha256(series: Sequence[LuminaireSeries], events: Sequence[NonRoutineE
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class _Frame:
-    """What every step of one computation shares: who, which nights, which count."""
-
-    ids: tuple[str, ...]
-    table: NightTable
-    expected: FloatArray  # ⌊night length / interval⌋ per night
-    completeness: FloatArray
-    counted: BoolArray  # luminaire-night meets the sufficiency rule
-    rep: BoolArray
-    base: BoolArray | None
-    treated: BoolArray
-    interval: float
-
-    @property
-    def cal(self) -> NightCalendar:
-        return self.table.calendar
-
-    @property
-    def groups(self) -> list[str]:
-        return ["treated" if t else "control" for t in self.treated]
-
-    def completenesspct(self, rows: BoolArray) -> float | None:
-        """Overall completeness [%] of the given luminaires over the reporting nights."""
-        if not rows.any():
-            return None
-        got = np.minimum(self.table.valid[rows][:, self.rep], self.expected[self.rep]).sum()
-        return 100.0 * float(got) / (float(self.expected[self.rep].sum()) * int(rows.sum()))
-
-
-def _frame(
-    series: Sequence[LuminaireSeries], params: SavingsParams, start: dt.date, end: dt.date
-) -> tuple[_Frame, list[str]]:
-    ids = tuple(s.device_id for s in series)
-    if len(set(ids)) != len(ids):
-        raise InputError("each luminaire may appear in only one series")
-    control = set(params.control_group)
-    warnings = [f"control luminaire {c} has no data" for c in sorted(control - set(ids))]
-    bs, be = params.baseline_start, params.baseline_end
-    first, last = start - DAY, end - DAY
-    if bs is not None and be is not None:
-        first, last = min(first, bs), max(last, be)
-    cal = night_calendar(
-        first, last, timezone=params.timezone, latitude=params.latitude, longitude=params.longitude
-    )
-    dates = np.array(cal.dates, dtype="datetime64[D]")
-    rep = (dates >= np.datetime64(start)) & (dates < np.datetime64(end))
-    base = None
-    if bs is not None and be is not None:
-        base = (dates >= np.datetime64(bs)) & (dates <= np.datetime64(be))
-        if np.any(base & rep):
-            warnings.append("baseline window overlaps the reporting period")
-    table = night_table(series, cal, params.record_interval_s)
-    # a complete night has at least ⌊length / interval⌋ records ending inside it
-    expected = np.maximum(np.floor(cal.hours * 3600.0 / params.record_interval_s), 1.0)
-    completeness = np.minimum(table.valid / expected, 1.0)
-    frame = _Frame(
-        ids=ids,
-        table=table,
-        expected=expected,
-        completeness=completeness,
-        counted=completeness >= params.sufficiency - 1e-12,
-        rep=rep,
-        base=base,
-        treated=np.array([i not in control for i in ids], dtype=bool).reshape(-1),
-        interval=params.record_interval_s,
-    )
-    return frame, warnings
-
-
-def _per_luminaire(
-    f: _Frame, fp: Sequence[FullPower], use: BoolArray, actual: FloatArray, cf: FloatArray
-) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for k in (int(i) for i in np.flatnonzero(f.treated)):
-        a, b = actual[k].sum() / 1000.0, cf[k].sum() / 1000.0
-        rows.append(
-            {
-                "device_id": f.ids[k],
-                "actual_kwh": a,
-                "baseline_kwh": b,
-                "savings_kwh": b - a,
-                "savings_pct": pct(b - a, b),
-                "nights": int(use[k].sum()),
-                "nights_excluded": int((f.rep & ~f.counted[k]).sum()),
-                "completeness_pct": f.completenesspct(np.arange(len(f.ids)) == k),
-                "burning_hours": float((f.table.burning[k] * use[k]).sum()) * f.interval / 3600,
-                "night_hours": float(f.cal.hours[use[k]].sum()),
-                "full_power_w": fp[k].watts,
-                "full_power_source": fp[k].source,
-                "full_power_samples": fp[k].samples,
-                "register_resets": int(f.table.sources[k, use[k], 1].sum()),
-            }
-        )
-    return rows
-
-
-def _per_night(
-    f: _Frame, use: BoolArray, actual: FloatArray, cf: FloatArray, half: FloatArray
-) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for n in np.flatnonzero(f.rep):
-        a, b = actual[:, n].sum() / 1000.0, cf[:, n].sum() / 1000.0
-        rows.append(
-            {
-                "night": f.cal.dates[n].isoformat(),
-                "actual_kwh": a,
-                "baseline_kwh": b,
-                "savings_kwh": b - a,
-                "savings_lo_kwh": b - a - half[n],
-                "savings_hi_kwh": b - a + half[n],
-                "luminaires": int(use[:, n].sum()),
-                "night_hours": float(f.cal.hours[n]),
-            }
-        )
-    return rows
-
-
-def _burning_anomalies(f: _Frame) -> list[dict[str, object]]:
-    """Counted reporting luminaire-nights whose lamp was metered off for over an hour."""
-    off_h = (f.table.valid - f.table.burning) * f.interval / 3600.0
-    return [
-        {
-            "device_id": f.ids[k],
-            "night": f.cal.dates[n].isoformat(),
-            "burning_hours": float(f.table.burning[k, n]) * f.interval / 3600.0,
-            "metered_hours": float(f.table.valid[k, n]) * f.interval / 3600.0,
-            "night_hours": float(f.cal.hours[n]),
-            "group": f.groups[k],
-        }
-        for k, n in np.argwhere(f.counted & f.rep[None, :] & (off_h > BURN_TOLERANCE_H))
-    ]
-
-
-def _control_group(f: _Frame, confidence: float, warnings: list[str]) -> DiDEstimate | None:
+def _control_group(f: SavingsFrame, confidence: float, warnings: list[str]) -> DiDEstimate | None:
     energy = np.where(f.counted, f.table.actual_wh / 1000.0, np.nan)
     t, c = energy[f.treated], energy[~f.treated]
     if not c.shape[0]:
@@ -381,7 +229,9 @@ def _nightly_means(energy: FloatArray) -> tuple[FloatArray, FloatArray, BoolArra
     return total[have] / count[have], count[have], have
 
 
-def _regression(f: _Frame, confidence: float, warnings: list[str]) -> BaselineRegression | None:
+def _regression(
+    f: SavingsFrame, confidence: float, warnings: list[str]
+) -> BaselineRegression | None:
     if f.base is None:
         return None
     energy = np.where(f.counted, f.table.actual_wh / 1000.0, np.nan)[f.treated]
@@ -403,7 +253,7 @@ def _regression(f: _Frame, confidence: float, warnings: list[str]) -> BaselineRe
 
 
 def _d_e(
-    f: _Frame, watts: FloatArray, params: SavingsParams, start: dt.date
+    f: SavingsFrame, watts: FloatArray, params: SavingsParams, start: dt.date
 ) -> dict[str, float] | None:
     """EN 13201-5 D_E [Wh/m²]: mean operated power × a year of nights × luminaires / area."""
     if params.road_area_m2 is None:
@@ -439,7 +289,7 @@ def compute_savings(
     _check_params(params, start, end)
     for s in series:
         check_series(s)
-    f, warnings = _frame(series, params, start, end)
+    f, warnings = build_frame(series, params, start, end)
     fp, fp_warnings = full_power(series, f.cal, f.base, set(params.control_group), params)
     warnings += fp_warnings
     use = f.counted & f.rep[None, :] & f.treated[:, None]
@@ -472,9 +322,9 @@ def compute_savings(
         completeness_pct=f.completenesspct(f.treated),
         full_power_w=float(np.median([p.watts for p in treated_fp])) if treated_fp else None,
         full_power_source=kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none"),
-        per_luminaire=tuple(_per_luminaire(f, fp, use, actual, cf)),
-        per_night=tuple(_per_night(f, use, actual, cf, night_half)),
-        excluded_nights=tuple(_excluded(f, windows, params.sufficiency)),
+        per_luminaire=tuple(per_luminaire_rows(f, fp, use, actual, cf)),
+        per_night=tuple(per_night_rows(f, use, actual, cf, night_half)),
+        excluded_nights=tuple(excluded_nights(f, windows, params.sufficiency)),
         control_group=_control_group(f, params.confidence, warnings),
         regression=_regression(f, params.confidence, warnings),
         non_routine_events=tuple(
@@ -487,7 +337,7 @@ def compute_savings(
             )
         ),
         day_burning=tuple(day_burning(series, f.cal, f.rep, params)),
-        burning_anomalies=tuple(_burning_anomalies(f)),
+        burning_anomalies=tuple(burning_anomalies(f)),
         energy_sources={
             name: int(c) for name, c in zip(SOURCES, f.table.sources[use].sum(axis=0), strict=True)
         },

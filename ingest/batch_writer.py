@@ -155,8 +155,16 @@ class BatchWriter:
             if o.message is not None:
                 m = o.message
                 messages.append(
-                    (m.device_id, m.boot, m.seq, m.channel, item.received_at, m.sent_at, m.records,
-                     m.first_ts)
+                    (
+                        m.device_id,
+                        m.boot,
+                        m.seq,
+                        m.channel,
+                        item.received_at,
+                        m.sent_at,
+                        m.records,
+                        m.first_ts,
+                    )
                 )
             if o.status is not None:
                 s = o.status

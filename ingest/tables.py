@@ -126,7 +126,15 @@ MESSAGES_COLUMNS: Final = (
     "first_ts",
 )
 MESSAGES_TYPES: Final = (
-    "text", "int4", "int8", "text", "timestamptz", "timestamptz", "int4", "timestamptz")
+    "text",
+    "int4",
+    "int8",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "int4",
+    "timestamptz",
+)
 DEAD_LETTER_COLUMNS: Final = (
     "received_at",
     "topic",

@@ -212,8 +212,9 @@ def _judge(
             return reject("registry", "kind_mismatch", detail)
     rows, letters = _rows(parsed, table, topic, pilot, device, received_at)
     first_ts = min((item.ts for item in parsed.items), default=None)  # type: ignore[attr-defined]
-    message = MessageRow(device, parsed.boot, parsed.seq, channel, parsed.sent_at, len(rows),
-                         first_ts)
+    message = MessageRow(
+        device, parsed.boot, parsed.seq, channel, parsed.sent_at, len(rows), first_ts
+    )
     return Outcome(
         device_id=device,
         table=table,
