@@ -21,6 +21,7 @@ import psycopg
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.common import best_of, header, private_stack, verdict  # noqa: E402
+from devices.payload_models import DroneRecord  # noqa: E402
 from devices.pilots import load_pilot  # noqa: E402
 from devices.sim import DroneSimConfig, simulate_drones  # noqa: E402
 from kcity.analyses import Window, run_coverage, run_savings  # noqa: E402
@@ -88,25 +89,7 @@ def load_streetlights(conn: psycopg.Connection) -> int:
     return total
 
 
-DRONE_COLUMNS = (
-    "flight_id",
-    "lat",
-    "lon",
-    "alt_m",
-    "agl_m",
-    "speed_mps",
-    "heading_deg",
-    "mode",
-    "camera_on",
-    "hfov_deg",
-    "gps_fix",
-    "battery_v",
-    "battery_a",
-    "battery_pct",
-    "gen_power_w",
-    "fuel_l",
-    "rssi_dbm",
-)
+DRONE_COLUMNS = tuple(f for f in DroneRecord.model_fields if f != "ts")
 
 
 def load_drones(conn: psycopg.Connection, start: date) -> int:

@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
+from devices.payload_models import DroneRecord, StreetlightRecord
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, Conn
 from kcity.api.errors import COMMON_ERRORS, error_responses
@@ -42,45 +43,14 @@ class Source:
     tiebreak: str | None = None
 
 
+def _fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """A kind's stored columns: its record fields (the contract) after `ts`, and receipt time."""
+    return (*(f for f in model.model_fields if f != "ts"), "received_at")
+
+
 READINGS: Final = {
-    "streetlight": Source(
-        "streetlight_readings",
-        (
-            "power_w",
-            "energy_wh",
-            "dim_pct",
-            "lamp_on",
-            "vehicles",
-            "voltage_v",
-            "current_a",
-            "power_factor",
-            "temp_c",
-            "received_at",
-        ),
-    ),
-    "hybrid_drone": Source(
-        "drone_readings",
-        (
-            "flight_id",
-            "lat",
-            "lon",
-            "alt_m",
-            "agl_m",
-            "speed_mps",
-            "heading_deg",
-            "mode",
-            "camera_on",
-            "hfov_deg",
-            "gps_fix",
-            "battery_v",
-            "battery_a",
-            "battery_pct",
-            "gen_power_w",
-            "fuel_l",
-            "rssi_dbm",
-            "received_at",
-        ),
-    ),
+    "streetlight": Source("streetlight_readings", _fields(StreetlightRecord)),
+    "hybrid_drone": Source("drone_readings", _fields(DroneRecord)),
     "generic": Source("generic_readings", ("metric", "value", "unit", "received_at"), "metric"),
 }
 EVENTS: Final = Source("events", ("type", "data", "received_at"), "type")
