@@ -7,11 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Pango/HarfBuzz and fonts for WeasyPrint's PDF reports; openssl and mosquitto (for
+# Pango/HarfBuzz and fonts (CJK for the Korean reports) for WeasyPrint's PDF reports; openssl and mosquitto (for
 # mosquitto_ctrl only, the broker itself runs in its own image) for deploy/mosquitto/init.sh.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-noto-cjk \
         openssl mosquitto \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home --home-dir /var/lib/kcity kcity
