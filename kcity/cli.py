@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import psycopg
 import typer
 
 # Typer ≥ 0.29 vendors its own Click; its usage errors are only importable from there.
@@ -57,4 +58,7 @@ def main() -> None:
         fail("aborted", 130)
     except USER_ERRORS as exc:
         fail(str(exc))
+    except psycopg.Error as exc:  # what no layer translated: still one line, not a traceback
+        detail = str(exc).strip().splitlines()
+        fail(f"database error: {detail[0] if detail else type(exc).__name__}")
     sys.exit(code if isinstance(code, int) else 0)

@@ -109,8 +109,6 @@ CREATE TABLE ingest_messages (
     received_at   timestamptz NOT NULL DEFAULT now(),
     sent_at       timestamptz,
     records       integer NOT NULL,
-    first_ts      timestamptz,                 -- its earliest record: the day it belongs to
-    copies        integer NOT NULL DEFAULT 1,  -- > 1: the message arrived again (duplicate)
     PRIMARY KEY (device_id, boot, seq, channel)
 );
 CREATE INDEX ingest_messages_received ON ingest_messages (received_at);
