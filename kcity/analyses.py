@@ -7,15 +7,16 @@ The CLI, the API, the reports and the demo all come through here, so their numbe
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from analytics import queries
 from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
 from analytics.quality import METHOD as QUALITY_METHOD
-from analytics.quality import METHOD_VERSION as QUALITY_VERSION
 from analytics.quality import QualityResult
 from analytics.results import input_hash, save_result
 from analytics.savings import SavingsParams, SavingsResult, compute_savings
@@ -68,32 +69,15 @@ def run_savings(
     result = compute_savings(series, events, params, window.start, window.end)
     body = {**result.to_json(), **window.keys(pilot.id)}
     if persist:
-        body["result_id"] = save_result(
+        body["result_id"] = _persist(conn, pilot.id, "savings", window, asdict(params), body)
+        _upsert(
             conn,
-            pilot_id=pilot.id,
-            analysis="savings",
-            method=str(body["method"]),
-            method_version=str(body["method_version"]),
-            window=(window.start, window.end),
-            parameters=_jsonable(asdict(params)),
-            input_digest=str(body["input_sha256"]),
-            result=body,
+            "savings_nightly",
+            "night",
+            pilot.id,
+            result.per_night,
+            ("actual_kwh", "baseline_kwh", "savings_kwh", "luminaires"),
         )
-        for night in result.per_night:
-            conn.execute(
-                "INSERT INTO savings_nightly VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT"
-                " (pilot_id, night) DO UPDATE SET actual_kwh = excluded.actual_kwh,"
-                " baseline_kwh = excluded.baseline_kwh, savings_kwh = excluded.savings_kwh,"
-                " luminaires = excluded.luminaires",
-                (
-                    pilot.id,
-                    night["night"],
-                    night["actual_kwh"],
-                    night["baseline_kwh"],
-                    night["savings_kwh"],
-                    night["luminaires"],
-                ),
-            )
         conn.commit()
     return body, result
 
@@ -128,40 +112,26 @@ def run_coverage(
     )
     body = {**result.to_json(), **window.keys(pilot.id)}
     if persist:
-        parameters = _jsonable(
-            {k: v for k, v in asdict(params).items() if k not in ("aoi", "border")}
+        parameters = {k: v for k, v in asdict(params).items() if k not in ("aoi", "border")}
+        body["result_id"] = _persist(
+            conn, pilot.id, "coverage", window, parameters, body, method="patrol-coverage"
         )
-        body["result_id"] = save_result(
+        _upsert(
             conn,
-            pilot_id=pilot.id,
-            analysis="coverage",
-            method=str(body.get("method", "patrol-coverage")),
-            method_version=str(body["method_version"]),
-            window=(window.start, window.end),
-            parameters=parameters,
-            input_digest=str(body["input_sha256"]),
-            result=body,
+            "coverage_daily",
+            "day",
+            pilot.id,
+            body["per_day"],
+            (
+                "covered_km2",
+                "area_coverage_pct",
+                "linear_coverage_pct",
+                "flight_hours",
+                "battery_kwh",
+                "generator_kwh",
+                "fuel_l",
+            ),
         )
-        for day in body.get("per_day", []):
-            conn.execute(
-                "INSERT INTO coverage_daily VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT"
-                " (pilot_id, day) DO UPDATE SET covered_km2 = excluded.covered_km2,"
-                " area_coverage_pct = excluded.area_coverage_pct,"
-                " linear_coverage_pct = excluded.linear_coverage_pct,"
-                " flight_hours = excluded.flight_hours, battery_kwh = excluded.battery_kwh,"
-                " generator_kwh = excluded.generator_kwh, fuel_l = excluded.fuel_l",
-                (
-                    pilot.id,
-                    day["day"],
-                    day["covered_km2"],
-                    day["area_coverage_pct"],
-                    day["linear_coverage_pct"],
-                    day["flight_hours"],
-                    day["battery_kwh"],
-                    day["generator_kwh"],
-                    day["fuel_l"],
-                ),
-            )
         conn.commit()
     return body, result
 
@@ -188,18 +158,17 @@ def run_quality(
     )
     body = {**QualityResult(tuple(rows)).to_json(), **window.keys(pilot.id)}
     if persist:
-        digest = input_hash([repr(rows)])
-        body["input_hash"] = digest
-        body["result_id"] = save_result(
+        body["input_hash"] = input_hash([repr(rows)])
+        parameters = {"record_interval_s": interval, "timezone": pilot.timezone}
+        body["result_id"] = _persist(
             conn,
-            pilot_id=pilot.id,
-            analysis="quality",
+            pilot.id,
+            "quality",
+            window,
+            parameters,
+            body,
             method=QUALITY_METHOD,
-            method_version=QUALITY_VERSION,
-            window=(window.start, window.end),
-            parameters={"record_interval_s": interval, "timezone": pilot.timezone},
-            input_digest=digest,
-            result=body,
+            digest=body["input_hash"],
         )
         conn.commit()
     return body
@@ -214,8 +183,56 @@ def latest_result(conn: psycopg.Connection, pilot_id: str, analysis: str) -> dic
     return None if row is None else dict(row[0])
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return dict(json.loads(json.dumps(d, default=str)))
+def _persist(
+    conn: psycopg.Connection,
+    pilot_id: str,
+    analysis: str,
+    window: Window,
+    parameters: dict[str, Any],
+    body: dict[str, Any],
+    *,
+    method: str | None = None,
+    digest: str | None = None,
+) -> int:
+    """Store a result with its method version, parameters and input hash; return its id."""
+    return save_result(
+        conn,
+        pilot_id=pilot_id,
+        analysis=analysis,
+        method=method or str(body["method"]),
+        method_version=str(body["method_version"]),
+        window=(window.start, window.end),
+        parameters=json.loads(json.dumps(parameters, default=str)),
+        input_digest=digest or str(body["input_sha256"]),
+        result=body,
+    )
+
+
+def _upsert(
+    conn: psycopg.Connection,
+    table: str,
+    key: str,
+    pilot_id: str,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+) -> None:
+    """Replace the per-night or per-day series of the latest run, for the dashboards."""
+    names = sql.SQL(", ").join(map(sql.Identifier, ("pilot_id", key, *columns)))
+    updates = sql.SQL(", ").join(
+        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns
+    )
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (pilot_id, {}) DO UPDATE SET {}")
+    with conn.cursor() as cur:
+        cur.executemany(
+            query.format(
+                sql.Identifier(table),
+                names,
+                sql.SQL(", ").join(sql.Placeholder() * (len(columns) + 2)),
+                sql.Identifier(key),
+                updates,
+            ),
+            [(pilot_id, row[key], *(row[c] for c in columns)) for row in rows],
+        )
 
 
 __all__ = ["Window", "WindowError", "latest_result", "run_coverage", "run_quality", "run_savings"]
