@@ -19,6 +19,7 @@ from analytics.errors import InputError
 from analytics.nights import NightCalendar, assign_days, assign_nights
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 SEM_MEDIAN = 1.2533  # sqrt(pi/2): standard error of a median ≈ 1.2533·σ/√n
@@ -85,6 +86,7 @@ class NightTable:
 
     device_ids: tuple[str, ...]
     calendar: NightCalendar
+    record_nights: tuple[IntArray, ...]  # night index of each record, -1 in daylight
     valid: FloatArray  # records with a known interval energy
     burning: FloatArray  # of which lamp on
     actual_wh: FloatArray
@@ -94,19 +96,24 @@ class NightTable:
 def interval_energy_wh(
     ts: FloatArray, power_w: FloatArray, energy_wh: FloatArray, interval_s: float
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-    """Energy [Wh] of the interval ending at each record, and its source (index in SOURCES)."""
+    """Energy [Wh] of the interval ending at each record, and its source (index in SOURCES).
+
+    A record's energy depends only on itself and, when it lies within 1.5 intervals, on
+    the record before it: records further back never matter, so a loader may skip them.
+    """
     energy = power_w * (interval_s / 3600.0)
     source = np.full(ts.size, 2, dtype=np.int64)
     if ts.size == 0:
         return energy, source
-    source[0] = 3 if np.isfinite(energy_wh[0]) else 2
+    after_gap = np.where(np.isfinite(energy_wh), 3, 2)  # no usable previous record
+    source[0] = after_gap[0]
     if ts.size > 1:
         diff = np.diff(energy_wh)
         known = np.isfinite(energy_wh[1:]) & np.isfinite(energy_wh[:-1])
         adjacent = np.diff(ts) <= GAP_FACTOR * interval_s
         use = known & adjacent
         energy[1:] = np.where(use, np.where(diff >= 0, diff, energy_wh[1:]), energy[1:])
-        source[1:] = np.where(use, np.where(diff >= 0, 0, 1), np.where(known, 3, 2))
+        source[1:] = np.where(use, np.where(diff >= 0, 0, 1), np.where(adjacent, 2, after_gap[1:]))
     return energy, source
 
 
@@ -128,8 +135,8 @@ def night_table(
     shape = (len(series), nights)
     valid, burning, actual = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     sources = np.zeros((*shape, len(SOURCES)))
-    for row, s in enumerate(series):
-        idx = assign_nights(s.ts, calendar)
+    record_nights = tuple(assign_nights(s.ts, calendar) for s in series)
+    for row, (s, idx) in enumerate(zip(series, record_nights, strict=True)):
         energy, source = interval_energy_wh(s.ts, s.power_w, s.energy_wh, interval_s)
         keep = (idx >= 0) & np.isfinite(energy)
         at, on = idx[keep], np.asarray(s.lamp_on, dtype=bool)[keep]
@@ -139,7 +146,7 @@ def night_table(
         flat = np.bincount(at * len(SOURCES) + source[keep], minlength=nights * len(SOURCES))
         sources[row] = flat.reshape(nights, len(SOURCES))
     ids = tuple(s.device_id for s in series)
-    return NightTable(ids, calendar, valid, burning, actual, sources)
+    return NightTable(ids, calendar, record_nights, valid, burning, actual, sources)
 
 
 def full_level(s: LuminaireSeries) -> BoolArray:
@@ -149,7 +156,7 @@ def full_level(s: LuminaireSeries) -> BoolArray:
 
 def full_power(
     series: Sequence[LuminaireSeries],
-    calendar: NightCalendar,
+    record_nights: Sequence[IntArray],
     baseline: BoolArray | None,
     control: set[str],
     params: SavingsParams,
@@ -158,8 +165,7 @@ def full_power(
     warnings: list[str] = []
     own: list[FloatArray | None] = [None] * len(series)
     if baseline is not None:
-        for k, s in enumerate(series):
-            idx = assign_nights(s.ts, calendar)
+        for k, (s, idx) in enumerate(zip(series, record_nights, strict=True)):
             in_base = (idx >= 0) & baseline[np.maximum(idx, 0)]
             own[k] = np.asarray(s.power_w[full_level(s) & in_base], dtype=np.float64)
     pooled_parts = [s.power_w[full_level(s)] for s in series if s.device_id in control]
@@ -201,33 +207,40 @@ def full_power(
 
 
 def day_burning(
-    series: Sequence[LuminaireSeries],
-    calendar: NightCalendar,
-    days: BoolArray,
-    params: SavingsParams,
+    series: Sequence[LuminaireSeries], table: NightTable, days: BoolArray, params: SavingsParams
 ) -> list[dict[str, object]]:
-    """Lamp-on records more than the tolerance into daylight, one finding per device-day."""
+    """Lamp-on records more than the tolerance into daylight, one finding per device-day.
+
+    Their energy is estimated from active power × interval: a daylight record's register
+    increment may span the hours the lamp was off.
+    """
     tolerance = params.day_burning_tolerance_min * 60.0
+    interval_h = params.record_interval_s / 3600.0
     found: list[dict[str, object]] = []
-    for s in series:
-        lit = np.asarray(s.lamp_on, dtype=bool) & (assign_nights(s.ts, calendar) < 0)
-        day, depth = assign_days(s.ts[lit], calendar)
+    for s, nights in zip(series, table.record_nights, strict=True):
+        lit = np.flatnonzero(np.asarray(s.lamp_on, dtype=bool) & (nights < 0))
+        day, depth = assign_days(s.ts[lit], table.calendar)
         flag = (day >= 0) & days[np.maximum(day, 0)] & (depth > tolerance)
         if not flag.any():
             continue
-        energy, _ = interval_energy_wh(s.ts, s.power_w, s.energy_wh, params.record_interval_s)
-        stamps, wh = s.ts[lit][flag], energy[lit][flag]
-        for j in np.unique(day[flag]):
-            same = day[flag] == j
+        day, at = day[flag], lit[flag]
+        dates, first, count = np.unique(day, return_index=True, return_counts=True)
+        energy = np.add.reduceat(s.power_w[at], first) * interval_h / 1000.0
+        stamps = s.ts[at]
+        for j, lo, n, kwh in zip(dates, first, count, energy, strict=True):
             found.append(
                 {
                     "device_id": s.device_id,
-                    "date": calendar.dates[j].isoformat(),
-                    "records": int(same.sum()),
-                    "hours": float(same.sum()) * params.record_interval_s / 3600.0,
-                    "energy_kwh": float(np.nansum(wh[same])) / 1000.0,
-                    "first": dt.datetime.fromtimestamp(stamps[same][0], tz=dt.UTC).isoformat(),
-                    "last": dt.datetime.fromtimestamp(stamps[same][-1], tz=dt.UTC).isoformat(),
+                    "date": table.calendar.dates[j].isoformat(),
+                    "records": int(n),
+                    "hours": float(n) * interval_h,
+                    "energy_kwh": float(kwh),
+                    "first": _iso(stamps[lo]),
+                    "last": _iso(stamps[lo + n - 1]),
                 }
             )
     return found
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat()

@@ -290,7 +290,9 @@ def compute_savings(
     for s in series:
         check_series(s)
     f, warnings = build_frame(series, params, start, end)
-    fp, fp_warnings = full_power(series, f.cal, f.base, set(params.control_group), params)
+    fp, fp_warnings = full_power(
+        series, f.table.record_nights, f.base, set(params.control_group), params
+    )
     warnings += fp_warnings
     use = f.counted & f.rep[None, :] & f.treated[:, None]
     hours = np.where(use, f.table.burning * f.interval / 3600.0, 0.0)
@@ -336,7 +338,7 @@ def compute_savings(
                 dict(zip(f.ids, f.groups, strict=True)),
             )
         ),
-        day_burning=tuple(day_burning(series, f.cal, f.rep, params)),
+        day_burning=tuple(day_burning(series, f.table, f.rep, params)),
         burning_anomalies=tuple(burning_anomalies(f)),
         energy_sources={
             name: int(c) for name, c in zip(SOURCES, f.table.sources[use].sum(axis=0), strict=True)

@@ -61,6 +61,19 @@ class SavingsFrame:
         return 100.0 * float(got) / (float(self.expected[self.rep].sum()) * int(rows.sum()))
 
 
+def savings_calendar(params: SavingsParams, start: dt.date, end: dt.date) -> NightCalendar:
+    """The nights one computation covers: the reporting nights [start, end) and the baseline.
+
+    Night `start − 1` is included so that its dawn bounds the reporting window's events.
+    """
+    first, last = start - DAY, end - DAY
+    if params.baseline_start is not None and params.baseline_end is not None:
+        first, last = min(first, params.baseline_start), max(last, params.baseline_end)
+    return night_calendar(
+        first, last, timezone=params.timezone, latitude=params.latitude, longitude=params.longitude
+    )
+
+
 def build_frame(
     series: Sequence[LuminaireSeries], params: SavingsParams, start: dt.date, end: dt.date
 ) -> tuple[SavingsFrame, list[str]]:
@@ -71,12 +84,7 @@ def build_frame(
     control = set(params.control_group)
     warnings = [f"control luminaire {c} has no data" for c in sorted(control - set(ids))]
     bs, be = params.baseline_start, params.baseline_end
-    first, last = start - DAY, end - DAY
-    if bs is not None and be is not None:
-        first, last = min(first, bs), max(last, be)
-    cal = night_calendar(
-        first, last, timezone=params.timezone, latitude=params.latitude, longitude=params.longitude
-    )
+    cal = savings_calendar(params, start, end)
     dates = np.array(cal.dates, dtype="datetime64[D]")
     rep = (dates >= np.datetime64(start)) & (dates < np.datetime64(end))
     base = None

@@ -7,6 +7,7 @@ different reasons; the JSON assembly — key names, notes, NaN → null — live
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +30,15 @@ CI_FORMULA = (
 
 
 def _json_safe(value: object) -> object:
-    """Plain JSON types: numpy scalars unwrapped, NaN/inf → None, dates ISO."""
+    """Plain JSON types: numpy scalars unwrapped, NaN/inf → None, dates ISO.
+
+    The exact-type checks come first: a result can hold hundreds of thousands of values.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None  # type: ignore[arg-type]
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -16,10 +16,12 @@ from psycopg import sql
 
 from analytics import queries
 from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
+from analytics.luminaire_nights import GAP_FACTOR
 from analytics.quality import METHOD as QUALITY_METHOD
 from analytics.quality import QualityResult
 from analytics.results import input_hash, save_result
 from analytics.savings import SavingsParams, SavingsResult, compute_savings
+from analytics.savings_frame import savings_calendar
 from devices.pilots import Pilot
 from kcity.registry import get_pilot
 from kcity.window import Window, WindowError
@@ -64,7 +66,9 @@ def run_savings(
     load = Window(min(window.start, params.baseline_start or window.start), window.end)
     start_utc, end_utc = load.utc(pilot.timezone, extra_days=1)
     ids = _devices(conn, pilot.id)
-    series = queries.load_luminaires(conn, ids, start_utc, end_utc)
+    nights = savings_calendar(params, window.start, window.end)
+    lead = GAP_FACTOR * params.record_interval_s
+    series = queries.load_luminaires(conn, ids, start_utc, end_utc, nights, lead)
     events = queries.load_events(conn, ids, start_utc, end_utc)
     result = compute_savings(series, events, params, window.start, window.end)
     body = {**result.to_json(), **window.keys(pilot.id)}

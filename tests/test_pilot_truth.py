@@ -19,10 +19,13 @@ import pytest
 from pyproj import Transformer
 from shapely import LineString, Point, Polygon, unary_union
 
+from analytics import queries
+from analytics.savings import compute_savings
+from analytics.savings_frame import savings_calendar
 from devices.pilots import load_pilot
 from devices.sim import DroneSimConfig, simulate_drones, simulate_streetlights
-from kcity.analyses import Window, run_coverage, run_quality, run_savings
-from kcity.registry import apply_pilot
+from kcity.analyses import Window, run_coverage, run_quality, run_savings, savings_params
+from kcity.registry import apply_pilot, get_pilot
 from kcity.settings import Settings
 from kcity.simulation import Streamed, stream, streetlight_config, wait_until_stored
 from tests.fixtures.ingest import ingest_config, running_ingest
@@ -30,6 +33,7 @@ from tests.fixtures.ingest import ingest_config, running_ingest
 PILOTS = Path(__file__).resolve().parent.parent / "pilots"
 START = date(2026, 10, 1)  # Madiun's baseline (dimming off) is 2026-10-01 … 10-07
 REPORTING = Window(date(2026, 10, 8), date(2026, 10, 11))
+ALL_NIGHTS = Window(START, START + timedelta(days=10))
 DRONE_DAY = Window(date(2026, 10, 8), date(2026, 10, 9))
 
 
@@ -49,8 +53,6 @@ def ingest(settings: Settings, pilots: None) -> Iterator[None]:
 def _stream(settings: Settings, pilot_id: str, sim: Any, table: str, tmp: Path) -> Streamed:
     local = settings.model_copy(update={"data_dir": tmp})
     with psycopg.connect(settings.database_url) as conn:
-        from kcity.registry import get_pilot
-
         done = stream(conn, local, get_pilot(conn, pilot_id), list(sim.batches()))
         wait_until_stored(conn, table, done, timeout=120)
     return done
@@ -69,6 +71,22 @@ def _truth_savings(truth: dict[str, Any], body: dict[str, Any]) -> float:
     )
 
 
+def _from_all_rows(conn: psycopg.Connection, window: Window) -> tuple[float, dict[str, object]]:
+    """Savings computed from every row of the window, and the share the loader skips."""
+    pilot = get_pilot(conn, "madiun")
+    params = savings_params(pilot)
+    assert params.baseline_start is not None
+    lo, hi = Window(params.baseline_start, window.end).utc(pilot.timezone, extra_days=1)
+    ids = [r[0] for r in conn.execute("SELECT id FROM devices WHERE pilot_id = 'madiun'")]
+    nights = savings_calendar(params, window.start, window.end)
+    every = queries.load_luminaires(conn, ids, lo, hi)
+    read = queries.load_luminaires(conn, ids, lo, hi, nights, 1.5 * params.record_interval_s)
+    events = queries.load_events(conn, ids, lo, hi)
+    result = compute_savings(every, events, params, window.start, window.end).to_json()
+    skipped = 1 - sum(s.ts.size for s in read) / sum(s.ts.size for s in every)
+    return skipped, {**result, "input_sha256": None}
+
+
 @pytest.mark.parametrize("faults", [False, True], ids=["clean", "faulty"])
 def test_savings_match_the_simulated_truth(
     settings: Settings, ingest: None, db_url: str, tmp_path: Path, faults: bool
@@ -79,9 +97,17 @@ def test_savings_match_the_simulated_truth(
             madiun, devices=12, days=10, start=START, seed=11 if faults else 7, faults=faults
         )
     )
+    with psycopg.connect(db_url) as conn:  # the other case's readings would hide these
+        for table in ("streetlight_readings", "events"):
+            conn.execute(f"DELETE FROM {table} WHERE device_id LIKE 'madiun-%'")
     _stream(settings, "madiun", sim, "streetlight_readings", tmp_path)
     with psycopg.connect(db_url) as conn:
         body, _ = run_savings(conn, "madiun", REPORTING)
+        _, every_night = run_savings(conn, "madiun", ALL_NIGHTS, persist=False)
+        skipped, from_all_rows = _from_all_rows(conn, ALL_NIGHTS)
+    assert skipped > 0.3, "lamp-off daylight rows are left in the database"
+    assert from_all_rows == {**every_night.to_json(), "input_sha256": None}, "and change nothing"
+    assert bool(every_night.day_burning) == faults, "day-burning records are read"
     truth = _truth_savings(sim.truth(), body)
     assert truth > 1.0
     lo, hi = body["ci90_kwh"]
@@ -156,7 +182,8 @@ def test_quality_counts_what_was_streamed(settings: Settings, ingest: None, db_u
         f"madiun-sl-{i:03d}" for i in range(1, 13)
     }
     # Both parametrized savings runs streamed the same luminaires: the second run's messages
-    # reuse (boot, seq) pairs, which the data-quality figures must count as duplicates.
+    # reuse (boot, seq) pairs, which the data-quality figures must count as duplicates
+    # (the second run deletes the first run's readings, not its message log).
     assert body["duplicates"] > 0
 
 

@@ -13,6 +13,7 @@ import pytest
 from astral import Observer
 from astral.sun import sunrise, sunset
 
+from analytics import nights
 from analytics.errors import InputError
 from analytics.savings import (
     LuminaireSeries,
@@ -22,6 +23,7 @@ from analytics.savings import (
     compute_savings,
     interval_energy_wh,
 )
+from analytics.savings_frame import savings_calendar
 
 ZONE = ZoneInfo("Asia/Jakarta")
 OBSERVER = Observer(latitude=-7.63, longitude=111.52)
@@ -249,6 +251,49 @@ def test_missing_register_integrates_power(pilot: list[Luminaire], clean: Saving
     assert result.actual_kwh == pytest.approx(clean.actual_kwh, rel=1e-12)
     assert result.energy_sources["power-register-missing"] == 25  # 24 + the record after
     assert result.excluded_nights == ()
+
+
+def test_lamp_off_daylight_records_do_not_change_the_result(pilot: list[Luminaire]) -> None:
+    """What `queries.load_luminaires` skips: lamp-off records neither in a night nor within
+    1.5 intervals before its dusk. Here with a reset on a night's first record, a register
+    missing across a dusk, and a day-burning hour."""
+    p = params()
+    first_dusk, _ = _sun(dt.date(2023, 7, 20))
+    second_dusk, _ = _sun(dt.date(2023, 7, 24))
+    a, b = pilot[0].series, pilot[1].series
+    r = int(np.searchsorted(a.ts, first_dusk, side="right"))
+    reset = a.energy_wh.copy()
+    reset[r:] -= reset[r - 1] - 1.0
+    m = int(np.searchsorted(b.ts, second_dusk))
+    missing = b.energy_wh.copy()
+    missing[m - 3 : m + 3] = np.nan
+    noon = dt.datetime(2023, 7, 22, 12, tzinfo=ZONE).timestamp()
+    lit = b.lamp_on | ((b.ts > noon) & (b.ts <= noon + 3600))
+    series = [
+        dataclasses.replace(a, energy_wh=reset),
+        dataclasses.replace(b, energy_wh=missing, lamp_on=lit),
+        *(lum.series for lum in pilot[2:]),
+    ]
+    cal = savings_calendar(p, START, END)
+    lead = nights.NightCalendar(cal.timezone, cal.dates, cal.dusk - 1.5 * STEP, cal.dawn)
+    skipped = [
+        dataclasses.replace(
+            s,
+            **{
+                f.name: getattr(s, f.name)[s.lamp_on | (nights.assign_nights(s.ts, lead) >= 0)]
+                for f in dataclasses.fields(s)
+                if f.name != "device_id"
+            },
+        )
+        for s in series
+    ]
+    assert sum(s.ts.size for s in skipped) < 0.6 * sum(s.ts.size for s in series)
+    whole = compute_savings(series, [], p, START, END)
+    assert whole.energy_sources["register-reset"] == 1 and whole.day_burning
+    assert whole.energy_sources["power-register-missing"] > 0
+    part = compute_savings(skipped, [], p, START, END)
+    assert part.input_sha256 != whole.input_sha256
+    assert {**part.to_json(), "input_sha256": ""} == {**whole.to_json(), "input_sha256": ""}
 
 
 def test_night_below_sufficiency_is_excluded_and_listed(pilot: list[Luminaire]) -> None:
