@@ -226,7 +226,7 @@ def day_burning(
         day, at = day[flag], lit[flag]
         dates, first, count = np.unique(day, return_index=True, return_counts=True)
         energy = np.add.reduceat(s.power_w[at], first) * interval_h / 1000.0
-        stamps = s.ts[at]
+        stamps = _iso(s.ts[at])
         for j, lo, n, kwh in zip(dates, first, count, energy, strict=True):
             found.append(
                 {
@@ -235,12 +235,14 @@ def day_burning(
                     "records": int(n),
                     "hours": float(n) * interval_h,
                     "energy_kwh": float(kwh),
-                    "first": _iso(stamps[lo]),
-                    "last": _iso(stamps[lo + n - 1]),
+                    "first": stamps[lo],
+                    "last": stamps[lo + n - 1],
                 }
             )
     return found
 
 
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat()
+def _iso(ts: FloatArray) -> list[str]:
+    """RFC 3339 UTC strings of epoch seconds, to the second."""
+    seconds = np.round(ts).astype("datetime64[s]")
+    return [str(t) for t in np.datetime_as_string(seconds, timezone="UTC")]

@@ -26,6 +26,7 @@ READINGS_TABLE = {
     "hybrid_drone": "drone_readings",
     "generic": "generic_readings",
 }
+READ_CONNECTIONS = 2  # the development machine's cores (DESIGN §11)
 _COPY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
 _PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z, the origin of binary timestamps [s]
 _ELEMENT = {21: ">i2", 701: ">f8", 20: ">i8", 1184: ">i8", 16: "?", 23: ">i4"}  # by type oid
@@ -67,9 +68,10 @@ def _per_device(
     `ts` comes back as epoch seconds. `keep` is an SQL condition on the rows, and its
     parameters. With `workers` > 1 the window is cut into that many spans of time, each
     read on its own connection (`conn` and new ones like it) and joined per device:
-    PostgreSQL builds one query's arrays on one core.
+    PostgreSQL builds one query's arrays on one core. Not while `conn` holds uncommitted
+    writes, which the other connections would not see.
     """
-    if workers > 1:
+    if workers > 1 and _sees_what_others_see(conn):
         cuts = [start + (end - start) * k / workers for k in range(workers + 1)]
         with ThreadPoolExecutor(workers - 1) as pool:
             later = [
@@ -100,11 +102,19 @@ def _per_device(
                 continue
             device_id, arrays = _parse_row(row)
             ts = arrays[0].astype(np.float64) / 1e6 + _PG_EPOCH
-            order = np.argsort(ts, kind="stable")
-            named = {"ts": ts[order]}
-            named.update({f"c{j}": a[order] for j, a in enumerate(arrays[1:])})
+            if np.any(np.diff(ts) < 0):  # rows come in storage order, mostly by time
+                order = np.argsort(ts, kind="stable")
+                ts, arrays = ts[order], [a[order] for a in arrays]
+            named = {"ts": ts}
+            named.update({f"c{j}": a for j, a in enumerate(arrays[1:])})
             out.append((device_id, named))
     return sorted(out)
+
+
+def _sees_what_others_see(conn: psycopg.Connection) -> bool:
+    """Whether `conn`'s transaction has written nothing (has no transaction id yet)."""
+    row = conn.execute("SELECT pg_current_xact_id_if_assigned() IS NULL").fetchone()
+    return bool(row and row[0])
 
 
 def _on_new_connection(
@@ -159,7 +169,7 @@ def load_luminaires(
             start,
             end,
             keep,
-            workers=2,
+            workers=READ_CONNECTIONS,
         )
     ]
 

@@ -139,7 +139,7 @@ def main() -> int:
         lo = datetime(2026, 9, 30, tzinfo=UTC)
         hi = lo + timedelta(days=DAYS + 2)
         scan = best_of(
-            2,
+            3,
             lambda: conn.execute(
                 "SELECT device_id, time_bucket('1 day', ts) AS day, sum(power_w), count(*)"
                 " FROM streetlight_readings WHERE ts >= %s AND ts < %s GROUP BY 1, 2",
@@ -147,7 +147,7 @@ def main() -> int:
             ).fetchall(),
         )
         window = Window(START + timedelta(days=7), START + timedelta(days=DAYS - 1))
-        savings = best_of(2, lambda: run_savings(conn, "madiun", window, persist=False))
+        savings = best_of(3, lambda: run_savings(conn, "madiun", window, persist=False))
         print(f"  GROUP BY scan {scan:.2f} s; savings {savings:.2f} s")
 
         d_window = Window(drone_start, drone_start + timedelta(days=7))

@@ -1,0 +1,96 @@
+"""The savings loader against a real TimescaleDB: which rows it reads, and that reading a
+window over several connections gives what one connection gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import psycopg
+import pytest
+
+from analytics import queries
+from analytics.nights import NightCalendar
+
+T0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+STEP = 300.0
+IDS = ("q-sl-1", "q-sl-2", "q-sl-3")
+# Two "nights" of six hours each, the second starting a day after the first.
+DUSK = np.array([T0.timestamp() + 12 * 3600, T0.timestamp() + 36 * 3600])
+NIGHTS = NightCalendar("UTC", (dt.date(2026, 10, 1), dt.date(2026, 10, 2)), DUSK, DUSK + 6 * 3600)
+END = T0 + dt.timedelta(days=2)
+
+
+@pytest.fixture(scope="module")
+def readings(db_url: str) -> dict[str, np.ndarray]:
+    """Two days of 5-minute rows per luminaire, stored out of time order."""
+    ts = T0.timestamp() + STEP * np.arange(2 * 288)
+    lit = np.zeros(ts.size, dtype=bool)
+    for dusk, dawn in zip(NIGHTS.dusk, NIGHTS.dawn, strict=True):
+        lit |= (ts > dusk) & (ts <= dawn)
+    lit[30:33] = True  # a little day-burning
+    rng = np.random.default_rng(3)
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        for k, device in enumerate(IDS):
+            power = np.where(lit, 100.0 + k, 0.5)
+            energy = np.cumsum(power * STEP / 3600.0)
+            for i in rng.permutation(ts.size):
+                cur.execute(
+                    "INSERT INTO streetlight_readings"
+                    " (device_id, ts, power_w, energy_wh, dim_pct, lamp_on)"
+                    " VALUES (%s, to_timestamp(%s), %s, %s, %s, %s)",
+                    (device, ts[i], power[i], energy[i], 100.0 if lit[i] else 0.0, bool(lit[i])),
+                )
+    return {"ts": ts, "lit": lit}
+
+
+def test_the_loader_reads_nights_the_lead_before_dusk_and_lamp_on_rows(
+    db_url: str, readings: dict[str, np.ndarray]
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        every = queries.load_luminaires(conn, IDS, T0, END)
+        read = queries.load_luminaires(conn, IDS, T0, END, NIGHTS, 1.5 * STEP)
+    ts, lit = readings["ts"], readings["lit"]
+    lead = np.zeros(ts.size, dtype=bool)
+    for dusk in NIGHTS.dusk:
+        lead |= (ts > dusk - 1.5 * STEP - 1.0) & (ts <= dusk)
+    expected = ts[lit | lead]
+    assert [s.device_id for s in read] == list(IDS)
+    for whole, part in zip(every, read, strict=True):
+        np.testing.assert_array_equal(whole.ts, ts)  # sorted, though stored shuffled
+        np.testing.assert_array_equal(part.ts, expected)
+        keep = np.isin(whole.ts, part.ts)
+        np.testing.assert_array_equal(part.energy_wh, whole.energy_wh[keep])
+        np.testing.assert_array_equal(part.lamp_on, whole.lamp_on[keep])
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_reading_over_several_connections_equals_one(
+    db_url: str, readings: dict[str, np.ndarray], workers: int
+) -> None:
+    columns = ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on")
+    with psycopg.connect(db_url) as conn:
+        one = queries._per_device(conn, "streetlight_readings", columns, IDS, T0, END)
+        many = queries._per_device(
+            conn, "streetlight_readings", columns, IDS, T0, END, workers=workers
+        )
+    assert [d for d, _ in many] == [d for d, _ in one]
+    for (_, a), (_, b) in zip(one, many, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_uncommitted_rows_of_the_callers_transaction_are_read(
+    db_url: str, readings: dict[str, np.ndarray]
+) -> None:
+    late = END - dt.timedelta(seconds=1)
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct,"
+            " lamp_on) VALUES ('q-sl-9', %s, 1, 1, 0, false)",
+            (late,),
+        )
+        series = queries.load_luminaires(conn, ["q-sl-9"], T0, END)
+        conn.rollback()
+    assert [s.ts.tolist() for s in series] == [[late.timestamp()]]
