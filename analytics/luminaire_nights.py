@@ -245,4 +245,4 @@ def day_burning(
 def _iso(ts: FloatArray) -> list[str]:
     """RFC 3339 UTC strings of epoch seconds, to the second."""
     seconds = np.round(ts).astype("datetime64[s]")
-    return [str(t) for t in np.datetime_as_string(seconds, timezone="UTC")]
+    return [f"{t}+00:00" for t in np.datetime_as_string(seconds)]

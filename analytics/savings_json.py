@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from analytics.savings import SavingsResult
 
 METHOD = "ipmvp-b-counterfactual"
-METHOD_VERSION = "1.0.0"
+METHOD_VERSION = "1.1.0"  # 1.1: day-burning energy from active power
 CI_FORMULA = (
     "savings ± z·sqrt(Σ_i (σ_i·H_i)² + (σ_pool·H_pool)² + (σ_rated·H_rated)² + (a/100·E_actual)²)"
     "; σ_i = 1.2533·s_i/√n_i (standard error of luminaire i's full-power median, s_i and n_i"
