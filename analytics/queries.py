@@ -11,6 +11,7 @@ import itertools
 import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -51,83 +52,87 @@ def _parse_row(row: memoryview) -> tuple[str, list[np.ndarray]]:
     return key, arrays
 
 
-def _per_device(
-    conn: psycopg.Connection,
-    table: str,
-    columns: Sequence[str],
-    device_ids: Sequence[str],
-    start: datetime,
-    end: datetime,
-    keep: tuple[str, Sequence[object]] = ("true", ()),
-    workers: int = 1,
-) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """Columns of `table` in [start, end) per device, sorted by time, as numpy arrays.
+@dataclass(frozen=True)
+class _Arrays:
+    """Columns of `table` per device as numpy arrays; `keep` an SQL condition on the rows
+    and its parameters."""
 
-    One `array_agg` row per device through binary COPY: the server sends one message per
-    device instead of one per reading, and numpy reads the arrays without Python objects.
-    `ts` comes back as epoch seconds. `keep` is an SQL condition on the rows, and its
-    parameters. With `workers` > 1 the window is cut into that many spans of time, each
-    read on its own connection (`conn` and new ones like it) and joined per device:
-    PostgreSQL builds one query's arrays on one core. Not while `conn` holds uncommitted
-    writes, which the other connections would not see.
+    table: str
+    columns: Sequence[str]
+    device_ids: Sequence[str]
+    keep: tuple[str, Sequence[object]] = ("true", ())
+
+    def read(
+        self, conn: psycopg.Connection, start: datetime, end: datetime
+    ) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """Rows in [start, end) per device, sorted by time; `ts` as epoch seconds.
+
+        One `array_agg` row per device through binary COPY: the server sends one message
+        per device instead of one per reading, and numpy reads the arrays without Python
+        objects.
+        """
+        aggs = ", ".join(f"array_agg({c})" for c in ("ts", *self.columns))
+        query = (
+            f"SELECT device_id, {aggs} FROM {self.table} WHERE device_id = ANY(%s)"
+            f" AND ts >= %s AND ts < %s AND ({self.keep[0]}) GROUP BY device_id"
+        )
+        params = (list(self.device_ids), start, end, *self.keep[1])
+        bound = psycopg.ClientCursor(conn).mogrify(query, params)
+        out = []
+        with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:
+            for i, chunk in enumerate(copy):
+                row = memoryview(chunk)[_COPY_HEADER if i == 0 else 0 :]
+                if len(row) <= 2:  # the trailer
+                    continue
+                device_id, arrays = _parse_row(row)
+                ts = arrays[0].astype(np.float64) / 1e6 + _PG_EPOCH
+                if np.any(np.diff(ts) < 0):  # rows come in storage order, mostly by time
+                    order = np.argsort(ts, kind="stable")
+                    ts, arrays = ts[order], [a[order] for a in arrays]
+                named = {"ts": ts}
+                named.update({f"c{j}": a for j, a in enumerate(arrays[1:])})
+                out.append((device_id, named))
+        return sorted(out)
+
+    def read_on_new_connection(
+        self, conn: psycopg.Connection, start: datetime, end: datetime
+    ) -> list[tuple[str, dict[str, np.ndarray]]]:
+        with psycopg.connect(conn.info.dsn, password=conn.info.password or None) as other:
+            return self.read(other, start, end)
+
+
+def _per_device(
+    conn: psycopg.Connection, arrays: _Arrays, start: datetime, end: datetime, workers: int = 1
+) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """`arrays` over [start, end), cut into `workers` spans of time read side by side.
+
+    PostgreSQL builds one query's arrays on one core, so each span is read on its own
+    connection (`conn` and new ones like it) and the spans are joined per device. Not while
+    `conn` holds uncommitted writes, which the other connections would not see.
     """
-    if workers > 1 and _sees_what_others_see(conn):
-        cuts = [start + (end - start) * k / workers for k in range(workers + 1)]
-        with ThreadPoolExecutor(workers - 1) as pool:
-            later = [
-                pool.submit(_on_new_connection, conn, table, columns, device_ids, a, b, keep)
-                for a, b in itertools.pairwise(cuts[1:])
-            ]
-            parts = [_per_device(conn, table, columns, device_ids, cuts[0], cuts[1], keep)]
-            parts += [span.result() for span in later]
-        joined: dict[str, list[dict[str, np.ndarray]]] = {}
-        for part in parts:
-            for device_id, named in part:
-                joined.setdefault(device_id, []).append(named)
-        return [
-            (device_id, {k: np.concatenate([n[k] for n in spans]) for k in spans[0]})
-            for device_id, spans in sorted(joined.items())
+    if workers <= 1 or not _sees_what_others_see(conn):
+        return arrays.read(conn, start, end)
+    cuts = [start + (end - start) * k / workers for k in range(workers + 1)]
+    with ThreadPoolExecutor(workers - 1) as pool:
+        later = [
+            pool.submit(arrays.read_on_new_connection, conn, a, b)
+            for a, b in itertools.pairwise(cuts[1:])
         ]
-    aggs = ", ".join(f"array_agg({c})" for c in ("ts", *columns))
-    query = (
-        f"SELECT device_id, {aggs} FROM {table} WHERE device_id = ANY(%s)"
-        f" AND ts >= %s AND ts < %s AND ({keep[0]}) GROUP BY device_id"
-    )
-    bound = psycopg.ClientCursor(conn).mogrify(query, (list(device_ids), start, end, *keep[1]))
-    out = []
-    with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:
-        for i, chunk in enumerate(copy):
-            row = memoryview(chunk)[_COPY_HEADER if i == 0 else 0 :]
-            if len(row) <= 2:  # the trailer
-                continue
-            device_id, arrays = _parse_row(row)
-            ts = arrays[0].astype(np.float64) / 1e6 + _PG_EPOCH
-            if np.any(np.diff(ts) < 0):  # rows come in storage order, mostly by time
-                order = np.argsort(ts, kind="stable")
-                ts, arrays = ts[order], [a[order] for a in arrays]
-            named = {"ts": ts}
-            named.update({f"c{j}": a for j, a in enumerate(arrays[1:])})
-            out.append((device_id, named))
-    return sorted(out)
+        spans = [arrays.read(conn, cuts[0], cuts[1]), *(f.result() for f in later)]
+    joined: dict[str, list[dict[str, np.ndarray]]] = {}
+    for span in spans:
+        for device_id, named in span:
+            joined.setdefault(device_id, []).append(named)
+    return [
+        (device_id, {k: np.concatenate([n[k] for n in parts]) for k in parts[0]})
+        for device_id, parts in sorted(joined.items())
+    ]
 
 
 def _sees_what_others_see(conn: psycopg.Connection) -> bool:
     """Whether `conn`'s transaction has written nothing (has no transaction id yet)."""
     row = conn.execute("SELECT pg_current_xact_id_if_assigned() IS NULL").fetchone()
     return bool(row and row[0])
-
-
-def _on_new_connection(
-    conn: psycopg.Connection,
-    table: str,
-    columns: Sequence[str],
-    device_ids: Sequence[str],
-    start: datetime,
-    end: datetime,
-    keep: tuple[str, Sequence[object]],
-) -> list[tuple[str, dict[str, np.ndarray]]]:
-    with psycopg.connect(conn.info.dsn, password=conn.info.password or None) as sibling:
-        return _per_device(sibling, table, columns, device_ids, start, end, keep)
 
 
 def load_luminaires(
@@ -152,6 +157,8 @@ def load_luminaires(
         bounds[1::2] += 1.0  # assignment to nights is the method's, in numpy
         stamps = [datetime.fromtimestamp(b, tz=UTC) for b in bounds]
         keep = ("lamp_on OR width_bucket(ts, %s::timestamptz[]) %% 2 = 1", (stamps,))
+    columns = ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on")
+    luminaires = _Arrays("streetlight_readings", columns, device_ids, keep)
     return [
         LuminaireSeries(
             device_id=device_id,
@@ -161,16 +168,7 @@ def load_luminaires(
             dim_pct=c["c2"].astype(np.float64),
             lamp_on=c["c3"].astype(bool),
         )
-        for device_id, c in _per_device(
-            conn,
-            "streetlight_readings",
-            ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on"),
-            device_ids,
-            start,
-            end,
-            keep,
-            workers=READ_CONNECTIONS,
-        )
+        for device_id, c in _per_device(conn, luminaires, start, end, READ_CONNECTIONS)
     ]
 
 
@@ -210,27 +208,22 @@ def load_drones(
     modes = np.array(_MODES, dtype=object)
     mode_list = "'{" + ",".join(m or '""' for m in _MODES) + "}'::text[]"
     out = []
-    for device_id, c in _per_device(
-        conn,
-        "drone_readings",
-        (
-            "lat",
-            "lon",
-            "coalesce(agl_m, 'NaN')",
-            "coalesce(hfov_deg, 'NaN')",
-            f"coalesce(array_position({mode_list}, mode), 1)::int4",
-            "coalesce(camera_on, false)",
-            "coalesce(gps_fix, -1)::int4",
-            "hashtext(flight_id)::int4",
-            "coalesce(battery_v, 'NaN')",
-            "coalesce(battery_a, 'NaN')",
-            "coalesce(gen_power_w, 'NaN')",
-            "coalesce(fuel_l, 'NaN')",
-        ),
-        device_ids,
-        start,
-        end,
-    ):
+    columns = (
+        "lat",
+        "lon",
+        "coalesce(agl_m, 'NaN')",
+        "coalesce(hfov_deg, 'NaN')",
+        f"coalesce(array_position({mode_list}, mode), 1)::int4",
+        "coalesce(camera_on, false)",
+        "coalesce(gps_fix, -1)::int4",
+        "hashtext(flight_id)::int4",
+        "coalesce(battery_v, 'NaN')",
+        "coalesce(battery_a, 'NaN')",
+        "coalesce(gen_power_w, 'NaN')",
+        "coalesce(fuel_l, 'NaN')",
+    )
+    drones = _Arrays("drone_readings", columns, device_ids)
+    for device_id, c in _per_device(conn, drones, start, end):
         f64 = [c[f"c{j}"].astype(np.float64) for j in range(12)]
         out.append(
             DroneSeries(

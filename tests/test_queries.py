@@ -68,12 +68,10 @@ def test_the_loader_reads_nights_the_lead_before_dusk_and_lamp_on_rows(
 def test_reading_over_several_connections_equals_one(
     db_url: str, readings: dict[str, np.ndarray], workers: int
 ) -> None:
-    columns = ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on")
+    arrays = queries._Arrays("streetlight_readings", ("power_w", "energy_wh", "lamp_on"), IDS)
     with psycopg.connect(db_url) as conn:
-        one = queries._per_device(conn, "streetlight_readings", columns, IDS, T0, END)
-        many = queries._per_device(
-            conn, "streetlight_readings", columns, IDS, T0, END, workers=workers
-        )
+        one = queries._per_device(conn, arrays, T0, END)
+        many = queries._per_device(conn, arrays, T0, END, workers)
     assert [d for d, _ in many] == [d for d, _ in one]
     for (_, a), (_, b) in zip(one, many, strict=True):
         assert a.keys() == b.keys()
