@@ -170,6 +170,7 @@ def savings_json(r: SavingsResult) -> dict[str, object]:
             "gap_factor": GAP_FACTOR,
             "burn_tolerance_h": BURN_TOLERANCE_H,
             "night": "sunset to next sunrise (astral)",
+            "day_burning_energy": "active power × record interval",
             "baseline_window": "nights with sunset local date in [baseline_start, baseline_end]",
         },
         "input_sha256": r.input_sha256,
