@@ -30,7 +30,7 @@ READINGS_TABLE = {
 READ_CONNECTIONS = 2  # the development machine's cores (DESIGN §11)
 _COPY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
 _PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z, the origin of binary timestamps [s]
-_ELEMENT = {21: ">i2", 701: ">f8", 20: ">i8", 1184: ">i8", 16: "?", 23: ">i4"}  # by type oid
+_ELEMENT = {701: ">f8", 20: ">i8", 1184: ">i8", 16: "?", 23: ">i4"}  # by type oid
 
 
 def _parse_row(row: memoryview) -> tuple[str, list[np.ndarray]]:
