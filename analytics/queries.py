@@ -96,8 +96,13 @@ class _Arrays:
 
     def read_on_new_connection(
         self, conn: psycopg.Connection, start: datetime, end: datetime
-    ) -> list[tuple[str, dict[str, np.ndarray]]]:
-        with psycopg.connect(conn.info.dsn, password=conn.info.password or None) as other:
+    ) -> list[tuple[str, dict[str, np.ndarray]]] | None:
+        """As `read`, on a new connection like `conn`; None if none can be opened."""
+        try:
+            other = psycopg.connect(conn.info.dsn, password=conn.info.password or None)
+        except psycopg.OperationalError:  # e.g. the role's connection limit
+            return None
+        with other:
             return self.read(other, start, end)
 
 
@@ -108,17 +113,19 @@ def _per_device(
 
     PostgreSQL builds one query's arrays on one core, so each span is read on its own
     connection (`conn` and new ones like it) and the spans are joined per device. Not while
-    `conn` holds uncommitted writes, which the other connections would not see.
+    `conn` holds uncommitted writes, which the other connections would not see; a span
+    whose connection cannot be opened is read on `conn`.
     """
     if workers <= 1 or not _sees_what_others_see(conn):
         return arrays.read(conn, start, end)
     cuts = [start + (end - start) * k / workers for k in range(workers + 1)]
+    later_spans = list(itertools.pairwise(cuts[1:]))
     with ThreadPoolExecutor(workers - 1) as pool:
-        later = [
-            pool.submit(arrays.read_on_new_connection, conn, a, b)
-            for a, b in itertools.pairwise(cuts[1:])
-        ]
-        spans = [arrays.read(conn, cuts[0], cuts[1]), *(f.result() for f in later)]
+        later = [pool.submit(arrays.read_on_new_connection, conn, a, b) for a, b in later_spans]
+        spans = [arrays.read(conn, cuts[0], cuts[1])]
+        for future, (a, b) in zip(later, later_spans, strict=True):
+            span = future.result()
+            spans.append(arrays.read(conn, a, b) if span is None else span)
     joined: dict[str, list[dict[str, np.ndarray]]] = {}
     for span in spans:
         for device_id, named in span:
