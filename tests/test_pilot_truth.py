@@ -20,6 +20,7 @@ from pyproj import Transformer
 from shapely import LineString, Point, Polygon, unary_union
 
 from analytics import queries
+from analytics.luminaire_nights import GAP_FACTOR
 from analytics.savings import compute_savings
 from analytics.savings_frame import savings_calendar
 from devices.pilots import load_pilot
@@ -80,7 +81,7 @@ def _from_all_rows(conn: psycopg.Connection, window: Window) -> tuple[float, dic
     ids = [r[0] for r in conn.execute("SELECT id FROM devices WHERE pilot_id = 'madiun'")]
     nights = savings_calendar(params, window.start, window.end)
     every = queries.load_luminaires(conn, ids, lo, hi)
-    read = queries.load_luminaires(conn, ids, lo, hi, nights, 1.5 * params.record_interval_s)
+    read = queries.load_luminaires(conn, ids, lo, hi, nights, GAP_FACTOR * params.record_interval_s)
     events = queries.load_events(conn, ids, lo, hi)
     result = compute_savings(every, events, params, window.start, window.end).to_json()
     skipped = 1 - sum(s.ts.size for s in read) / sum(s.ts.size for s in every)
