@@ -5,7 +5,7 @@ and at what energy cost. This module turns per-drone telemetry arrays into those
 
 1. points are filtered and split into runs (`analytics.tracks`), in local UTM metres
    (`analytics.geo`) — never in degrees;
-2. each run is swept by the camera footprint (`analytics.tracks.swath_pieces`): every
+2. each run is swept by the camera footprint (`analytics.footprints.swath_pieces`): every
    segment buffered by W/2 with round caps and joins, so a straight track of length L
    covers L·W + π(W/2)² and a lone point π(W/2)². Arcs use ``quad_segs`` = 32 segments
    per quarter circle: the inscribed polygon underestimates a disk by 0.04 % (GEOS'
@@ -41,6 +41,7 @@ from shapely.geometry.base import BaseGeometry
 
 from analytics.coverage_result import CoverageParams, CoverageResult, DayCoverage
 from analytics.errors import InputError
+from analytics.footprints import SwathPieces, swath_pieces, track_lines
 from analytics.geo import (
     LINEAR,
     POLYGONAL,
@@ -53,14 +54,11 @@ from analytics.revisit import grid_over, revisit_stats, sightings
 from analytics.tracks import (
     DroneSeries,
     PointCounts,
-    SwathPieces,
     Track,
     airborne_mask,
     flight_track,
     patrol_track,
     series_digest,
-    swath_pieces,
-    track_lines,
 )
 
 FloatArray = npt.NDArray[np.float64]

@@ -25,8 +25,8 @@ Only treated luminaires (not the control group) enter the headline savings; the 
 group gives a separate difference-in-differences estimate, and a baseline window a
 regression baseline scored per ASHRAE Guideline 14 (`analytics.m_and_v`).
 The per luminaire-night accounting lives in `analytics.luminaire_nights`, the grid one
-computation shares and its tables in `analytics.savings_frame`, the JSON form in
-`analytics.savings_json`; this module combines them.
+computation shares and its tables in `analytics.savings_frame`, the result and its JSON
+form in `analytics.savings_result`; this module combines them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -70,7 +70,7 @@ from analytics.savings_frame import (
     per_luminaire_rows,
     per_night_rows,
 )
-from analytics.savings_json import savings_json
+from analytics.savings_result import SavingsResult
 
 __all__ = [
     "FullPower",
@@ -96,41 +96,6 @@ class NonRoutineEvent:
     ts: float
     type: str
     code: str | None = None
-
-
-@dataclass(frozen=True)
-class SavingsResult:
-    """Everything `kcity savings --json` reports except `pilot`, `from`, `to`."""
-
-    start: dt.date
-    end: dt.date
-    treated: tuple[str, ...]
-    control: tuple[str, ...]
-    actual_kwh: float
-    baseline_kwh: float
-    savings_kwh: float
-    ci_kwh: tuple[float, float]
-    completeness_pct: float | None
-    full_power_w: float | None
-    full_power_source: str
-    per_luminaire: tuple[dict[str, object], ...]
-    per_night: tuple[dict[str, object], ...]
-    excluded_nights: tuple[dict[str, object], ...]
-    control_group: DiDEstimate | None
-    regression: BaselineRegression | None
-    non_routine_events: tuple[dict[str, object], ...]
-    day_burning: tuple[dict[str, object], ...]
-    burning_anomalies: tuple[dict[str, object], ...]
-    energy_sources: dict[str, int]
-    burning_hours: float
-    astronomical_hours: float
-    d_e: dict[str, float] | None
-    params: SavingsParams
-    input_sha256: str
-    warnings: tuple[str, ...] = field(default=())
-
-    def to_json(self) -> dict[str, object]:
-        return savings_json(self)
 
 
 def _check_params(params: SavingsParams, start: dt.date, end: dt.date) -> None:

@@ -26,7 +26,7 @@ from analytics.luminaire_nights import (
     night_table,
 )
 from analytics.nights import NightCalendar, night_calendar
-from analytics.savings_json import pct
+from analytics.savings_result import pct
 
 DAY = dt.timedelta(days=1)
 

@@ -8,9 +8,9 @@ plausible position. This module applies those rules and splits what is left into
 that no gap is ever bridged. A point implying an impossible speed from the previous kept
 point is dropped as a GPS glitch without ending the run (its neighbours are consistent).
 
-Runs are then cut into *swath pieces* (`analytics.footprints.swath_pieces`, re-exported
-here) that can each be buffered once by a single radius, which is what makes a week of
-1 Hz data fast to union.
+Runs are then cut into *swath pieces* by `analytics.footprints` (which depends on this
+module's `Track`, never the reverse), each buffered once by a single radius: that is what
+makes a week of 1 Hz data fast to union.
 
 Choices: ``gps_fix`` −1 (not sent) is accepted — the speed check still guards against
 wild positions; ``mode`` "" (not sent) is *not* patrol. If the first point of a stretch is
@@ -31,10 +31,6 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.errors import InputError
-from analytics.footprints import MAX_PIECE_SEGMENTS as MAX_PIECE_SEGMENTS
-from analytics.footprints import SwathPieces as SwathPieces
-from analytics.footprints import swath_pieces as swath_pieces
-from analytics.footprints import track_lines as track_lines
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

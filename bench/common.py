@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from kcity.mosquitto_server import new_secret
-from kcity.processes import free_port
 from kcity.settings import Settings
-from kcity.stack import LocalStack
+from kcity.stack.local import LocalStack
+from kcity.stack.mosquitto import new_secret
+from kcity.stack.processes import free_port
 
 
 @contextmanager

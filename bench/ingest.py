@@ -193,10 +193,10 @@ def role_naive(a: argparse.Namespace) -> None:
 
 class Bench:
     def __init__(self, workdir: Path) -> None:
-        from kcity.mosquitto_server import new_secret
-        from kcity.processes import free_port
         from kcity.settings import Settings
-        from kcity.stack import LocalStack
+        from kcity.stack.local import LocalStack
+        from kcity.stack.mosquitto import new_secret
+        from kcity.stack.processes import free_port
 
         workdir.chmod(0o755)
         self.settings = Settings(
@@ -212,7 +212,7 @@ class Bench:
         self.workdir = workdir
 
     def up(self, devices: list[str]) -> None:
-        from kcity.broker_admin import broker_admin
+        from kcity.stack.broker_admin import broker_admin
 
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.stack.up(services=False)
@@ -276,7 +276,7 @@ class Bench:
         return res["n"], res["n"] / (res["last"] - res["first"]), n / (pub["t1"] - pub["t0"])
 
     def ingest(self) -> subprocess.Popen[bytes]:
-        from kcity.processes import wait_for_port
+        from kcity.stack.processes import wait_for_port
 
         s = self.settings
         env = {

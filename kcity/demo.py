@@ -23,10 +23,10 @@ from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.db import connect
 from kcity.progress import progress_bar
 from kcity.registry import apply_pilot, get_pilot
-from kcity.report import build as build_report
+from kcity.reports.render import build as build_report
 from kcity.settings import Settings
 from kcity.simulation import Streamed, simulator, stream, wait_until_stored
-from kcity.stack import LocalStack, ensure_secrets
+from kcity.stack.local import LocalStack, ensure_secrets
 
 STREETLIGHT_START = date(2026, 10, 1)  # a week of baseline (dimming off), then a week dimmed
 STREETLIGHT_DAYS = 14

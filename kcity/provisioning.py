@@ -15,8 +15,8 @@ import psycopg
 
 from devices.ids import device_prefix
 from kcity import registry
-from kcity.broker_admin import BrokerAdmin
 from kcity.registry import Device
+from kcity.stack.broker_admin import BrokerAdmin
 
 
 @dataclass(frozen=True, slots=True)

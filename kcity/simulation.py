@@ -26,10 +26,10 @@ from devices.sim import (
     simulate_drones,
     simulate_streetlights,
 )
-from kcity.broker_admin import broker_admin
 from kcity.errors import KcityError
 from kcity.provisioning import provision_device
 from kcity.settings import Settings
+from kcity.stack.broker_admin import broker_admin
 
 
 class SimulationError(KcityError):

@@ -20,9 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.pilots import load_pilot
 from kcity import provisioning, registry
-from kcity.broker_admin import BrokerAdmin
 from kcity.provisioning import Credentials
-from kcity.stack import LocalStack
+from kcity.stack.broker_admin import BrokerAdmin
+from kcity.stack.local import LocalStack
 
 PILOTS = Path(__file__).resolve().parents[1] / "pilots"
 WAIT = 15.0

@@ -30,8 +30,8 @@ from kcity import cli, registry, tokens
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.api import create_app
 from kcity.errors import KcityError, NotFound
-from kcity.processes import free_port
 from kcity.settings import Settings
+from kcity.stack.processes import free_port
 from kcity.tokens import TokenError
 from tests.fixtures.api_world import (
     DRONE_READINGS,

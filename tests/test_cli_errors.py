@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kcity.processes import free_port
+from kcity.stack.processes import free_port
 
 
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -30,9 +30,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from dashboards.build import build_all
 from dashboards.sql import DATASOURCE_TYPE, DATASOURCE_UID
 from kcity.cli import app
-from kcity.mosquitto_server import dynsec_plugin
-from kcity.processes import free_port, wait_for_port
 from kcity.settings import Settings
+from kcity.stack.mosquitto import dynsec_plugin
+from kcity.stack.processes import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -13,8 +13,8 @@ import pytest
 
 from devices.payloads import encode_message
 from ingest.consumer import Consumer
-from kcity.broker_admin import BrokerAdmin
 from kcity.settings import Settings
+from kcity.stack.broker_admin import BrokerAdmin
 from tests.fixtures.ingest import (
     add_device,
     add_rogue_client,

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from kcity.broker_admin import BrokerAdmin
 from kcity.settings import Settings
+from kcity.stack.broker_admin import BrokerAdmin
 from tests.fixtures.ingest import (
     add_device,
     count,

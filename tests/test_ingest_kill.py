@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 
 from devices.payloads import encode_message
-from kcity.broker_admin import BrokerAdmin
-from kcity.processes import free_port, wait_for_port
 from kcity.settings import Settings
+from kcity.stack.broker_admin import BrokerAdmin
+from kcity.stack.processes import free_port, wait_for_port
 from tests.fixtures.ingest import (
     add_device,
     count,

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from devices.payloads import encode_message
-from kcity.broker_admin import BrokerAdmin
-from kcity.stack import LocalStack
+from kcity.stack.broker_admin import BrokerAdmin
+from kcity.stack.local import LocalStack
 from tests.fixtures.ingest import (
     Publisher,
     add_device,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from devices.payloads import encode_message
-from kcity.broker_admin import BrokerAdmin
 from kcity.settings import Settings
+from kcity.stack.broker_admin import BrokerAdmin
 from tests.fixtures.ingest import (
     add_device,
     count,

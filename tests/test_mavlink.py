@@ -15,7 +15,7 @@ from pymavlink.dialects.v20 import ardupilotmega as mavlink
 from devices.mavlink import TlogError, iter_tlog, read_tlog
 from devices.payloads import DroneRecord
 from kcity.settings import Settings
-from kcity.stack import LocalStack
+from kcity.stack.local import LocalStack
 from tests.test_provisioning import cli_env, kcity, ok, one_line_error
 from tests.test_sdk import Collector
 

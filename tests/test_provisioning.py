@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kcity.settings import Settings
-from kcity.stack import LocalStack
+from kcity.stack.local import LocalStack
 from tests.test_acl import Probe, ingest_probe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,10 @@ import pytest
 from devices.errors import InvalidId, UnknownKind
 from devices.pilots import Pilot, load_pilot
 from kcity import provisioning, registry
-from kcity.broker_admin import BrokerAdmin
 from kcity.errors import BrokerError, NotFound
 from kcity.registry import DeviceConflict
 from kcity.settings import Settings
+from kcity.stack.broker_admin import BrokerAdmin
 
 PILOTS = Path(__file__).resolve().parents[1] / "pilots"
 

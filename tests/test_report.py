@@ -33,8 +33,8 @@ from kcity.analyses import Window, run_savings
 from kcity.cli import app
 from kcity.errors import KcityError
 from kcity.registry import apply_pilot
-from kcity.report import build
-from kcity.report_data import HourProfile, hour_profile, night_completeness
+from kcity.reports.data import HourProfile, hour_profile, night_completeness
+from kcity.reports.render import build
 from kcity.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,9 +28,9 @@ from paho.mqtt.properties import Properties
 from devices.errors import PayloadError
 from devices.outbox import Outbox, OutboxError
 from devices.sdk import ConnectionRefused, DeviceClient
-from kcity.broker_admin import BrokerAdmin
 from kcity.settings import Settings
-from kcity.stack import LocalStack
+from kcity.stack.broker_admin import BrokerAdmin
+from kcity.stack.local import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 60.0

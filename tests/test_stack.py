@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kcity.processes import free_port, port_open
-from kcity.stack import LocalStack
+from kcity.stack.local import LocalStack
+from kcity.stack.processes import free_port, port_open
 
 
 def kcity(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

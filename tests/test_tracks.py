@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from analytics.errors import InputError
+from analytics.footprints import swath_pieces
 from analytics.geo import LocalProjection
 from analytics.tracks import (
     DroneSeries,
@@ -18,7 +19,6 @@ from analytics.tracks import (
     patrol_track,
     plausible_runs,
     series_digest,
-    swath_pieces,
 )
 from tests.test_coverage import Site
 

@@ -9,8 +9,8 @@ password and ACLs. The client is deleted *before* its role is replaced: Mosquitt
 
 from __future__ import annotations
 
-from kcity.broker_admin import broker_admin
 from kcity.settings import load_settings
+from kcity.stack.broker_admin import broker_admin
 
 
 def main() -> None:

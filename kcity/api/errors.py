@@ -33,7 +33,7 @@ from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
 from kcity.registry import DeviceConflict
-from kcity.report import ReportError
+from kcity.reports.render import ReportError
 from kcity.tokens import TokenError
 from kcity.window import WindowError
 

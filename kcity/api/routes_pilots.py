@@ -20,9 +20,9 @@ from kcity.api.auth import Action, Caller, allowed, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, AppSettings, Conn
 from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import is_id
-from kcity.broker_admin import broker_admin
 from kcity.errors import NotFound
 from kcity.registry import Device, PilotSummary
+from kcity.stack.broker_admin import broker_admin
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots and devices"], responses=COMMON_ERRORS)
 

@@ -1,6 +1,6 @@
 """The evaluation report of a pilot's window, as a PDF or HTML download.
 
-`kcity.report.build` writes the report into a scratch directory (as `kcity report` does
+`kcity.reports.render.build` writes the report into a scratch directory (as `kcity report` does
 into `--out`); the requested format is read back and the directory removed before
 answering. The HTML links its figures as files beside it, so the downloaded HTML gets them
 inlined as data URIs: one self-contained file, like the PDF.
@@ -15,13 +15,13 @@ from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from kcity import report
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, Conn
 from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import EvalWindow, unprocessable
 from kcity.api.routes_pilots import pilot_of
-from kcity.report_i18n import LANGS
+from kcity.reports import render as report
+from kcity.reports.i18n import LANGS
 
 router = APIRouter(prefix=API_PREFIX, tags=["reports"], responses=COMMON_ERRORS)
 

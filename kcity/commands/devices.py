@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from kcity import provisioning, registry
-from kcity.broker_admin import broker_admin
 from kcity.db import connect
 from kcity.settings import Settings
+from kcity.stack.broker_admin import broker_admin
 
 app = typer.Typer(help="Devices: MQTT credentials and ACLs.", no_args_is_help=True)
 

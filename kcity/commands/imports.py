@@ -21,10 +21,10 @@ from devices.mavlink import read_tlog
 from devices.payloads import MAX_ITEMS, DroneRecord
 from devices.sdk import DeviceClient
 from kcity import provisioning, registry
-from kcity.broker_admin import broker_admin
 from kcity.db import connect
 from kcity.errors import BrokerError, KcityError
 from kcity.settings import Settings
+from kcity.stack.broker_admin import broker_admin
 
 app = typer.Typer(help="Import recorded device data.", no_args_is_help=True)
 

@@ -33,7 +33,7 @@ def report(
     lang: Annotated[str, typer.Option("--lang", help="Language of the report: en or ko.")] = "en",
 ) -> None:
     """Evaluation report (savings or coverage, data quality, reproducibility) as HTML and PDF."""
-    from kcity.report import build  # matplotlib and WeasyPrint load only for this verb
+    from kcity.reports.render import build  # matplotlib and WeasyPrint load only for this verb
 
     window = Window.parse(start.date(), end.date())
     with connect(ctx.obj.database_url) as conn:

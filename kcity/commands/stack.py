@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kcity.settings import Settings
-from kcity.stack import LocalStack, ensure_secrets
+from kcity.stack.local import LocalStack, ensure_secrets
 
 
 def register(app: typer.Typer) -> None:

@@ -1,21 +1,25 @@
-"""The JSON form of a savings result (DESIGN §7 keys and more).
+"""A savings result and its JSON form (DESIGN §7 keys and more).
 
 Why: the savings arithmetic (`analytics.savings`) and the shape evaluators read change for
-different reasons; the JSON assembly — key names, notes, NaN → null — lives here.
+different reasons; the result type and its JSON assembly — key names, notes, NaN → null —
+live here, and the arithmetic depends on them, never the reverse.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from analytics.luminaire_nights import BURN_TOLERANCE_H, GAP_FACTOR, MIN_FULL_POWER_SAMPLES
-
-if TYPE_CHECKING:
-    from analytics.savings import SavingsResult
+from analytics.luminaire_nights import (
+    BURN_TOLERANCE_H,
+    GAP_FACTOR,
+    MIN_FULL_POWER_SAMPLES,
+    SavingsParams,
+)
+from analytics.m_and_v import BaselineRegression, DiDEstimate
 
 METHOD = "ipmvp-b-counterfactual"
 METHOD_VERSION = "1.1.0"  # 1.1: day-burning energy from active power
@@ -27,6 +31,41 @@ CI_FORMULA = (
     " σ_rated = P_rated·tol/100/√3; H burning hours [h]; a meter accuracy [%];"
     " z = Φ⁻¹(0.5 + confidence/2)"
 )
+
+
+@dataclass(frozen=True)
+class SavingsResult:
+    """Everything `kcity savings --json` reports except `pilot`, `from`, `to`."""
+
+    start: dt.date
+    end: dt.date
+    treated: tuple[str, ...]
+    control: tuple[str, ...]
+    actual_kwh: float
+    baseline_kwh: float
+    savings_kwh: float
+    ci_kwh: tuple[float, float]
+    completeness_pct: float | None
+    full_power_w: float | None
+    full_power_source: str
+    per_luminaire: tuple[dict[str, object], ...]
+    per_night: tuple[dict[str, object], ...]
+    excluded_nights: tuple[dict[str, object], ...]
+    control_group: DiDEstimate | None
+    regression: BaselineRegression | None
+    non_routine_events: tuple[dict[str, object], ...]
+    day_burning: tuple[dict[str, object], ...]
+    burning_anomalies: tuple[dict[str, object], ...]
+    energy_sources: dict[str, int]
+    burning_hours: float
+    astronomical_hours: float
+    d_e: dict[str, float] | None
+    params: SavingsParams
+    input_sha256: str
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return savings_json(self)
 
 
 def _json_safe(value: object) -> object:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcity.errors import StackError
-from kcity.processes import (
+from kcity.stack.processes import (
     give_to,
     make_traversable,
     port_open,

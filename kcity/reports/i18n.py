@@ -268,7 +268,7 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
 }
 
 for _key, _pair in _TEXT.items():
-    assert len(_pair) == len(LANGS) and all(_pair), f"report_i18n: {_key} lacks a language"
+    assert len(_pair) == len(LANGS) and all(_pair), f"reports.i18n: {_key} lacks a language"
 
 SOURCES_STREETLIGHT: Final = (
     "Efficiency Valuation Organization (EVO), International Performance Measurement and"

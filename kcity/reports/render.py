@@ -3,7 +3,7 @@
 An evaluator signs the report and the ministry reads it, so it must show exactly the
 numbers of `kcity savings|coverage --json` for the same window: it renders the very `body`
 dicts of `kcity.analyses` (every number carries its JSON key in a `data-key` attribute),
-adds figures (`kcity.report_figures`) and the few extra series of `kcity.report_data`, and
+adds figures (`kcity.reports.figures`) and the few extra series of `kcity.reports.data`, and
 ends with what is needed to reproduce it: method versions, parameters, input hashes,
 result ids, software version and generation time.
 """
@@ -26,12 +26,12 @@ from markupsafe import Markup, escape
 from analytics.geo import LINEAR, POLYGONAL, geometry_from_geojson
 from analytics.nights import night_calendar
 from devices.pilots import Pilot
-from kcity import report_figures as figures
+from kcity.reports import figures
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.errors import KcityError
 from kcity.registry import get_pilot, list_devices
-from kcity.report_data import hour_profile, night_completeness
-from kcity.report_i18n import LANGS, SOURCES_DRONE, SOURCES_STREETLIGHT, labels
+from kcity.reports.data import hour_profile, night_completeness
+from kcity.reports.i18n import LANGS, SOURCES_DRONE, SOURCES_STREETLIGHT, labels
 
 DISTRIBUTION = "kcity-pilot-telemetry"
 POINT_COLUMNS = ("points", "not_airborne", "not_patrol", "camera_off", "bad_fix", "no_footprint",
@@ -77,7 +77,7 @@ def _json_value(value: Any) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("kcity", "report_templates"),
+        loader=jinja2.PackageLoader("kcity.reports", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -244,7 +244,7 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
         "window_to": window.end.isoformat(),
         "software": software_version(),
         "generated": generated.isoformat(timespec="seconds").replace("+00:00", " UTC"),
-        "css": resources.files("kcity.report_templates").joinpath("report.css").read_text(),
+        "css": resources.files("kcity.reports.templates").joinpath("report.css").read_text(),
     }
     command = f"kcity {context['verb']} {pilot.id} --from {window.start} --to {window.end} --json"
     context["repro_note"] = Markup(escape(t["repro_note"])).format(

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 
 from kcity.errors import StackError
-from kcity.processes import give_to, make_traversable, port_open, run_as
+from kcity.stack.processes import give_to, make_traversable, port_open, run_as
 
 SERVER_USER = "postgres"
 SUPERUSER = "kcity"

@@ -12,14 +12,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from kcity.broker_admin import broker_admin
 from kcity.db import connect
 from kcity.errors import KcityError
-from kcity.mosquitto_server import MosquittoServer, new_secret
-from kcity.postgres_server import PostgresServer
-from kcity.processes import port_open, read_pid, spawn, stop_pid, wait_for_port
 from kcity.schema import migrate
 from kcity.settings import STACK_ENV, Settings, load_settings
+from kcity.stack.broker_admin import broker_admin
+from kcity.stack.mosquitto import MosquittoServer, new_secret
+from kcity.stack.postgres import PostgresServer
+from kcity.stack.processes import port_open, read_pid, spawn, stop_pid, wait_for_port
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
