@@ -283,9 +283,12 @@ class DeviceClient:
                 self._outbox.acknowledge(message_id)
 
     def _send_one(self) -> bool:
-        msg = self._outbox.next_stored(self._last_handed)
-        if msg is None:
-            msg = self._outbox.pack(self._batch_max, MAX_PAYLOAD_BYTES)
+        with self._cond:  # a pause() that returned is seen before anything more is packed
+            if self._paused:
+                return False
+            msg = self._outbox.next_stored(self._last_handed)
+            if msg is None:
+                msg = self._outbox.pack(self._batch_max, MAX_PAYLOAD_BYTES)
         if msg is None:
             return False
         self._last_handed = msg.id
