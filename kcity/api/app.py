@@ -19,6 +19,7 @@ from kcity.api import (
     routes_analytics,
     routes_dead_letters,
     routes_device_ops,
+    routes_ingest,
     routes_pilots,
     routes_reports,
     routes_telemetry,
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_telemetry,
         routes_analytics,
         routes_reports,
+        routes_ingest,
         routes_dead_letters,
     ):
         app.include_router(module.router)

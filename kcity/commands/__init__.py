@@ -7,7 +7,7 @@ import typer
 from kcity.commands import analytics as analytics_cmd
 from kcity.commands import api as api_cmd
 from kcity.commands import dashboards as dashboards_cmd
-from kcity.commands import db, stack
+from kcity.commands import db, onboard, stack
 from kcity.commands import demo as demo_cmd
 from kcity.commands import devices as devices_cmd
 from kcity.commands import imports as imports_cmd
@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db.app, name="db")
     app.add_typer(pilots_cmd.app, name="pilots")
     app.add_typer(simulate_cmd.app, name="simulate")
+    devices_cmd.app.command("import")(onboard.import_devices)
     app.add_typer(devices_cmd.app, name="devices")
     app.add_typer(dashboards_cmd.app, name="dashboards")
     app.add_typer(ingest_cmd.app, name="ingest")
