@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from kcity.api import (
     errors,
     routes_analytics,
+    routes_dead_letters,
+    routes_device_ops,
     routes_ingest,
     routes_pilots,
     routes_reports,
@@ -75,10 +77,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     for module in (
         routes_pilots,
+        routes_device_ops,
         routes_telemetry,
         routes_analytics,
         routes_reports,
         routes_ingest,
+        routes_dead_letters,
     ):
         app.include_router(module.router)
 

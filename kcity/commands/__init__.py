@@ -13,6 +13,7 @@ from kcity.commands import demo as demo_cmd
 from kcity.commands import devices as devices_cmd
 from kcity.commands import imports as imports_cmd
 from kcity.commands import ingest as ingest_cmd
+from kcity.commands import payload as payload_cmd
 from kcity.commands import pilots as pilots_cmd
 from kcity.commands import report as report_cmd
 from kcity.commands import simulate as simulate_cmd
@@ -35,3 +36,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bridge_cmd.app, name="bridge")
     app.add_typer(tokens_cmd.app, name="tokens")
     app.add_typer(imports_cmd.app, name="import")
+    app.add_typer(payload_cmd.app, name="payload")
