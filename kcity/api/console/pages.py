@@ -352,6 +352,27 @@ def check(
     )
 
 
+@router.get("/pilots/{pilot}/commands")
+def commands(request: Request, pilot: str, conn: Conn, caller: ConsoleCaller) -> HTMLResponse:
+    """Downlink commands and their state (queued → sent → acked | rejected | expired)."""
+    require(caller, Action.READ_DEVICES, pilot)
+    p = pilot_of(conn, pilot)
+    rows = conn.execute(
+        "SELECT id, device_id, type, state, created_at, closed_at, reason FROM commands"
+        " WHERE pilot_id = %s ORDER BY created_at DESC LIMIT %s",
+        (pilot, PAGE_SIZE),
+    ).fetchall()
+    keys = ("id", "device_id", "type", "state", "created_at", "closed_at", "reason")
+    return render(
+        request,
+        "commands.html",
+        caller=caller,
+        pilot=p,
+        section="commands",
+        rows=[dict(zip(keys, r, strict=True)) for r in rows],
+    )
+
+
 # --- errors as pages ------------------------------------------------------------------------
 
 
