@@ -513,16 +513,20 @@ SOURCES_STREETLIGHT: Final = (
     "TALQ Consortium, Smart City Protocol — LampMonitor attributes (activePower, activeEnergy,"
     " operatingHours, lampFailure).",
 )
-SOURCES_DRONE: Final = (
-    "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling: an"
-    " empirical analysis of alternative architectures — idleness as the patrol metric.",
-    "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
-    " EFI_STATUS units.",
-    "EPSG:32648, WGS 84 / UTM zone 48N (Mukdahan); pyproj / PROJ for the projection; GEOS"
-    " (shapely) for the footprint union.",
-    "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L sweeps"
-    " L·W + π(W/2)².",
-)
+
+
+def drone_sources(epsg: int, crs_name: str, city: str) -> tuple[str, ...]:
+    """The drone method's sources; the projection and place are the pilot's own."""
+    return (
+        "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling:"
+        " an empirical analysis of alternative architectures — idleness as the patrol metric.",
+        "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
+        " EFI_STATUS units; ArduPilot and PX4 flight-mode numbering.",
+        f"EPSG:{epsg}, {crs_name} ({city}); pyproj / PROJ for the projection; GEOS"
+        " (shapely) for the footprint union.",
+        "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L"
+        " sweeps L·W + π(W/2)².",
+    )
 
 
 def labels(lang: str) -> Mapping[str, str]:
@@ -531,4 +535,4 @@ def labels(lang: str) -> Mapping[str, str]:
     return {key: pair[k] for key, pair in _TEXT.items()}
 
 
-__all__ = ["LANGS", "SOURCES_DRONE", "SOURCES_STREETLIGHT", "labels"]
+__all__ = ["LANGS", "SOURCES_STREETLIGHT", "drone_sources", "labels"]
