@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from kcity.api import (
     errors,
     routes_analytics,
+    routes_commands,
     routes_dead_letters,
     routes_device_ops,
     routes_ingest,
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_reports,
         routes_ingest,
         routes_dead_letters,
+        routes_commands,
     ):
         app.include_router(module.router)
 
