@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from kcity.api import (
+    console,
     errors,
     routes_analytics,
     routes_commands,
@@ -25,6 +26,7 @@ from kcity.api import (
     routes_reports,
     routes_telemetry,
 )
+from kcity.api.console import pages as console_pages
 from kcity.api.deps import SharedPool
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
 from kcity.errors import DatabaseError
@@ -87,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
         routes_commands,
     ):
         app.include_router(module.router)
+    app.include_router(console.router)
+    console_pages.install(app)
 
     @app.get("/health", tags=["service"], responses={503: {"description": "No database."}})
     def health() -> Any:
