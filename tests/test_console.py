@@ -160,14 +160,14 @@ def shot(driver: WebDriver, folder: Path, name: str) -> Path:
 
 
 def sign_in(driver: WebDriver, base: str, token: str, lang: str = "en") -> None:
+    """Sign in through the form; wait until the console has let us in."""
     driver.delete_all_cookies()
     driver.get(f"{base}/console/?lang={lang}")
     field = WebDriverWait(driver, WAIT_S).until(
         expected_conditions.presence_of_element_located((By.ID, "token"))
     )
-    field.send_keys(token)
-    field.send_keys(Keys.ENTER)
-    WebDriverWait(driver, WAIT_S).until(expected_conditions.url_contains("/console/pilots/"))
+    field.send_keys(token + Keys.ENTER)
+    WebDriverWait(driver, WAIT_S).until(lambda d: "/signin" not in d.current_url)
 
 
 def test_sign_in_and_see_the_silent_device_flagged(
@@ -278,9 +278,7 @@ def test_rotate_a_credential_and_connect_with_the_new_one(
 def test_an_evaluator_may_look_but_not_rotate(
     browser: WebDriver, server: str, world: World, live: dict[str, Any]
 ) -> None:
-    browser.delete_all_cookies()
-    browser.get(f"{server}/console/signin")
-    browser.find_element(By.ID, "token").send_keys(world.tokens["evaluator"] + Keys.ENTER)
+    sign_in(browser, server, world.tokens["evaluator"])
     WebDriverWait(browser, WAIT_S).until(
         expected_conditions.presence_of_element_located((By.LINK_TEXT, "Madiun smart streetlights"))
     ).click()
@@ -294,6 +292,35 @@ def test_an_evaluator_may_look_but_not_rotate(
         expected_conditions.presence_of_element_located((By.ID, "signin-error"))
     )
     assert error.text == labels("en")["c_viewer_refused"]
+
+
+def test_commands_and_their_state(
+    browser: WebDriver,
+    server: str,
+    world: World,
+    live: dict[str, Any],
+    settings: Settings,
+    shots: Path,
+) -> None:
+    device = live["creds"].device_id
+    acked, queued = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO commands (id, pilot_id, device_id, type, created_by, state, expires_at,"
+            " closed_at, created_at) VALUES (%s, %s, %s, %s, 'tests', %s, now() + interval '1 h',"
+            " %s, %s)",
+            [
+                (acked, world.madiun, device, "ping", "acked", NOW, NOW - timedelta(minutes=2)),
+                (queued, world.madiun, device, "reboot", "queued", None, NOW),
+            ],
+        )
+    sign_in(browser, server, world.tokens["operator"])
+    browser.find_element(By.LINK_TEXT, labels("en")["c_commands"]).click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#commands tbody tr")
+    assert [r.get_attribute("id") for r in rows] == [f"command-{queued}", f"command-{acked}"]
+    assert labels("en")["c_cmd_acked"] in rows[1].text and "ping" in rows[1].text
+    assert labels("en")["c_cmd_queued"] in rows[0].text
+    shot(browser, shots, "commands")
 
 
 def _english_leftovers(text: str) -> list[str]:
@@ -319,6 +346,7 @@ def test_korean_pass(
         "devices-ko": f"/console/pilots/{world.madiun}/devices",
         "dead-letters-ko": f"/console/pilots/{world.madiun}/dead-letters",
         "dead-letter-ko": f"/console/pilots/{world.madiun}/dead-letters/{letter_id}",
+        "commands-ko": f"/console/pilots/{world.madiun}/commands",
     }
     for name, path in pages.items():
         browser.get(server + path)  # the language is remembered from the sign-in page

@@ -51,7 +51,8 @@ Telemetry, verified savings and patrol coverage of K-City Network overseas pilot
 scope, 404 for an unknown pilot or device, 409 for a device id of another pilot, 422 for
 bad parameters (`errors` lists them), 503 when the database or broker is unreachable.
 
-`GET /health` and `GET /metrics` (Prometheus) need no token.
+`GET /health` and `GET /metrics` (Prometheus) need no token. The firm's console is at
+`/console/` (sign in there with an operator or evaluator token).
 """
 
 

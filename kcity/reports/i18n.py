@@ -38,6 +38,14 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "c_devices": ("Devices", "장치 목록"),
     "c_dead_letters": ("Rejected data", "거부된 데이터"),
     "c_commands": ("Commands", "원격 명령"),
+    "c_command": ("Command", "명령"),
+    "c_created": ("Created", "생성 시각"),
+    "c_closed": ("Closed", "종료 시각"),
+    "c_cmd_queued": ("queued", "대기"),
+    "c_cmd_sent": ("sent", "전송됨"),
+    "c_cmd_acked": ("acknowledged", "수행 완료"),
+    "c_cmd_rejected": ("rejected by the device", "장치가 거부"),
+    "c_cmd_expired": ("expired", "만료"),
     "c_devices_online": ("Devices online / registered", "접속 장치 / 등록 장치"),
     "c_silent_count": ("Silent devices", "무응답 장치"),
     "c_completeness_yesterday": ("Completeness yesterday", "어제 데이터 완전성"),
@@ -505,16 +513,20 @@ SOURCES_STREETLIGHT: Final = (
     "TALQ Consortium, Smart City Protocol — LampMonitor attributes (activePower, activeEnergy,"
     " operatingHours, lampFailure).",
 )
-SOURCES_DRONE: Final = (
-    "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling: an"
-    " empirical analysis of alternative architectures — idleness as the patrol metric.",
-    "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
-    " EFI_STATUS units.",
-    "EPSG:32648, WGS 84 / UTM zone 48N (Mukdahan); pyproj / PROJ for the projection; GEOS"
-    " (shapely) for the footprint union.",
-    "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L sweeps"
-    " L·W + π(W/2)².",
-)
+
+
+def drone_sources(epsg: int, crs_name: str, city: str) -> tuple[str, ...]:
+    """The drone method's sources; the projection and place are the pilot's own."""
+    return (
+        "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling:"
+        " an empirical analysis of alternative architectures — idleness as the patrol metric.",
+        "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
+        " EFI_STATUS units; ArduPilot and PX4 flight-mode numbering.",
+        f"EPSG:{epsg}, {crs_name} ({city}); pyproj / PROJ for the projection; GEOS"
+        " (shapely) for the footprint union.",
+        "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L"
+        " sweeps L·W + π(W/2)².",
+    )
 
 
 def labels(lang: str) -> Mapping[str, str]:
@@ -523,4 +535,4 @@ def labels(lang: str) -> Mapping[str, str]:
     return {key: pair[k] for key, pair in _TEXT.items()}
 
 
-__all__ = ["LANGS", "SOURCES_DRONE", "SOURCES_STREETLIGHT", "labels"]
+__all__ = ["LANGS", "SOURCES_STREETLIGHT", "drone_sources", "labels"]
