@@ -117,12 +117,16 @@ DAY_BURNING = f"""
 
 # The border (GeoJSON LineString or MultiLineString in the pilot definition) cut into
 # pieces of about SEGMENT_KM; a piece is covered when a patrol point's footprint
-# (half-width agl·tan(hfov/2), camera on, patrol mode, usable fix) reaches its midpoint.
+# (half-width agl·tan(hfov/2); recording as the pilot's `sensor` says; in one of its
+# `patrol_modes`, default "patrol"; usable fix) reaches its midpoint.
 BORDER_UNCOVERED = f"""
     WITH pil AS (
       SELECT p.id AS pilot,
              (p.definition->'drone'->>'max_revisit_s')::float8 AS max_revisit_s,
              (p.definition->'drone'->>'hfov_deg')::float8 AS hfov_deg,
+             coalesce(p.definition->'drone'->>'sensor', 'auto') AS sensor,
+             coalesce((SELECT array_agg(m) FROM jsonb_array_elements_text(
+                         p.definition->'drone'->'patrol_modes') m), '{}') AS patrol_modes,
              p.definition->'drone'->'border' AS border
       FROM pilots p
       WHERE p.definition->'drone'->>'max_revisit_s' IS NOT NULL
@@ -167,7 +171,12 @@ BORDER_UNCOVERED = f"""
       FROM drone_readings r
       JOIN devices d ON d.id = r.device_id AND d.pilot_id = s.pilot
       WHERE r.ts > t.now - make_interval(secs => 2 * pil.max_revisit_s) AND r.ts <= t.now
-        AND r.camera_on AND r.mode = 'patrol' AND coalesce(r.gps_fix, -1) NOT IN (0, 1, 2)
+        AND CASE pil.sensor WHEN 'log' THEN coalesce(r.camera_on, false)
+                            WHEN 'always' THEN true
+                            ELSE coalesce(r.camera_on, true) END
+        AND (r.mode = ANY(pil.patrol_modes)
+             OR (cardinality(pil.patrol_modes) = 0 AND r.mode = 'patrol'))
+        AND coalesce(r.gps_fix, -1) NOT IN (0, 1, 2)
         AND r.agl_m > 0
         AND abs(r.lat - s.lat) < 0.05 AND abs(r.lon - s.lon) < 0.05
         AND sqrt(power((r.lon - s.lon) * 111320 * cos(radians(s.lat)), 2)

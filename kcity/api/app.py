@@ -15,8 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from kcity.api import (
+    console,
     errors,
     routes_analytics,
+    routes_commands,
     routes_dead_letters,
     routes_device_ops,
     routes_ingest,
@@ -24,6 +26,7 @@ from kcity.api import (
     routes_reports,
     routes_telemetry,
 )
+from kcity.api.console import pages as console_pages
 from kcity.api.deps import SharedPool
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
 from kcity.errors import DatabaseError
@@ -48,7 +51,8 @@ Telemetry, verified savings and patrol coverage of K-City Network overseas pilot
 scope, 404 for an unknown pilot or device, 409 for a device id of another pilot, 422 for
 bad parameters (`errors` lists them), 503 when the database or broker is unreachable.
 
-`GET /health` and `GET /metrics` (Prometheus) need no token.
+`GET /health` and `GET /metrics` (Prometheus) need no token. The firm's console is at
+`/console/` (sign in there with an operator or evaluator token).
 """
 
 
@@ -83,8 +87,11 @@ def create_app(settings: Settings) -> FastAPI:
         routes_reports,
         routes_ingest,
         routes_dead_letters,
+        routes_commands,
     ):
         app.include_router(module.router)
+    app.include_router(console.router)
+    console_pages.install(app)
 
     @app.get("/health", tags=["service"], responses={503: {"description": "No database."}})
     def health() -> Any:
