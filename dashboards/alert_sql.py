@@ -126,7 +126,8 @@ BORDER_UNCOVERED = f"""
              (p.definition->'drone'->>'hfov_deg')::float8 AS hfov_deg,
              coalesce(p.definition->'drone'->>'sensor', 'auto') AS sensor,
              coalesce((SELECT array_agg(m) FROM jsonb_array_elements_text(
-                         p.definition->'drone'->'patrol_modes') m), '{}') AS patrol_modes,
+                         p.definition->'drone'->'patrol_modes') m), ARRAY[]::text[])
+               AS patrol_modes,
              p.definition->'drone'->'border' AS border
       FROM pilots p
       WHERE p.definition->'drone'->>'max_revisit_s' IS NOT NULL
