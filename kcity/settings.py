@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8087
     metrics_port: int = 9108
+    metrics_host: str = "127.0.0.1"  # the ingest /metrics page lists device ids: local only
     ingest_batch_size: int = 5000
     ingest_batch_age_s: float = 0.2
     ingest_max_inflight: int = 20000

@@ -256,14 +256,15 @@ def test_revoking_a_device_of_another_pilot_is_not_found(
     assert registry.get_device(conn, world.drone).active
 
 
-def test_device_id_of_another_pilot_conflicts(client: TestClient, world: World) -> None:
+def test_device_id_of_another_pilot_is_refused_unnamed(client: TestClient, world: World) -> None:
     answer = client.post(
         f"{V1}/pilots/{world.madiun}/devices",
         headers=as_role(world, "admin"),
         json={"device_id": world.drone},
     )
-    assert answer.status_code == 409
-    assert "belongs to pilot" in answer.json()["detail"]
+    assert answer.status_code == 422
+    assert "not available" in answer.json()["detail"]
+    assert world.mukdahan not in answer.json()["detail"].replace(world.drone, "")
 
 
 # --- 422 -----------------------------------------------------------------------------------

@@ -36,8 +36,10 @@ Telemetry, verified savings and patrol coverage of K-City Network overseas pilot
   no reports.
 
 **Errors** are `{"detail": "..."}`: 401 without a valid token, 403 outside the token's
-scope, 404 for an unknown pilot or device, 409 for a device id of another pilot, 422 for
-bad parameters (`errors` lists them), 503 when the database or broker is unreachable.
+scope, 404 for an unknown pilot or device, 409 for a device id of this pilot of another
+kind, 422 for bad parameters (`errors` lists them; a reserved `kcity-` id or one taken by
+another pilot is refused like any bad id), 503 when the database or broker is unreachable.
+Error bodies repeat at most 200 characters of the caller's input.
 
 `GET /health` and `GET /metrics` (Prometheus) need no token.
 """

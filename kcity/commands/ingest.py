@@ -32,6 +32,7 @@ def ingest_config(settings: Settings, worker: str) -> IngestConfig:
         batch_age_s=settings.ingest_batch_age_s,
         max_inflight=settings.ingest_max_inflight,
         metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
     )
 
 
