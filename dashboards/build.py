@@ -18,6 +18,8 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 from dashboards import drone, ingest_health, overview, streetlight
 from dashboards.errors import WriteError
 
+INTERVAL_ONLY = ("auto", "auto_count", "auto_min")
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     overview.UID: overview.build,
     streetlight.UID: streetlight.build,
@@ -31,6 +33,12 @@ def to_json(model: Dashboard) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
     for number, panel in enumerate(data.get("panels", []), start=1):
         panel["id"] = number
+    for variable in data.get("templating", {}).get("list", []):
+        if variable.get("type") != "interval":
+            # The SDK writes the interval variable's auto settings on every variable; the
+            # schema (and Grafana) know them only on interval variables.
+            for key in INTERVAL_ONLY:
+                variable.pop(key, None)
     return data
 
 

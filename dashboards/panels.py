@@ -17,6 +17,8 @@ from grafana_foundation_sdk.builders.common import (
     FrameGeometrySource,
     MapLayerOptions,
     ReduceDataOptions,
+    VizLegendOptions,
+    VizTooltipOptions,
 )
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import geomap as geomap_model
@@ -108,6 +110,16 @@ def timeseries(
         .height(8)
         .fill_opacity(10)
         .span_nulls(False)
+        .legend(
+            VizLegendOptions()
+            .show_legend(True)
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .calcs([])
+        )
+        .tooltip(
+            VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.NONE)
+        )
     )
     if bars:
         panel = panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(60)
@@ -155,6 +167,9 @@ def table(title: str, sql: str, *, description: str = "", span: int = 12) -> tab
         .with_target(Sql(sql).table())
         .span(span)
         .height(8)
+        .frame_index(0)
+        .show_header(True)
+        .cell_height(common.TableCellHeight.SM)
     )
 
 

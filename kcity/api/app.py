@@ -14,7 +14,16 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from kcity.api import errors, routes_analytics, routes_pilots, routes_reports, routes_telemetry
+from kcity.api import (
+    errors,
+    routes_analytics,
+    routes_dead_letters,
+    routes_device_ops,
+    routes_ingest,
+    routes_pilots,
+    routes_reports,
+    routes_telemetry,
+)
 from kcity.api.deps import SharedPool
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
 from kcity.errors import DatabaseError
@@ -68,7 +77,15 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    for module in (routes_pilots, routes_telemetry, routes_analytics, routes_reports):
+    for module in (
+        routes_pilots,
+        routes_device_ops,
+        routes_telemetry,
+        routes_analytics,
+        routes_reports,
+        routes_ingest,
+        routes_dead_letters,
+    ):
         app.include_router(module.router)
 
     @app.get("/health", tags=["service"], responses={503: {"description": "No database."}})

@@ -27,7 +27,7 @@ INGEST_ROLE = "kcity-ingest"
 
 
 def device_acls(pilot: str, device: str) -> list[dict[str, Any]]:
-    """DESIGN §4: publish only under its own prefix, read only its own `cmd` topic."""
+    """DESIGN §4: publish only under its own prefix, read only its own `cmd` and `feedback`."""
     prefix = f"kcity/v1/{pilot}/{device}"
     return [
         {"acltype": "publishClientSend", "topic": f"{prefix}/telemetry", "allow": True},
@@ -35,6 +35,8 @@ def device_acls(pilot: str, device: str) -> list[dict[str, Any]]:
         {"acltype": "publishClientSend", "topic": f"{prefix}/status", "allow": True},
         {"acltype": "subscribePattern", "topic": f"{prefix}/cmd", "allow": True},
         {"acltype": "publishClientReceive", "topic": f"{prefix}/cmd", "allow": True},
+        {"acltype": "subscribePattern", "topic": f"{prefix}/feedback", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{prefix}/feedback", "allow": True},
     ]
 
 
@@ -44,6 +46,7 @@ def ingest_acls() -> list[dict[str, Any]]:
         {"acltype": "subscribePattern", "topic": "$share/kcity-ingest/kcity/v1/#", "allow": True},
         {"acltype": "publishClientReceive", "topic": "kcity/v1/#", "allow": True},
         {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/cmd", "allow": True},
+        {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/feedback", "allow": True},
     ]
 
 
