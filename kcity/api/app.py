@@ -6,6 +6,7 @@ app's lifespan, so building an app is cheap and touches nothing until it starts 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -24,7 +25,8 @@ from kcity.api import (
     routes_reports,
     routes_telemetry,
 )
-from kcity.api.deps import SharedPool
+from kcity.api.deps import LIGHT_CONNECTIONS, SharedPool
+from kcity.api.jobs import HeavyWork
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
 from kcity.errors import DatabaseError
 from kcity.settings import Settings
@@ -56,7 +58,10 @@ Error bodies repeat at most 200 characters of the caller's input.
 
 def create_app(settings: Settings) -> FastAPI:
     """A new application serving `settings.database_url`; its pool opens on startup."""
-    pool = SharedPool(settings.database_url)
+    slots = settings.api_heavy_slots or os.cpu_count() or 1
+    heavy = HeavyWork(slots, settings.api_max_jobs or 2 * slots)
+    # Heavy work holds at most `slots` connections; the rest stay free for light requests.
+    pool = SharedPool(settings.database_url, max_size=heavy.slots + LIGHT_CONNECTIONS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pool = pool
+    app.state.heavy = heavy
     app.state.metrics = metrics
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -10,6 +10,7 @@ becomes a 500:
     IdUnavailable                   422  the device id is taken (its owner is not named)
     WindowError, TokenError         422  bad window, wrong kind of pilot, bad role
     ReportError                     422  no report for this kind of pilot, bad language
+    Busy                            429  every heavy-work slot is taken (with Retry-After)
     DatabaseError, OperationalError 503  the database is unreachable
     BrokerError                     503  the broker is unreachable or refused
     other KcityError                400
@@ -32,6 +33,7 @@ from pydantic import BaseModel
 
 from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
+from kcity.api.jobs import Busy
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
 from kcity.registry import DeviceConflict, IdUnavailable
 from kcity.reports.render import ReportError
@@ -59,6 +61,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown pilot or device.",
         409: "The request contradicts the registry (this device id is of another kind).",
         422: "Bad parameters; `detail` says which and why.",
+        429: "Busy with heavy work; retry after the `Retry-After` header's seconds.",
         503: "The database or the broker is unreachable.",
     }
     return {
@@ -102,6 +105,8 @@ def status_of(exc: Exception) -> int:
     """The HTTP status of an exception raised by our packages."""
     if isinstance(exc, NotFound):
         return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, Busy):
+        return status.HTTP_429_TOO_MANY_REQUESTS
     if isinstance(exc, DeviceConflict):
         return status.HTTP_409_CONFLICT
     if isinstance(
@@ -120,7 +125,13 @@ def _one_line(exc: Exception) -> str:
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    return SafeJSONResponse({"detail": _one_line(exc)}, status_code=status_of(exc))
+    return error_response(exc)
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The answer to one of our exceptions (also for a failed job, when it is fetched)."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return SafeJSONResponse({"detail": _one_line(exc)}, status_code=status_of(exc), headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
