@@ -3,6 +3,9 @@
 ``tsc --strict`` then checks them the way Grafana's frontend code is checked: excess keys,
 wrong types, ``null`` where an object belongs, and a panel's ``options`` and
 ``fieldConfig.defaults.custom`` against the options of its plugin (stat, table, ...).
+Queries (panel targets, annotation targets) are checked against the PostgreSQL data
+source's saved query shape, written out in the prelude because @grafana/schema does not
+publish it.
 
 Each value is written as a literal in place (``const d: Json<Dashboard> = {...}``), never
 imported from a ``.json`` file: JSON imports are typed by widening (``"value"`` becomes
@@ -38,7 +41,20 @@ PANEL_TYPES = {
 _CUSTOM = {"table", "timeseries"}
 
 PRELUDE = """\
-import type { Dashboard } from '@grafana/schema';
+import type { AnnotationQuery, Dashboard, DataQuery } from '@grafana/schema';
+
+// The PostgreSQL data source's saved query (SQLQuery of Grafana's @grafana/sql, which
+// @grafana/schema does not publish): panel targets and annotation targets are checked
+// against it, annotations through the schema's own AnnotationQuery<TQuery> parameter.
+export interface SqlQuery extends DataQuery {
+  rawSql: string;
+  format: 'time_series' | 'table';
+  rawQuery: boolean;
+  editorMode: 'code' | 'builder';
+}
+type Board = Omit<Dashboard, 'annotations'> & {
+  annotations?: { list?: Array<AnnotationQuery<SqlQuery>> };
+};
 
 // Grafana's saved JSON holds an enum's value: compare string enums by value, keep the rest.
 type IsAny<T> = 0 extends 1 & T ? true : false;
@@ -69,13 +85,16 @@ def typescript_source(name: str, dashboard: Mapping[str, Any]) -> str:
             f"import type * as {kind} from "
             f"'@grafana/schema/dist/esm/raw/composable/{PANEL_TYPES[kind]}';"
         )
-    lines.append(f"\nexport const {_ident(name)}: Json<Dashboard> = {_literal(dashboard)};\n")
+    lines.append(f"\nexport const {_ident(name)}: Json<Board> = {_literal(dashboard)};\n")
     for panel in dashboard.get("panels", []):
         kind = str(panel.get("type"))
         tag = f"{_ident(name)}_panel_{panel.get('id')}"
         if kind not in PANEL_TYPES:
             lines.append(f"// panel {panel.get('id')}: no published options type for {kind!r}")
             continue
+        lines.append(
+            f"export const {tag}_targets: Json<SqlQuery[]> = {_literal(panel.get('targets'))};\n"
+        )
         lines.append(
             f"export const {tag}_options: Json<{kind}.Options> = "
             f"{_literal(panel.get('options'))};\n"

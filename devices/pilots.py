@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 from devices.errors import PilotError
 from devices.ids import validate_id
 from devices.kinds import KINDS
+from devices.lorawan import LorawanSettings
 
 _CONFIG: Final = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 _AREAS: Final = frozenset({"Polygon", "MultiPolygon"})
@@ -205,6 +206,7 @@ class Pilot(BaseModel):
     firm: Text
     streetlight: StreetlightSettings | None = None
     drone: DroneSettings | None = None
+    lorawan: LorawanSettings | None = None  # devices behind a LoRaWAN network server
 
     @field_validator("kind")
     @classmethod
@@ -244,6 +246,20 @@ class Pilot(BaseModel):
                     "section",
                     "section [{section}] does not apply to kind = '{kind}'",
                     {"field": section, "section": section, "kind": self.kind},
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _lorawan_fields_exist(self) -> Pilot:
+        if self.lorawan is None:
+            return self
+        known = set(KINDS[self.kind].record_model.model_fields)
+        for key, target in self.lorawan.fields.items():
+            if target.field not in known or target.field == "ts":
+                raise PydanticCustomError(
+                    "lorawan",
+                    "lorawan.fields.{key}: {target} is not a {kind} record field",
+                    {"key": key, "target": target.field, "kind": self.kind},
                 )
         return self
 

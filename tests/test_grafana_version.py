@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from dashboards.build import build_all
 from dashboards.typescript import check, install, typescript_source
 from dashboards.version import GRAFANA_VERSION, SDK_BUILD
+from kcity.grafana import build_all
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "grafana-schema"

@@ -6,6 +6,7 @@ import typer
 
 from kcity.commands import analytics as analytics_cmd
 from kcity.commands import api as api_cmd
+from kcity.commands import bridge as bridge_cmd
 from kcity.commands import dashboards as dashboards_cmd
 from kcity.commands import db, onboard, stack
 from kcity.commands import demo as demo_cmd
@@ -32,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dashboards_cmd.app, name="dashboards")
     app.add_typer(ingest_cmd.app, name="ingest")
     app.add_typer(api_cmd.app, name="api")
+    app.add_typer(bridge_cmd.app, name="bridge")
     app.add_typer(tokens_cmd.app, name="tokens")
     app.add_typer(imports_cmd.app, name="import")
     app.add_typer(payload_cmd.app, name="payload")
