@@ -98,6 +98,8 @@ def coverage_params(pilot: Pilot) -> CoverageParams:
         max_speed_mps=d.max_speed_mps,
         grid_cell_m=d.grid_cell_m,
         timezone=pilot.timezone,
+        sensor=d.sensor,
+        epsg=d.epsg,
     )
 
 
@@ -115,6 +117,12 @@ def run_coverage(
         series, params, start_utc.timestamp(), end_utc.timestamp(), detections=detections
     )
     body = {**result.to_json(), **window.keys(pilot.id)}
+    if not any(len(s) for s in series):
+        body["warnings"] = [
+            f"no drone records of pilot {pilot.id} from {window.start} to {window.end} "
+            f"(local dates, {pilot.timezone}); the figures are empty, not measured zeros",
+            *body["warnings"],
+        ]
     if persist:
         parameters = {k: v for k, v in asdict(params).items() if k not in ("aoi", "border")}
         body["result_id"] = _persist(

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from kcity.api import (
+    console,
     errors,
     routes_analytics,
     routes_dead_letters,
@@ -25,6 +26,7 @@ from kcity.api import (
     routes_reports,
     routes_telemetry,
 )
+from kcity.api.console import pages as console_pages
 from kcity.api.deps import LIGHT_CONNECTIONS, SharedPool
 from kcity.api.jobs import HeavyWork
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
@@ -52,7 +54,8 @@ kind, 422 for bad parameters (`errors` lists them; a reserved `kcity-` id or one
 another pilot is refused like any bad id), 503 when the database or broker is unreachable.
 Error bodies repeat at most 200 characters of the caller's input.
 
-`GET /health` and `GET /metrics` (Prometheus) need no token.
+`GET /health` and `GET /metrics` (Prometheus) need no token. The firm's console is at
+`/console/` (sign in there with an operator or evaluator token).
 """
 
 
@@ -93,6 +96,8 @@ def create_app(settings: Settings) -> FastAPI:
         routes_dead_letters,
     ):
         app.include_router(module.router)
+    app.include_router(console.router)
+    console_pages.install(app)
 
     @app.get("/health", tags=["service"], responses={503: {"description": "No database."}})
     def health() -> Any:

@@ -18,18 +18,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
+import psycopg
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel
 
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, Conn, Heavy, Pool
 from kcity.api.errors import COMMON_ERRORS, SafeJSONResponse, error_response, error_responses
-from kcity.api.jobs import Job, Output
+from kcity.api.jobs import HeavyWork, Job, Output
 from kcity.api.params import EvalWindow, unprocessable
 from kcity.api.routes_pilots import pilot_of
 from kcity.errors import NotFound
 from kcity.reports import render as report
 from kcity.reports.i18n import LANGS
+from kcity.window import Window
 
 router = APIRouter(prefix=API_PREFIX, tags=["reports"], responses=COMMON_ERRORS)
 
@@ -84,18 +86,45 @@ def create_report(
     pilot_of(conn, pilot)
     if lang not in LANGS:
         raise unprocessable(f"lang: {lang!r} is not a report language; one of {', '.join(LANGS)}")
-    name = f"kcity-{pilot}-{window.start}-{window.end}-{lang}.{fmt}"
 
     def build() -> Output:
-        with pool.connection() as c, tempfile.TemporaryDirectory(prefix="kcity-report-") as out:
-            files = report.build(c, pilot, window, Path(out), lang)
-            content = files.pdf.read_bytes() if fmt == "pdf" else self_contained(files)
+        with pool.connection() as c:
+            out = render_report(c, pilot, window, lang, fmt, persist=True)
             c.commit()  # the report stores its analytics runs, as `kcity report` does
-        return Output(content, MEDIA_TYPES[fmt], name)
+        return out
 
     job = JobOut.of(heavy.submit(pilot, build))
     response.headers["Location"] = job.url
     return job
+
+
+def render_report(
+    conn: psycopg.Connection, pilot: str, window: Window, lang: str, fmt: str, *, persist: bool
+) -> Output:
+    """Build the report in a scratch directory and read back the requested format."""
+    name = f"kcity-{pilot}-{window.start}-{window.end}-{lang}.{fmt}"
+    with tempfile.TemporaryDirectory(prefix="kcity-report-") as out:
+        files = report.build(conn, pilot, window, Path(out), lang, persist=persist)
+        content = files.pdf.read_bytes() if fmt == "pdf" else self_contained(files)
+    return Output(content, MEDIA_TYPES[fmt], name)
+
+
+def download_now(
+    pilot: str, conn: psycopg.Connection, heavy: HeavyWork, window: Window, lang: str, fmt: str
+) -> Response:
+    """A report built inside the request (the console's download link): it holds a heavy
+    slot (429 when none is free) and stores nothing, since a GET must not write."""
+    pilot_of(conn, pilot)
+    with heavy.slot("reports"):
+        return attachment(render_report(conn, pilot, window, lang, fmt, persist=False))
+
+
+def attachment(out: Output) -> Response:
+    return Response(
+        out.content,
+        media_type=out.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{out.filename}"'},
+    )
 
 
 @router.get(
@@ -123,9 +152,4 @@ def fetch_report(pilot: str, job: str, _: Reader, heavy: Heavy) -> Response:
             status_code=status.HTTP_202_ACCEPTED,
             headers={"Retry-After": str(POLL_AFTER_S)},
         )
-    out = found.output
-    return Response(
-        out.content,
-        media_type=out.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{out.filename}"'},
-    )
+    return attachment(found.output)

@@ -13,6 +13,101 @@ from typing import Final
 LANGS: Final = ("en", "ko")
 
 _TEXT: Final[dict[str, tuple[str, str]]] = {
+    # --- the firm's console (kcity/api/console) ---------------------------------------
+    "c_console": ("Firm console", "기업 콘솔"),
+    "c_skip": ("Skip to content", "본문으로 건너뛰기"),
+    "c_language": ("Language", "언어"),
+    "c_signin": ("Sign in", "로그인"),
+    "c_signout": ("Sign out", "로그아웃"),
+    "c_token": ("API token", "API 토큰"),
+    "c_token_help": (
+        "An operator or evaluator token (kcity tokens create).",
+        "운영사 또는 평가자 토큰 (kcity tokens create 로 발급).",
+    ),
+    "c_bad_token": ("Unknown, revoked or expired token.", "알 수 없거나 폐기·만료된 토큰입니다."),
+    "c_viewer_refused": (
+        "This console is for operators and evaluators.",
+        "이 콘솔은 운영사와 평가자 전용입니다.",
+    ),
+    "c_role": ("Signed in as", "로그인 역할"),
+    "c_role_admin": ("admin", "관리자"),
+    "c_role_operator": ("operator", "운영사"),
+    "c_role_evaluator": ("evaluator", "평가자"),
+    "c_pilots": ("Pilots", "실증 사업 목록"),
+    "c_overview": ("Overview", "개요"),
+    "c_devices": ("Devices", "장치 목록"),
+    "c_dead_letters": ("Rejected data", "거부된 데이터"),
+    "c_commands": ("Commands", "원격 명령"),
+    "c_command": ("Command", "명령"),
+    "c_created": ("Created", "생성 시각"),
+    "c_closed": ("Closed", "종료 시각"),
+    "c_cmd_queued": ("queued", "대기"),
+    "c_cmd_sent": ("sent", "전송됨"),
+    "c_cmd_acked": ("acknowledged", "수행 완료"),
+    "c_cmd_rejected": ("rejected by the device", "장치가 거부"),
+    "c_cmd_expired": ("expired", "만료"),
+    "c_devices_online": ("Devices online / registered", "접속 장치 / 등록 장치"),
+    "c_silent_count": ("Silent devices", "무응답 장치"),
+    "c_completeness_yesterday": ("Completeness yesterday", "어제 데이터 완전성"),
+    "c_completeness_today": ("Completeness today", "오늘 데이터 완전성"),
+    "c_headline": ("Headline figure", "대표 지표"),
+    "c_savings": ("Verified savings", "검증 절감량"),
+    "c_coverage": ("Area / border coverage", "면적 / 국경선 커버리지"),
+    "c_no_result": ("No analysis yet.", "아직 분석 결과가 없습니다."),
+    "c_reports": ("Latest reports", "최근 보고서"),
+    "c_window": ("Window", "기간"),
+    "c_device": ("Device", "장치"),
+    "c_kind": ("Kind", "종류"),
+    "c_state": ("State", "상태"),
+    "c_state_online": ("online", "접속"),
+    "c_state_offline": ("offline", "접속 끊김"),
+    "c_last_seen": ("Last seen", "최근 수신"),
+    "c_never": ("never", "수신 없음"),
+    "c_silent": ("Silent", "무응답"),
+    "c_reporting": ("Reporting", "정상 수신"),
+    "c_revoked": ("Revoked", "폐기됨"),
+    "c_last_rejection": ("Last rejection", "최근 거부"),
+    "c_rotate": ("Rotate credential", "자격 증명 교체"),
+    "c_new_password": ("New MQTT password", "새 MQTT 비밀번호"),
+    "c_shown_once": (
+        "Shown only once: store it on the device now. The old password no longer works.",
+        "이번 한 번만 표시됩니다. 지금 장치에 저장하세요. 이전 비밀번호는 더 이상 쓸 수 없습니다.",
+    ),
+    "c_username": ("Username", "사용자 이름"),
+    "c_broker": ("Broker", "브로커"),
+    "c_received": ("Received", "수신 시각"),
+    "c_stage": ("Stage", "단계"),
+    "c_reason": ("Reason", "사유"),
+    "c_topic": ("Topic", "토픽"),
+    "c_payload": ("Raw payload", "원본 페이로드"),
+    "c_bytes": ("bytes", "바이트"),
+    "c_truncated": ("truncated", "일부만 표시"),
+    "c_nothing": ("Nothing here.", "항목이 없습니다."),
+    "c_open": ("Open", "열기"),
+    "c_filter": ("Filter", "필터"),
+    "c_older": ("Older", "이전 항목"),
+    "c_check": ("Check a corrected payload", "수정한 페이로드 검사"),
+    "c_check_help": (
+        "Runs the ingest service's own validation; nothing is stored.",
+        "수집 서비스와 같은 검증을 실행하며, 아무것도 저장하지 않습니다.",
+    ),
+    "c_channel": ("Channel", "채널"),
+    "c_run_check": ("Check", "검사"),
+    "c_verdict": ("Verdict", "판정"),
+    "c_accepted": ("Accepted", "수락"),
+    "c_rejected": ("Rejected", "거부"),
+    "c_record": ("Record", "레코드"),
+    "c_message_rejected": ("The whole message would be rejected", "메시지 전체가 거부됩니다"),
+    "c_records_summary": (
+        "{ok} record(s) would be stored, {bad} rejected",
+        "레코드 {ok}건 저장, {bad}건 거부 예정",
+    ),
+    "c_forbidden": ("Not allowed", "권한 없음"),
+    "c_not_found": ("Not found", "찾을 수 없음"),
+    "c_reason_note": (
+        "reasons are the ingest service's own words",
+        "사유는 수집 서비스의 원문입니다",
+    ),
     # --- header and common --------------------------------------------------------------
     "programme": ("K-City Network — overseas demonstration", "K-City Network 해외실증 사업"),
     "title_streetlight": (
@@ -418,16 +513,20 @@ SOURCES_STREETLIGHT: Final = (
     "TALQ Consortium, Smart City Protocol — LampMonitor attributes (activePower, activeEnergy,"
     " operatingHours, lampFailure).",
 )
-SOURCES_DRONE: Final = (
-    "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling: an"
-    " empirical analysis of alternative architectures — idleness as the patrol metric.",
-    "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
-    " EFI_STATUS units.",
-    "EPSG:32648, WGS 84 / UTM zone 48N (Mukdahan); pyproj / PROJ for the projection; GEOS"
-    " (shapely) for the footprint union.",
-    "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L sweeps"
-    " L·W + π(W/2)².",
-)
+
+
+def drone_sources(epsg: int, crs_name: str, city: str) -> tuple[str, ...]:
+    """The drone method's sources; the projection and place are the pilot's own."""
+    return (
+        "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling:"
+        " an empirical analysis of alternative architectures — idleness as the patrol metric.",
+        "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
+        " EFI_STATUS units; ArduPilot and PX4 flight-mode numbering.",
+        f"EPSG:{epsg}, {crs_name} ({city}); pyproj / PROJ for the projection; GEOS"
+        " (shapely) for the footprint union.",
+        "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L"
+        " sweeps L·W + π(W/2)².",
+    )
 
 
 def labels(lang: str) -> Mapping[str, str]:
@@ -436,4 +535,4 @@ def labels(lang: str) -> Mapping[str, str]:
     return {key: pair[k] for key, pair in _TEXT.items()}
 
 
-__all__ = ["LANGS", "SOURCES_DRONE", "SOURCES_STREETLIGHT", "labels"]
+__all__ = ["LANGS", "SOURCES_STREETLIGHT", "drone_sources", "labels"]
