@@ -15,8 +15,9 @@ in the outbox and are resent after a growing pause (logged once per episode).
 
 Presence: a retained ``status`` ``{"v":1,"state":"online","boot":N}`` on every connect, the
 same topic as Last Will with ``{"v":1,"state":"offline"}``. Downlink commands on the
-device's ``cmd`` topic go to ``on_command``. Verdicts on its rejected messages (the
-``feedback`` topic) are logged as warnings and go to ``on_feedback``.
+device's ``cmd`` topic go to ``on_command``; ``ack_command`` answers them. Verdicts on
+its rejected messages (the ``feedback`` topic) are logged as warnings and go to
+``on_feedback``.
 
 One process per outbox file (a lock enforces it). paho-mqtt 2, MQTT 5.
 """
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -42,6 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from devices.commands import command_ack
 from devices.errors import DevicesError, PayloadError
 from devices.ids import cmd_topic, feedback_topic, topic, validate_id
 from devices.kinds import get_kind
@@ -214,6 +216,16 @@ class DeviceClient:
     def publish_events(self, events: Sequence[Item]) -> None:
         """Validate events of the device's kind and commit them to the outbox."""
         self._append("event", events)
+
+    def ack_command(
+        self,
+        command_id: str,
+        status: Literal["done", "rejected"] = "done",
+        reason: str | None = None,
+    ) -> None:
+        """Answer a command from ``on_command`` (``command["id"]``): a ``command_ack`` event,
+        durable and resent like any event, which closes the command on the platform."""
+        self.publish_events([command_ack(command_id, status, datetime.now(UTC), reason)])
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the broker has acknowledged everything; False on timeout."""

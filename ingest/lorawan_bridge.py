@@ -27,8 +27,18 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.commands import encode_downlink
+from devices.errors import DevicesError
 from devices.ids import topic as kcity_topic
-from devices.lorawan import LoraEvent, LorawanError, LorawanSettings, parse_event, to_record
+from devices.lorawan import (
+    LoraEvent,
+    LorawanError,
+    LorawanSettings,
+    chirpstack_downlink,
+    parse_event,
+    to_record,
+    tts_downlink,
+)
 from ingest import direct
 from ingest.batch_writer import OUTAGE_ERRORS
 from ingest.registry import DeviceInfo
@@ -48,6 +58,7 @@ class BridgeConfig:
     username: str | None = None
     password: str | None = None
     max_backoff_s: float = 5.0
+    poll_s: float = 1.0  # how often queued commands are looked for
 
     @property
     def client_id(self) -> str:
@@ -108,6 +119,7 @@ class Bridge:
         self._conn: psycopg.Connection | None = None
         self._devices: dict[str, LoraDevice] = {}
         self._loaded_at = 0.0
+        self._network_ids: dict[str, str] = {}  # DevEUI -> TTS end-device id, from uplinks
         self.sessions = Sessions(lambda device: last_message(self.conn, device))
 
     @property
@@ -158,6 +170,8 @@ class Bridge:
                 "unknown_dev_eui", f"no device of pilot {pilot!r} has DevEUI {event.dev_eui}"
             )
         device = found.device_id
+        if event.network_device_id is not None:
+            self._network_ids[event.dev_eui] = event.network_device_id
         if event.type == "join":
             self.sessions.join(device)
             return None
@@ -201,6 +215,66 @@ class Bridge:
                 (state, reason, now, event.command_id, device, now),
             )
 
+    # -- downlinks ---------------------------------------------------------------------
+
+    def downlinks(self) -> list[tuple[str, str, bytes]]:
+        """(command id, topic, JSON) of the pilot's queued, unexpired commands, oldest first.
+
+        A command the network cannot carry (a device without DevEUI, parameters the encoder
+        refuses) is closed as ``rejected`` with the reason.
+        """
+        lorawan = self.config.lorawan
+        rows = self.conn.execute(
+            "SELECT c.id::text, c.type, c.params, d.id, d.dev_eui FROM commands c"
+            " JOIN devices d ON d.id = c.device_id WHERE c.pilot_id = %s"
+            " AND c.state = 'queued' AND c.expires_at > now() ORDER BY c.created_at LIMIT 100",
+            (self.config.pilot_id,),
+        ).fetchall()
+        self.conn.commit()
+        out = []
+        for command_id, command_type, params, device, eui in rows:
+            try:
+                if eui is None:
+                    raise DevicesError(f"device {device} has no dev_eui")
+                data = encode_downlink(command_type, params)
+            except DevicesError as exc:
+                self._reject(command_id, str(exc))
+                continue
+            if lorawan.network == "chirpstack":
+                topic, body = chirpstack_downlink(
+                    lorawan.application_id, eui, command_id, data, lorawan.f_port
+                )
+            else:
+                target: str = self._network_ids.get(eui) or device
+                topic, body = tts_downlink(
+                    lorawan.application_id, target, command_id, data, lorawan.f_port
+                )
+            out.append((command_id, topic, body))
+        return out
+
+    def mark_sent(self, command_id: str) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                "UPDATE commands SET state = 'sent', via = %s, sent_at = now()"
+                " WHERE id::text = %s AND state = 'queued'",
+                (self.config.lorawan.network, command_id),
+            )
+
+    def _reject(self, command_id: str, reason: str) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                "UPDATE commands SET state = 'rejected', reason = %s, closed_at = now()"
+                " WHERE id::text = %s AND state = 'queued'",
+                (reason[:500], command_id),
+            )
+
+    def _send_downlinks(self, client: mqtt.Client) -> None:
+        for command_id, topic, body in self.downlinks():
+            info = client.publish(topic, body, qos=1)
+            info.wait_for_publish(10)
+            if info.is_published():
+                self.mark_sent(command_id)
+
     # -- the MQTT side -----------------------------------------------------------------
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
@@ -237,9 +311,17 @@ class Bridge:
         client.connect_async(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
         client.loop_start()
         delay = 0.1
+        next_poll = 0.0
         try:
             while not stop.is_set():
                 if not inbox:
+                    if client.is_connected() and time.monotonic() >= next_poll:
+                        next_poll = time.monotonic() + self.config.poll_s
+                        try:
+                            self._send_downlinks(client)
+                        except OUTAGE_ERRORS as exc:
+                            log.warning("cannot read queued commands: %s", exc)
+                            self.close()
                     stop.wait(0.02)
                     continue
                 msg = inbox[0]

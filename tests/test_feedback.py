@@ -108,6 +108,7 @@ def _subscribe_as(settings: Settings, username: str, topic: str) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
+        client._reset_sockets()  # paho closes them only in __del__ otherwise (ResourceWarning)
 
 
 def test_a_bad_payload_gets_a_verdict_on_the_device_feedback_topic(
@@ -210,4 +211,5 @@ def test_a_flooding_device_gets_a_bounded_number_of_verdicts(
     finally:
         listener.disconnect()
         listener.loop_stop()
+        listener._reset_sockets()
     assert len(got) <= 3

@@ -19,6 +19,7 @@ from kcity.api import (
     console,
     errors,
     routes_analytics,
+    routes_commands,
     routes_dead_letters,
     routes_device_ops,
     routes_ingest,
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_reports,
         routes_ingest,
         routes_dead_letters,
+        routes_commands,
     ):
         app.include_router(module.router)
     app.include_router(console.router)

@@ -9,16 +9,14 @@ import psycopg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from kcity import provisioning
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, AppSettings, Conn
 from kcity.api.errors import COMMON_ERRORS, error_responses
-from kcity.api.routes_pilots import CredentialsOut, device_of, pilot_of
+from kcity.api.routes_pilots import CredentialsOut, device_of, pilot_of, provision_via_broker
 from kcity.device_status import device_statuses
 from kcity.provisioning import Credentials
 from kcity.registry import Device, DeviceConflict
 from kcity.settings import Settings
-from kcity.stack.broker_admin import broker_admin
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots and devices"], responses=COMMON_ERRORS)
 
@@ -101,18 +99,4 @@ def rotate_credentials(conn: psycopg.Connection, s: Settings, device: Device) ->
         raise DeviceConflict(
             f"device {device.id!r} is revoked; provision it again to re-activate it"
         )
-    conn.commit()  # end the read transaction: provisioning commits its own, broker included
-    with broker_admin(
-        s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-    ) as admin:
-        creds = provisioning.provision_device(
-            conn,
-            admin,
-            device.pilot_id,
-            device.id,
-            mqtt_host=s.mqtt_host,
-            mqtt_port=s.mqtt_port,
-            mqtt_tls_port=s.mqtt_tls_port,
-        )
-    conn.commit()
-    return creds
+    return provision_via_broker(conn, s, device.pilot_id, device.id)

@@ -8,7 +8,7 @@ from kcity.commands import analytics as analytics_cmd
 from kcity.commands import api as api_cmd
 from kcity.commands import bridge as bridge_cmd
 from kcity.commands import dashboards as dashboards_cmd
-from kcity.commands import db, onboard, stack
+from kcity.commands import db, downlink, onboard, stack
 from kcity.commands import demo as demo_cmd
 from kcity.commands import devices as devices_cmd
 from kcity.commands import imports as imports_cmd
@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(pilots_cmd.app, name="pilots")
     app.add_typer(simulate_cmd.app, name="simulate")
     devices_cmd.app.command("import")(onboard.import_devices)
+    devices_cmd.app.command("command")(downlink.command)
+    devices_cmd.app.command("commands")(downlink.commands)
     app.add_typer(devices_cmd.app, name="devices")
     app.add_typer(dashboards_cmd.app, name="dashboards")
     app.add_typer(ingest_cmd.app, name="ingest")

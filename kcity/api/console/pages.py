@@ -18,10 +18,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
+from devices.pilots import Pilot
+from ingest.check import CheckReport
 from kcity import dead_letters
 from kcity.analyses import latest_result
 from kcity.api import errors
-from kcity.api.auth import Action, current_caller
+from kcity.api.auth import Action, Caller, current_caller
 from kcity.api.console.session import (
     CONSOLE_ROLES,
     LANG_COOKIE,
@@ -304,19 +306,9 @@ def letter(
     channel = row.topic.rsplit("/", 1)[-1]
     if channel not in ("telemetry", "event", "status"):
         channel = "telemetry"
-    return render(
-        request,
-        "dead_letter.html",
-        caller=caller,
-        pilot=p,
-        section="dead_letters",
-        row=row,
-        draft=draft_of(row.stage, row.payload, channel),
-        device=row.device_id or "",
-        channel=channel,
-        report=None,
-        may_check=caller.may(Action.READ_DEVICES, pilot),
-    )
+    draft = draft_of(row.stage, row.payload, channel)
+    may_check = caller.may(Action.READ_DEVICES, pilot)
+    return _letter_page(request, caller, p, row, draft, row.device_id or "", channel, may_check)
 
 
 @router.post("/pilots/{pilot}/check")
@@ -334,15 +326,31 @@ def check(
     row = None
     if data.get("letter", "").isdigit():
         row = dead_letters.get_dead_letter(conn, pilot, int(data["letter"]))
-    t = words(lang_of(request))
-    summary = t["records_summary"].format(
-        ok=report.records_accepted, bad=len(report.records) - report.records_accepted
-    )
+    return _letter_page(request, caller, p, row, draft, device, channel, True, report)
+
+
+def _letter_page(
+    request: Request,
+    caller: Caller,
+    pilot: Pilot,
+    row: dead_letters.DeadLetterRow | None,
+    draft: str,
+    device: str,
+    channel: str,
+    may_check: bool,
+    report: CheckReport | None = None,
+) -> HTMLResponse:
+    """A dead letter (if any) with the checker's form, and its verdict once checked."""
+    summary = ""
+    if report is not None:
+        summary = words(lang_of(request))["records_summary"].format(
+            ok=report.records_accepted, bad=len(report.records) - report.records_accepted
+        )
     return render(
         request,
         "dead_letter.html",
         caller=caller,
-        pilot=p,
+        pilot=pilot,
         section="dead_letters",
         row=row,
         draft=draft,
@@ -350,7 +358,7 @@ def check(
         channel=channel,
         report=report,
         summary=summary,
-        may_check=True,
+        may_check=may_check,
     )
 
 
