@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -20,7 +20,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from psycopg.types.json import Jsonb
 
-from devices.commands import check_params, command_message
+from devices.commands import DimmingProfile, check_params, command_message
 from devices.ids import cmd_topic
 from kcity import registry
 from kcity.errors import BrokerError, KcityError, NotFound
@@ -195,3 +195,48 @@ def deliver_mqtt(
         client.disconnect()
         client.loop_stop()
     return mark_sent(conn, command.id, "mqtt")
+
+
+def profile_in_force(conn: psycopg.Connection, pilot_id: str) -> DimmingProfile | None:
+    """The pilot's newest dimming profile acknowledged by a device, if any."""
+    row = conn.execute(
+        "SELECT params FROM commands WHERE pilot_id = %s AND type = 'set_dimming_profile'"
+        " AND state = 'acked' ORDER BY closed_at DESC LIMIT 1",
+        (pilot_id,),
+    ).fetchone()
+    conn.commit()
+    return DimmingProfile.model_validate(row[0]) if row else None
+
+
+def profiles_by_night(
+    conn: psycopg.Connection, pilot_id: str, nights: list[date], tz: str
+) -> list[dict[str, Any]]:
+    """For each night (local date of its evening), the dimming profiles in force at its
+    18:00 local — each device's newest acknowledged profile by then — with their devices.
+
+    Evidence of what was commanded beside what was measured (savings reports).
+    """
+    out = []
+    for night in nights:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (device_id) device_id, id::text, params, closed_at FROM commands"
+            " WHERE pilot_id = %s AND type = 'set_dimming_profile' AND state = 'acked'"
+            " AND closed_at <= (%s::date + time '18:00') AT TIME ZONE %s"
+            " ORDER BY device_id, closed_at DESC",
+            (pilot_id, night, tz),
+        ).fetchall()
+        conn.commit()
+        groups: dict[str, dict[str, Any]] = {}
+        for device, command_id, params, closed in rows:
+            group = groups.setdefault(
+                command_id,
+                {
+                    "command_id": command_id,
+                    "profile": params,
+                    "acked_at": closed.isoformat(),
+                    "devices": [],
+                },
+            )
+            group["devices"].append(device)
+        out.append({"night": night.isoformat(), "profiles": list(groups.values())})
+    return out

@@ -9,7 +9,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from devices.commands import DimmingProfile, check_params, encode_downlink
 from devices.errors import PayloadError
 from devices.sdk import DeviceClient
 from ingest.lorawan_bridge import BridgeConfig
-from kcity import onboarding, provisioning, registry, tokens
+from kcity import device_commands, onboarding, provisioning, registry, tokens
 from kcity.api import create_app
 from kcity.settings import Settings
 from kcity.stack.broker_admin import BrokerAdmin
@@ -288,3 +288,34 @@ def test_profile_levels_and_checks() -> None:
         )
     assert encode_downlink("set_level", {"level_pct": 40}) == bytes([2, 40])
     assert encode_downlink("reboot", {}) == bytes([4])
+
+
+def test_profiles_in_force_per_night(conn: psycopg.Connection, uid: str) -> None:
+    pilot = f"cp-{uid}"
+    add_pilot(conn, pilot)  # Asia/Jakarta, UTC+7
+    a, b = f"la-{uid}", f"lb-{uid}"
+    for name in (a, b):
+        registry.create_device(conn, pilot, name)
+    old, new = uuid.uuid4(), uuid.uuid4()
+    # `old` acked for both on 1 Oct 10:00 UTC (17:00 local); `new` for b on 2 Oct 12:00 UTC
+    # (19:00 local: after that evening's 18:00, so in force from the night of 3 Oct).
+    for cid, devices, closed in (
+        (old, (a, b), "2026-10-01T10:00:00Z"),
+        (new, (b,), "2026-10-02T12:00:00Z"),
+    ):
+        for i, device in enumerate(devices):
+            conn.execute(
+                "INSERT INTO commands (id, pilot_id, device_id, type, params, created_by, state,"
+                " expires_at, closed_at) VALUES (%s, %s, %s, 'set_dimming_profile', %s, 't',"
+                " 'acked', %s::timestamptz + interval '1 day', %s)",
+                (uuid.uuid4() if i else cid, pilot, device, json.dumps(PROFILE), closed, closed),
+            )
+    nights = [date(2026, 9, 30), date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 3)]
+    got = device_commands.profiles_by_night(conn, pilot, nights, "Asia/Jakarta")
+    devices_per_night = [sorted(d for p in n["profiles"] for d in p["devices"]) for n in got]
+    assert devices_per_night == [[], [a, b], [a, b], [a, b]]
+    assert [len(n["profiles"]) for n in got] == [0, 2, 2, 2]
+    assert str(new) in {p["command_id"] for p in got[3]["profiles"]}
+    assert str(new) not in {p["command_id"] for p in got[2]["profiles"]}
+    assert got[3]["profiles"][0]["profile"] == PROFILE
+    assert device_commands.profile_in_force(conn, pilot) == DimmingProfile.model_validate(PROFILE)
