@@ -26,10 +26,10 @@ from markupsafe import Markup, escape
 from analytics.geo import LINEAR, POLYGONAL, geometry_from_geojson
 from analytics.nights import night_calendar
 from devices.pilots import Pilot
-from kcity.reports import figures
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.errors import KcityError
 from kcity.registry import get_pilot, list_devices
+from kcity.reports import figures
 from kcity.reports.data import hour_profile, night_completeness
 from kcity.reports.i18n import LANGS, SOURCES_DRONE, SOURCES_STREETLIGHT, labels
 
