@@ -6,6 +6,7 @@ Tree::
     ├── InvalidId        (also a ValueError) an id does not match ID_PATTERN
     ├── PayloadError     a message or topic is unusable as a whole (field, rule)
     ├── PilotError       a pilot definition file is wrong (file, field, message)
+    ├── LorawanError     (devices.lorawan) a network-server message that cannot be read
     ├── SimConfigError   (also a ValueError) a simulator configuration no deployment could have
     └── UnknownKind      a device kind that is not in KINDS
 

@@ -18,6 +18,7 @@ _ID_RE: Final = re.compile(ID_PATTERN)
 TOPIC_ROOT: Final = "kcity/v1"
 CHANNELS: Final = ("telemetry", "event", "status")
 CMD_CHANNEL: Final = "cmd"
+FEEDBACK_CHANNEL: Final = "feedback"  # downlink: ingest's verdicts on the device's rejected data
 
 Channel = Literal["telemetry", "event", "status"]
 
@@ -59,6 +60,11 @@ def cmd_topic(pilot: str, device: str) -> str:
     return device_prefix(pilot, device) + CMD_CHANNEL
 
 
+def feedback_topic(pilot: str, device: str) -> str:
+    """Downlink topic where ingest publishes verdicts on the device's dead-lettered messages."""
+    return device_prefix(pilot, device) + FEEDBACK_CHANNEL
+
+
 def device_prefix(pilot: str, device: str) -> str:
     """Topic prefix (with trailing slash) a device may publish under; used for ACLs."""
     return f"{TOPIC_ROOT}/{validate_id(pilot, 'pilot id')}/{validate_id(device, 'device id')}/"
@@ -77,8 +83,8 @@ def parse_topic(value: str) -> TopicParts:
     pilot, device, channel = parts
     validate_id(pilot, "pilot id")
     validate_id(device, "device id")
-    if channel == CMD_CHANNEL:
-        raise PayloadError("topic", f"{value!r} is a downlink command topic, not an uplink one")
+    if channel in (CMD_CHANNEL, FEEDBACK_CHANNEL):
+        raise PayloadError("topic", f"{value!r} is a downlink {channel} topic, not an uplink one")
     if channel not in CHANNELS:
         raise PayloadError(
             "topic", f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}"

@@ -11,7 +11,9 @@ restart, unacknowledged messages are resent unchanged, in order, with their orig
 
 Presence: a retained ``status`` ``{"v":1,"state":"online","boot":N}`` on every connect, the
 same topic as Last Will with ``{"v":1,"state":"offline"}``. Downlink commands on the
-device's ``cmd`` topic go to ``on_command``.
+device's ``cmd`` topic go to ``on_command``; ``ack_command`` answers them. Verdicts on
+its rejected messages (the ``feedback`` topic) are logged as warnings and go to
+``on_feedback``.
 
 One process per outbox file (a lock enforces it). paho-mqtt 2, MQTT 5.
 """
@@ -27,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -36,8 +38,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from devices.commands import command_ack
 from devices.errors import DevicesError, PayloadError
-from devices.ids import cmd_topic, topic, validate_id
+from devices.ids import cmd_topic, feedback_topic, topic, validate_id
 from devices.kinds import get_kind
 from devices.outbox import Outbox, OutboxError
 from devices.payloads import MAX_ITEMS, MAX_PAYLOAD_BYTES, encode_status
@@ -45,6 +48,7 @@ from devices.payloads import MAX_ITEMS, MAX_PAYLOAD_BYTES, encode_status
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[dict[str, Any]], None]
+FeedbackHandler = Callable[[dict[str, Any]], None]
 Item = Mapping[str, Any] | BaseModel
 
 _ENVELOPE_BYTES: Final = 200  # room for {"v","boot","seq","sent_at",...} around the items
@@ -73,6 +77,7 @@ class DeviceClient:
         boot: int | None = None,
         batch_max: int = MAX_ITEMS,
         on_command: CommandHandler | None = None,
+        on_feedback: FeedbackHandler | None = None,
         keepalive: int = 30,
         reconnect_delay: tuple[int, int] = (1, 30),
         max_inflight: int = 32,
@@ -89,6 +94,7 @@ class DeviceClient:
         self._batch_max = batch_max
         self._max_inflight = max_inflight
         self._on_command = on_command
+        self._on_feedback = on_feedback
         self._session_expiry_s = session_expiry_s
 
         self._lockfile = _lock(Path(str(outbox_path) + ".lock"))
@@ -199,6 +205,16 @@ class DeviceClient:
     def publish_events(self, events: Sequence[Item]) -> None:
         """Validate events of the device's kind and commit them to the outbox."""
         self._append("event", events)
+
+    def ack_command(
+        self,
+        command_id: str,
+        status: Literal["done", "rejected"] = "done",
+        reason: str | None = None,
+    ) -> None:
+        """Answer a command from ``on_command`` (``command["id"]``): a ``command_ack`` event,
+        durable and resent like any event, which closes the command on the platform."""
+        self.publish_events([command_ack(command_id, status, datetime.now(UTC), reason)])
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the broker has acknowledged everything; False on timeout."""
@@ -317,6 +333,7 @@ class DeviceClient:
         )
         if self._on_command is not None:
             client.subscribe(cmd_topic(self.pilot, self.device), qos=1)
+        client.subscribe(feedback_topic(self.pilot, self.device), qos=0)
         with self._cond:
             self._connected = True
             self._work = True
@@ -339,6 +356,9 @@ class DeviceClient:
             self._cond.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/feedback"):
+            self._feedback(bytes(msg.payload))
+            return
         handler = self._on_command
         if handler is None:
             return
@@ -354,6 +374,28 @@ class DeviceClient:
             handler(command)
         except Exception:  # a gateway's handler must not kill the network thread
             log.exception("device %s: the command handler failed", self.device)
+
+    def _feedback(self, raw: bytes) -> None:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            log.warning("device %s: ignored feedback that is not a JSON object", self.device)
+            return
+        log.warning(
+            "device %s: ingest rejected boot %s seq %s (%s): %s",
+            self.device,
+            body.get("boot"),
+            body.get("seq"),
+            body.get("stage"),
+            body.get("reason"),
+        )
+        if self._on_feedback is not None:
+            try:
+                self._on_feedback(body)
+            except Exception:  # a gateway's handler must not kill the network thread
+                log.exception("device %s: the feedback handler failed", self.device)
 
 
 # --- validation and encoding ---------------------------------------------------------------

@@ -190,6 +190,13 @@ class Consumer:
                 sent += 1
         return sent
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send a downlink message at QoS 0 (a verdict: losing one costs nothing stored)."""
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=0)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def close(self) -> None:
         """Disconnect cleanly; the session (and anything unacknowledged) stays on the broker."""
         if self.connected:

@@ -85,6 +85,12 @@ class IngestMetrics:
             ["device"],
             registry=r,
         )
+        self.feedback = Counter(
+            "kcity_ingest_feedback",
+            "Verdicts on rejected messages for their devices, by outcome (sent, suppressed)",
+            ["outcome"],
+            registry=r,
+        )
         self.unacked = Gauge(
             "kcity_ingest_unacknowledged_messages",
             "Messages received but not yet acknowledged",

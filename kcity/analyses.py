@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -32,6 +32,7 @@ from analytics.savings import (
 from analytics.savings_frame import savings_calendar
 from analytics.tracks import DroneSeries
 from devices.pilots import Pilot
+from kcity.device_commands import profiles_by_night
 from kcity.registry import get_pilot
 from kcity.window import Window, WindowError
 
@@ -102,6 +103,9 @@ def run_savings(
     series = queries.load_luminaires(conn, ids, start_utc, end_utc, nights, lead)
     events = queries.load_events(conn, ids, start_utc, end_utc)
     body, result = savings_from(pilot, window, series, events)
+    # What was commanded beside what was measured: the dimming profiles in force per night.
+    days = [window.start + timedelta(days=d) for d in range((window.end - window.start).days)]
+    body["dimming_profiles"] = profiles_by_night(conn, pilot.id, days, pilot.timezone)
     if persist:
         body["result_id"] = _persist(conn, pilot.id, "savings", window, asdict(params), body)
         _upsert(
@@ -128,6 +132,8 @@ def coverage_params(pilot: Pilot) -> CoverageParams:
         max_speed_mps=d.max_speed_mps,
         grid_cell_m=d.grid_cell_m,
         timezone=pilot.timezone,
+        sensor=d.sensor,
+        epsg=d.epsg,
     )
 
 
@@ -143,7 +149,14 @@ def coverage_from(
         end_utc.timestamp(),
         detections=detections,
     )
-    return {**result.to_json(), **window.keys(pilot.id)}, result
+    body = {**result.to_json(), **window.keys(pilot.id)}
+    if not any(len(s) for s in series):
+        body["warnings"] = [
+            f"no drone records of pilot {pilot.id} from {window.start} to {window.end} "
+            f"(local dates, {pilot.timezone}); the figures are empty, not measured zeros",
+            *body["warnings"],
+        ]
+    return body, result
 
 
 def run_coverage(

@@ -14,7 +14,19 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from kcity.api import errors, routes_analytics, routes_pilots, routes_reports, routes_telemetry
+from kcity.api import (
+    console,
+    errors,
+    routes_analytics,
+    routes_commands,
+    routes_dead_letters,
+    routes_device_ops,
+    routes_ingest,
+    routes_pilots,
+    routes_reports,
+    routes_telemetry,
+)
+from kcity.api.console import pages as console_pages
 from kcity.api.deps import SharedPool
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
 from kcity.errors import DatabaseError
@@ -39,7 +51,8 @@ Telemetry, verified savings and patrol coverage of K-City Network overseas pilot
 scope, 404 for an unknown pilot or device, 409 for a device id of another pilot, 422 for
 bad parameters (`errors` lists them), 503 when the database or broker is unreachable.
 
-`GET /health` and `GET /metrics` (Prometheus) need no token.
+`GET /health` and `GET /metrics` (Prometheus) need no token. The firm's console is at
+`/console/` (sign in there with an operator or evaluator token).
 """
 
 
@@ -66,8 +79,19 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    for module in (routes_pilots, routes_telemetry, routes_analytics, routes_reports):
+    for module in (
+        routes_pilots,
+        routes_device_ops,
+        routes_telemetry,
+        routes_analytics,
+        routes_reports,
+        routes_ingest,
+        routes_dead_letters,
+        routes_commands,
+    ):
         app.include_router(module.router)
+    app.include_router(console.router)
+    console_pages.install(app)
 
     @app.get("/health", tags=["service"], responses={503: {"description": "No database."}})
     def health() -> Any:

@@ -22,6 +22,7 @@ from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import is_id
 from kcity.errors import NotFound
 from kcity.registry import Device, PilotSummary
+from kcity.settings import Settings
 from kcity.stack.broker_admin import broker_admin
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots and devices"], responses=COMMON_ERRORS)
@@ -182,8 +183,15 @@ def provision_device(
     """Provision a device (or rotate an existing one's password) in the registry and the
     broker; the MQTT password is in this answer only."""
     pilot_of(conn, pilot)
+    creds = provision_via_broker(conn, settings, pilot, body.device_id, body.kind)
+    return CredentialsOut(**creds.to_json())
+
+
+def provision_via_broker(
+    conn: psycopg.Connection, s: Settings, pilot: str, device: str, kind: str | None = None
+) -> provisioning.Credentials:
+    """Provision (or rotate) through the running broker; used by routes and the console."""
     conn.commit()  # end the read transaction: provisioning commits its own, broker included
-    s = settings
     with broker_admin(
         s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
     ) as admin:
@@ -191,14 +199,14 @@ def provision_device(
             conn,
             admin,
             pilot,
-            body.device_id,
-            body.kind,
+            device,
+            kind,
             mqtt_host=s.mqtt_host,
             mqtt_port=s.mqtt_port,
             mqtt_tls_port=s.mqtt_tls_port,
         )
     conn.commit()
-    return CredentialsOut(**creds.to_json())
+    return creds
 
 
 @router.delete(

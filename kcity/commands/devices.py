@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kcity import provisioning, registry
+from kcity import onboarding, provisioning, registry
 from kcity.db import connect
 from kcity.settings import Settings
 from kcity.stack.broker_admin import broker_admin
@@ -24,15 +24,21 @@ def provision(
     device: str = typer.Argument(..., help="Device id, also its MQTT username."),
     kind: str | None = typer.Option(None, "--kind", help="Device kind (default: the pilot's)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    dev_eui: str | None = typer.Option(
+        None, "--dev-eui", help="LoRaWAN DevEUI (16 hex digits), for the pilot's bridge."
+    ),
 ) -> None:
     """Create a device and print its MQTT credentials; on an existing device, rotate them."""
     s: Settings = ctx.obj
+    eui = onboarding.normalize_dev_eui(dev_eui) if dev_eui is not None else None
     with (
         connect(s.database_url) as conn,
         broker_admin(
             s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
         ) as admin,
     ):
+        if eui is not None:
+            onboarding.check_dev_eui(conn, device, eui)
         creds = provisioning.provision_device(
             conn,
             admin,
@@ -43,6 +49,8 @@ def provision(
             mqtt_port=s.mqtt_port,
             mqtt_tls_port=s.mqtt_tls_port,
         )
+        if eui is not None:
+            onboarding.set_dev_eui(conn, device, eui)
     if as_json:
         print(json.dumps(creds.to_json(), indent=2))
         return

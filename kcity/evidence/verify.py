@@ -29,6 +29,7 @@ from kcity.evidence.tables import span
 from kcity.window import Window
 
 _NOT_FIGURES = {"result_id", "computed_at"}
+_CONTEXT = {"dimming_profiles"}  # read beside the figures from the command log, not computed
 _DIGEST_KEY = {"savings": "input_sha256", "coverage": "input_sha256", "quality": "input_hash"}
 
 
@@ -145,7 +146,9 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
 def _figures(analysis: str, stored: dict[str, Any], body: dict[str, Any]) -> list[Check]:
     fresh = json.loads(json.dumps(body, default=str))
     return [
-        Check("figure", analysis, key, value, fresh.get(key), same(value, fresh.get(key)))
+        Check("context", analysis, key, value, "not re-computed (context)", True)
+        if key in _CONTEXT
+        else Check("figure", analysis, key, value, fresh.get(key), same(value, fresh.get(key)))
         for key, value in stored.items()
         if key not in _NOT_FIGURES
     ]

@@ -31,7 +31,7 @@ from kcity.errors import KcityError
 from kcity.registry import get_pilot, list_devices
 from kcity.reports import figures
 from kcity.reports.data import hour_profile, night_completeness
-from kcity.reports.i18n import LANGS, SOURCES_DRONE, SOURCES_STREETLIGHT, labels
+from kcity.reports.i18n import LANGS, SOURCES_STREETLIGHT, drone_sources, labels
 
 DISTRIBUTION = "kcity-pilot-telemetry"
 POINT_COLUMNS = ("points", "not_airborne", "not_patrol", "camera_off", "bad_fix", "no_footprint",
@@ -205,7 +205,7 @@ def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
         "primary_hash": _repro("coverage", body, t)["input_hash"],
         "parameters": _parameters_text(parameters),
         "verb": "coverage",
-        "sources": SOURCES_DRONE,
+        "sources": drone_sources(proj.epsg, proj.crs_name, pilot.city),
     }  # fmt: skip
 
 

@@ -24,7 +24,7 @@ INGEST_ROLE = "kcity-ingest"
 
 
 def device_acls(pilot: str, device: str) -> list[dict[str, Any]]:
-    """DESIGN §4: publish only under its own prefix, read only its own `cmd` topic."""
+    """DESIGN §4: publish only under its own prefix, read only its own `cmd` and `feedback`."""
     prefix = f"kcity/v1/{pilot}/{device}"
     return [
         {"acltype": "publishClientSend", "topic": f"{prefix}/telemetry", "allow": True},
@@ -32,6 +32,8 @@ def device_acls(pilot: str, device: str) -> list[dict[str, Any]]:
         {"acltype": "publishClientSend", "topic": f"{prefix}/status", "allow": True},
         {"acltype": "subscribePattern", "topic": f"{prefix}/cmd", "allow": True},
         {"acltype": "publishClientReceive", "topic": f"{prefix}/cmd", "allow": True},
+        {"acltype": "subscribePattern", "topic": f"{prefix}/feedback", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{prefix}/feedback", "allow": True},
     ]
 
 
@@ -41,6 +43,7 @@ def ingest_acls() -> list[dict[str, Any]]:
         {"acltype": "subscribePattern", "topic": "$share/kcity-ingest/kcity/v1/#", "allow": True},
         {"acltype": "publishClientReceive", "topic": "kcity/v1/#", "allow": True},
         {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/cmd", "allow": True},
+        {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/feedback", "allow": True},
     ]
 
 

@@ -83,11 +83,23 @@ class LocalStack:
             started.append("timescaledb")
         with connect(s.database_url) as conn:
             migrate(conn)
+            bridged = conn.execute(
+                "SELECT count(*) FROM pilots WHERE jsonb_typeof(definition->'lorawan') = 'object'"
+            ).fetchone()
         if services:
             for name in ("ingest", "api"):
                 if not self._service_healthy(name):
                     self._start_service(name)
                     started.append(name)
+            bridge_pid, bridge_log = self._service_files("bridge")
+            if bridged and bridged[0] and read_pid(bridge_pid) is None:
+                # A pilot declares a LoRaWAN network server: its bridge runs beside ingest.
+                spawn(
+                    [sys.executable, "-m", "kcity", "bridge", "run"],
+                    log=bridge_log,
+                    pid_file=bridge_pid,
+                )
+                started.append("bridge")
         return started
 
     def _start_service(self, name: str) -> None:
@@ -115,7 +127,7 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop everything that runs; return the names of what was stopped."""
         stopped = []
-        for name in ("api", "ingest"):
+        for name in ("bridge", "api", "ingest"):
             if stop_pid(self._service_files(name)[0]):
                 stopped.append(name)
         if self.mosquitto.running():
