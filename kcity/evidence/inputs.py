@@ -126,6 +126,7 @@ def drones(
     mode = _str(table, "mode")
     mode = np.where(np.isin(mode, _MODES), mode, "")
     camera = np.asarray(table["camera_on"].fill_null(False).to_numpy(zero_copy_only=False), bool)
+    sent = np.asarray(table["camera_on"].is_valid().to_numpy(zero_copy_only=False), bool)
     fix = np.asarray(pc.cast(table["gps_fix"], pa.int64()).fill_null(-1).to_numpy(), np.int64)
     flight = np.asarray(pc.cast(table["flight_key"], pa.int64()).to_numpy(), np.int64).astype(str)
     f64 = {
@@ -144,6 +145,7 @@ def drones(
             hfov_deg=f64["hfov_deg"][s],
             mode=mode[s],
             camera_on=camera[s],
+            camera_sent=sent[s],
             gps_fix=fix[s],
             flight_id=flight[s],
             battery_v=f64["battery_v"][s],
