@@ -183,6 +183,8 @@ class DroneSettings(BaseModel):
     base_lat: Annotated[float, Field(ge=-90, le=90)] | None = None
     base_lon: Annotated[float, Field(ge=-180, le=180)] | None = None
     grid_cell_m: Annotated[float, Field(gt=0)] = 250.0
+    # Longest acceptable time [s] a piece of the border may go unwatched (Grafana alert).
+    max_revisit_s: Annotated[float, Field(gt=0)] | None = None
     # when the sensor records: "log" = the records' camera_on only; "always" = whenever
     # airborne in a patrol mode; "auto" = camera_on where a drone sends it, else "always"
     sensor: Literal["auto", "log", "always"] = "auto"

@@ -10,7 +10,7 @@ import typer
 from dashboards.errors import DashboardsError
 from dashboards.push import DEFAULT_FOLDER, connect, datasource_definition, push
 from kcity.errors import KcityError
-from kcity.grafana import DEFAULT_LANG, build_all, write
+from kcity.grafana import DEFAULT_LANG, build_all, write, write_alerting
 
 LANG_HELP = "Language of titles, panels and descriptions: ko or en."
 
@@ -25,10 +25,16 @@ def build(
         "dashboards/build"
     ),
     lang: Annotated[str, typer.Option("--lang", help=LANG_HELP)] = DEFAULT_LANG,
+    alerting: Annotated[
+        Path | None,
+        typer.Option("--alerting", help="Also write the alert rules, contact point and policy."),
+    ] = None,
 ) -> None:
     """Write every dashboard as Grafana JSON (what file provisioning loads)."""
     try:
         paths = write(out, lang)
+        if alerting is not None:
+            paths.append(write_alerting(alerting, lang))
     except DashboardsError as exc:
         raise KcityError(str(exc)) from exc
     for path in paths:

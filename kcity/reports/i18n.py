@@ -281,6 +281,50 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "dash_f_country": ("Country", "국가"),
     "dash_f_solution": ("Solution", "솔루션"),
     "dash_f_last_data": ("Last data", "최근 데이터"),
+    # --- Grafana alert rules ({placeholders}: dashboards/alerts.py TEMPLATES) -----------
+    "alert_device_silent_title": ("Device silent", "장치 무응답"),
+    "alert_device_silent_summary": (
+        "{pilot}: device {device} has sent nothing for {value} min (over 3 record intervals).",
+        "{pilot}: 장치 {device}이(가) {value}분 동안 데이터를 보내지 않았습니다"
+        " (기록 주기 3회 초과).",
+    ),
+    "alert_pilot_no_data_title": ("Pilot without data", "실증 사업 데이터 없음"),
+    "alert_pilot_no_data_summary": (
+        "{pilot}: no data from any device for {value} min.",
+        "{pilot}: {value}분 동안 어떤 장치에서도 데이터가 없습니다.",
+    ),
+    "alert_completeness_title": ("Data completeness yesterday", "어제 데이터 완전성"),
+    "alert_completeness_summary": (
+        "{pilot}: yesterday's data completeness was {value} % (below 90 %).",
+        "{pilot}: 어제 데이터 완전성이 {value} %였습니다 (90 % 미만).",
+    ),
+    "alert_lamp_faults_title": ("Lamp fault", "가로등 고장"),
+    "alert_lamp_faults_summary": (
+        "{pilot}: luminaire {device} has {value} active fault(s): {codes}.",
+        "{pilot}: 가로등 {device}에 해소되지 않은 고장 {value}건: {codes}.",
+    ),
+    "alert_day_burning_title": ("Day-burning luminaire", "주간 점등 가로등"),
+    "alert_day_burning_summary": (
+        "{pilot}: luminaire {device} was lit {value} h between 10:00 and 14:00 in the last 24 h.",
+        "{pilot}: 가로등 {device}이(가) 최근 24시간 중 10:00–14:00에 {value}시간 점등되었습니다.",
+    ),
+    "alert_border_uncovered_title": ("Border segment not patrolled", "국경 구간 미순찰"),
+    "alert_border_uncovered_summary": (
+        "{pilot}: border segment {segment} not covered for {value} min (over the pilot's"
+        " max_revisit_s).",
+        "{pilot}: 국경 구간 {segment}이(가) {value}분 동안 촬영되지 않았습니다 (사업의"
+        " max_revisit_s 초과).",
+    ),
+    "alert_dead_letters_title": ("Dead-letter spike", "거부 메시지 급증"),
+    "alert_dead_letters_summary": (
+        "{pilot}: {value} messages refused in 15 min (over 20 and 5× the day's mean).",
+        "{pilot}: 15분 동안 {value}건의 메시지가 거부되었습니다 (20건 및 일평균의 5배 초과).",
+    ),
+    "alert_worker_title": ("Ingest worker disconnected", "수신 작업자 연결 끊김"),
+    "alert_worker_summary": (
+        "Ingest worker {worker} (all pilots) last reported {value} min ago.",
+        "수신 작업자 {worker} (전체 사업)의 마지막 보고가 {value}분 전입니다.",
+    ),
     # --- streetlight summary -----------------------------------------------------------
     "savings_kwh": ("Verified savings", "검증 절감량"),
     "savings_pct": ("Savings", "절감률"),
