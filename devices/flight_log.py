@@ -202,13 +202,19 @@ def flush_events(
     state.pending.clear()
 
 
-def finish(log: FlightLog, source: str, anchor: str, reboots: int, opts: LogOptions) -> FlightLog:
-    """Refuse a log without a usable position; otherwise attach clock statistics."""
+def finish(
+    log: FlightLog, state: State, source: str, anchor: str, reboots: int, opts: LogOptions
+) -> FlightLog:
+    """Refuse a log without a usable position; else time the last events, count the clock."""
+    log.skipped = +log.skipped
     if not log.records:
         fix = log.skipped.get("no_fix", 0)
         why = f"no GPS fix in {fix} position messages" if fix else "no position messages"
         raise LogError(f"{source}: {why}; nothing imported")
     utc = np.array([datetime.fromisoformat(r["ts"]).timestamp() for r in log.records])
+    if state.pending:  # after the last position: they happened at its time or later
+        last = log.records[-1]
+        flush_events(state, float(utc[-1]), last["lat"], last["lon"], opts, log)
     lat = np.array([r["lat"] for r in log.records])
     lon = np.array([r["lon"] for r in log.records])
     n, lost, glitches = track_stats(

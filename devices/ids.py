@@ -10,10 +10,13 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from devices.errors import InvalidId, PayloadError
+from devices.errors import InvalidId, PayloadError, ReservedId
 
 ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{1,62}$"
 _ID_RE: Final = re.compile(ID_PATTERN)
+
+# Broker usernames of the platform itself (ingest, admin, bridges, importers): never a device.
+RESERVED_PREFIX: Final = "kcity-"
 
 TOPIC_ROOT: Final = "kcity/v1"
 CHANNELS: Final = ("telemetry", "event", "status")
@@ -43,6 +46,19 @@ def validate_id(value: str, what: str = "id") -> str:
             what,
             "must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
         )
+    return value
+
+
+def is_reserved(value: str) -> bool:
+    """True for ids in the platform's own namespace (DESIGN §4)."""
+    return value.startswith(RESERVED_PREFIX)
+
+
+def validate_device_id(value: str, what: str = "device id") -> str:
+    """A valid id that is not reserved: what a device (its MQTT username) may be called."""
+    validate_id(value, what)
+    if is_reserved(value):
+        raise ReservedId(value, what, RESERVED_PREFIX)
     return value
 
 

@@ -40,4 +40,10 @@ def read_log(path: Path, opts: LogOptions) -> FlightLog:
         from devices.mavlink import read_tlog
 
         return read_tlog(path, opts)
-    raise LogError(f"{path}: {fmt} logs are not supported yet")
+    if fmt == "bin":
+        from devices.dataflash import read_dataflash
+
+        return read_dataflash(path, opts)
+    from devices.ulog import read_ulog
+
+    return read_ulog(path, opts)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -184,12 +183,7 @@ def convert(
                 _position(float(utc[i]), t, msg, state, opts, log)
         else:
             _remember(t, msg, state, vehicle, opts, log)
-    if state.pending and log.records:
-        last = log.records[-1]
-        ts = datetime.fromisoformat(last["ts"]).timestamp()
-        fl.flush_events(state, ts, last["lat"], last["lon"], opts, log)
-    log.skipped = +log.skipped
-    return fl.finish(log, source, anchor, reboots, opts)
+    return fl.finish(log, state, source, anchor, reboots, opts)
 
 
 def _clock(messages: list[tuple[float, Any]]) -> tuple[Any, str, int]:

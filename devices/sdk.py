@@ -9,6 +9,10 @@ leaves the outbox only when the broker has acknowledged it (PUBACK). After a rec
 restart, unacknowledged messages are resent unchanged, in order, with their original
 (boot, seq), which is what lets the ingest service count duplicates and gaps.
 
+A PUBACK with reason 0x10 ("no matching subscribers") is not delivery: it means the
+platform's ingest session is missing, and the broker dropped the message. Such messages stay
+in the outbox and are resent after a growing pause (logged once per episode).
+
 Presence: a retained ``status`` ``{"v":1,"state":"online","boot":N}`` on every connect, the
 same topic as Last Will with ``{"v":1,"state":"offline"}``. Downlink commands on the
 device's ``cmd`` topic go to ``on_command``; ``ack_command`` answers them. Verdicts on
@@ -25,6 +29,7 @@ import fcntl
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -53,6 +58,7 @@ Item = Mapping[str, Any] | BaseModel
 
 _ENVELOPE_BYTES: Final = 200  # room for {"v","boot","seq","sent_at",...} around the items
 _AUTH_FAILURES: Final = {0x86, 0x87, 0x8A, 0x8C}  # bad credentials, not authorized, banned
+NO_SUBSCRIBERS: Final = 0x10  # PUBACK: the broker had nobody to give it to, and dropped it
 
 
 class ConnectionRefused(DevicesError):
@@ -113,6 +119,11 @@ class DeviceClient:
         self._acks: list[tuple[int, ReasonCode]] = []
         self._inflight: dict[int, int] = {}  # paho mid -> outbox message id (sender thread only)
         self._last_handed = 0  # outbox message ids up to this were given to paho
+        self._retry_from: int | None = None  # lowest message dropped for want of subscribers
+        self._hold_until = 0.0  # monotonic time before which nothing is sent (0x10 backoff)
+        self._backoff = 0.0
+        self._reconnect_delay = reconnect_delay
+        self.dropped_no_subscribers = 0  # PUBACKs 0x10 seen (each one resent later)
         self._refusal: str | None = None
         self.last_error: str | None = None
         self._sender: threading.Thread | None = None
@@ -259,21 +270,33 @@ class DeviceClient:
             and not self._paused
             and self._work
             and len(self._inflight) < self._max_inflight
+            and time.monotonic() >= self._hold_until
         )
         return self._stopping or bool(self._acks) or can_send
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(self._ready)
+                held = self._hold_until - time.monotonic()
+                self._cond.wait_for(self._ready, held if held > 0 else None)
                 if self._stopping:
                     return
                 acks, self._acks = self._acks, []
-                can_send = self._connected and not self._paused and self._work
+                can_send = (
+                    self._connected
+                    and not self._paused
+                    and self._work
+                    and time.monotonic() >= self._hold_until
+                )
                 if can_send:
                     self._work = False  # set again by publish() if records arrive meanwhile
             try:
                 self._settle(acks)
+                can_send = can_send and time.monotonic() >= self._hold_until
+                if can_send and self._retry_from is not None:
+                    # The pause is over: resend from the first dropped message, in order.
+                    self._last_handed = min(self._last_handed, self._retry_from - 1)
+                    self._retry_from = None
                 sent = 0
                 while can_send and len(self._inflight) < self._max_inflight and self._send_one():
                     sent += 1
@@ -291,12 +314,32 @@ class DeviceClient:
             message_id = self._inflight.pop(mid, None)
             if message_id is None:
                 continue  # a status message
-            if reason.is_failure:
+            if reason.value == NO_SUBSCRIBERS:
+                self._dropped(message_id)
+            elif reason.is_failure:
                 # Kept in the outbox; resent at the next start, not in a loop now.
                 self.last_error = f"broker refused message {message_id}: {reason}"
                 log.error("device %s: %s", self.device, self.last_error)
             else:
                 self._outbox.acknowledge(message_id)
+                if self._backoff:
+                    log.warning("device %s: the platform receives messages again", self.device)
+                    self._backoff = 0.0
+
+    def _dropped(self, message_id: int) -> None:
+        """The broker had no subscriber (the platform's ingest session is missing): keep the
+        message and hold sending for a growing pause; warn once per episode."""
+        self.dropped_no_subscribers += 1
+        self._retry_from = min(self._retry_from or message_id, message_id)
+        first, most = self._reconnect_delay
+        if not self._backoff:
+            self.last_error = "the broker has no subscriber for our messages (ingest is down?)"
+            log.warning("device %s: %s; keeping them and retrying", self.device, self.last_error)
+        now = time.monotonic()
+        if now >= self._hold_until:  # a new round was dropped (not one more of the same)
+            self._backoff = min(max(self._backoff * 2, float(first)), float(most))
+            self._hold_until = now + self._backoff
+        self._work = True
 
     def _send_one(self) -> bool:
         with self._cond:  # a pause() that returned is seen before anything more is packed

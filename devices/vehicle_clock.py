@@ -50,7 +50,9 @@ class ClockStats:
 
 
 def vehicle_utc(
-    boot_s: Sequence[float], gcs_s: Sequence[float], unix_s: Sequence[float]
+    boot_s: Sequence[float] | FloatArray,
+    gcs_s: Sequence[float] | FloatArray,
+    unix_s: Sequence[float] | FloatArray,
 ) -> tuple[FloatArray, str, int]:
     """UTC seconds for messages carrying a vehicle time, in file order.
 

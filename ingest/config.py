@@ -37,7 +37,7 @@ class IngestConfig:
     batch_age_s: float = 0.2  # flush a non-empty batch at least this often
     max_inflight: int = 20000  # MQTT 5 Receive Maximum: unacknowledged messages
     metrics_port: int | None = 9108  # None: no HTTP /metrics server
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"  # the page names devices: local unless asked otherwise
     session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our queue this long offline
     keepalive_s: int = 30
     stats_interval_s: float = 5.0  # snapshot counters into ingest_stats this often

@@ -102,6 +102,11 @@ class IngestMetrics:
         self.broker_up = Gauge(
             "kcity_ingest_broker_connected", "1 when connected to the broker", registry=r
         )
+        self.subscribed = Gauge(
+            "kcity_ingest_subscribed",
+            "1 when the broker granted every uplink subscription of this connection",
+            registry=r,
+        )
 
     def count_batch(
         self,
@@ -152,8 +157,10 @@ class IngestMetrics:
             )
 
 
-def serve(metrics: IngestMetrics, port: int, host: str = "0.0.0.0") -> Callable[[], None]:
-    """Start the ``/metrics`` HTTP server; return a function that stops it."""
+def serve(metrics: IngestMetrics, port: int, host: str = "127.0.0.1") -> Callable[[], None]:
+    """Start the ``/metrics`` HTTP server; return a function that stops it.
+
+    Local by default: the page names devices and when they were last heard from."""
     server, thread = start_http_server(port, addr=host, registry=metrics.registry)
 
     def stop() -> None:

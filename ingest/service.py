@@ -117,6 +117,7 @@ class IngestService:
                 timeout = max(0.0, min(timeout, age_left))
         self.consumer.loop(timeout)
         self.metrics.broker_up.set(1 if self.consumer.connected else 0)
+        self.metrics.subscribed.set(1 if self.consumer.subscribed else 0)
         self._acknowledge()
         now = time.monotonic()
         if self._parked or self.registry.stale(now):

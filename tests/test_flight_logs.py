@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices.flight_log import LogOptions
+from devices.flight_log import LogError, LogOptions
 from devices.flight_modes import Vehicle, mode_class, mode_name, px4_mode_name
+from devices.log_formats import read_log
 from devices.mavlink import read_tlog
 from devices.vehicle_clock import haversine_m, in_order, vehicle_utc
 from kcity.settings import Settings
@@ -98,17 +99,22 @@ def test_scenario_tlog_reads_on_the_vehicle_clock(tmp_path: Path) -> None:
     assert not log.camera_messages and not log.generator_messages
 
 
+WRITERS = {"tlog": sc.write_tlog, "bin": sc.write_bin, "ulg": sc.write_ulog}
+
+
+@pytest.mark.parametrize("fmt", list(WRITERS))
 def test_import_and_coverage_match_the_hand_computed_figures(
-    settings: Settings, tmp_path: Path, uid: str
+    settings: Settings, tmp_path: Path, uid: str, fmt: str
 ) -> None:
     env = cli_env(settings, tmp_path)
     pid = f"cbr-{uid}"
     ok(kcity(env, "pilots", "apply", str(sc.write_pilot(tmp_path / "pilot", pid))))
     device = f"vtol-{uid}"
     ok(kcity(env, "devices", "provision", pid, device, "--json"))
-    tlog = sc.write_tlog(tmp_path / "vtol-like.tlog")
-    out = ok(kcity(env, "import", "log", str(tlog), "--pilot", pid, "--device", device))
-    assert "tlog" in out and "stored 1006 records, 6 events" in out
+    # a neutral name: the format is read from the content
+    flight = WRITERS[fmt](tmp_path / "flight-0809.log")
+    out = ok(kcity(env, "import", "log", str(flight), "--pilot", pid, "--device", device))
+    assert f"({fmt}, " in out and "stored 1006 records, 6 events" in out
     n = count(settings.database_url, "SELECT count(*) FROM events WHERE device_id = %s", (device,))
     assert n == 6
 
@@ -163,3 +169,47 @@ def test_haversine_matches_a_known_distance() -> None:
     # one degree of latitude on the mean sphere: 2πR/360
     d = haversine_m(np.array([0.0]), np.array([0.0]), np.array([1.0]), np.array([0.0]))
     assert d[0] == pytest.approx(2 * np.pi * 6_371_008.8 / 360)
+
+
+def test_bin_and_ulog_read_the_same_flight_and_refuse_other_vehicles(tmp_path: Path) -> None:
+    opts = LogOptions("f1")
+    for log, modes in (
+        (read_log(sc.write_bin(tmp_path / "a.bin"), opts), {"GUIDED": 805, "QLOITER": 201}),
+        (read_log(sc.write_ulog(tmp_path / "a.ulg"), opts),
+         {"AUTO.MISSION": 805, "AUTO.LOITER": 201}),
+    ):  # fmt: skip
+        times = [datetime.fromisoformat(r["ts"]).timestamp() for r in log.records]
+        assert times[0] == pytest.approx(sc.UTC0, abs=1e-3)  # GPS week time, leap seconds out
+        assert times[-1] == pytest.approx(sc.UTC0 + 280.0, abs=1e-3)
+        assert log.modes == modes and log.clock.dropouts == 2
+        assert [e["type"] for e in log.events].count("takeoff") == 2
+        assert all(r.get("battery_v") is None for r in log.records)  # 0 V: no power module
+    with pytest.raises(LogError, match="submarine, not a drone"):
+        read_log(sc.write_bin(tmp_path / "sub.bin", banner="ArduSub V4.1.1"), opts)
+    with pytest.raises(LogError, match="ground_rover, not a drone"):
+        read_log(sc.write_ulog(tmp_path / "rover.ulg", vehicle_type=3), opts)
+
+
+def test_sensor_choice_per_drone() -> None:
+    from analytics.sensor import sensor_state
+    from analytics.tracks import DroneSeries
+
+    n = 6
+    patrolling = np.array([True] * 4 + [False] * 2)
+    base = {"mode": np.array(["patrol"] * n), "agl_m": np.full(n, 50.0)}
+    silent = DroneSeries.from_columns("a", np.arange(n), np.zeros(n), np.zeros(n),
+                                      camera_sent=np.zeros(n, bool), **base)  # fmt: skip
+    off = np.array([True, False, True, False, True, True])
+    talking = DroneSeries.from_columns("b", np.arange(n), np.zeros(n), np.zeros(n),
+                                       camera_on=off, **base)  # fmt: skip
+    auto_silent = sensor_state(silent, "auto", patrolling)
+    assert auto_silent.source == "always" and auto_silent.camera_on.all()
+    assert auto_silent.warning is not None and "4 points" in auto_silent.warning
+    auto_talking = sensor_state(talking, "auto", patrolling)
+    assert auto_talking.source == "log" and auto_talking.warning is None
+    assert auto_talking.camera_on.tolist() == off.tolist()
+    always = sensor_state(talking, "always", patrolling)
+    # the log says off at 2 patrolling points (1 and 3): counted, and said
+    assert always.camera_on.all() and always.warning is not None and "2 points" in always.warning
+    strict = sensor_state(silent, "log", patrolling)
+    assert not strict.camera_on.any() and strict.warning is not None

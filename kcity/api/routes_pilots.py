@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from devices.ids import ID_PATTERN
+from devices.ids import ID_PATTERN, validate_device_id
 from devices.pilots import Pilot
 from kcity import provisioning, registry
 from kcity.api.auth import Action, Caller, allowed, allowed_on_pilot
@@ -84,6 +84,11 @@ class DeviceCreate(BaseModel):
 
     device_id: str = Field(pattern=ID_PATTERN, description="Also the device's MQTT username.")
     kind: str | None = Field(None, description="Device kind; defaults to the pilot's.")
+
+    @field_validator("device_id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        return validate_device_id(value)  # `kcity-…` is the platform's: 422 before any work
 
 
 class CredentialsOut(BaseModel):

@@ -33,6 +33,7 @@ def ingest_config(settings: Settings, worker: str) -> IngestConfig:
         max_inflight=settings.ingest_max_inflight,
         feedback_per_minute=settings.ingest_feedback_per_minute,
         metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
     )
 
 

@@ -107,9 +107,9 @@ def _parameters_text(parameters: dict[str, Any]) -> str:
 
 
 def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
-                 t: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    body, _ = run_savings(conn, pilot.id, window)
-    quality = run_quality(conn, pilot.id, window)
+                 t: dict[str, str], persist: bool) -> dict[str, Any]:  # fmt: skip
+    body, _ = run_savings(conn, pilot.id, window, persist=persist)
+    quality = run_quality(conn, pilot.id, window, persist=persist)
     params = body["parameters"]
     sl = pilot.streetlight
     assert sl is not None
@@ -172,9 +172,9 @@ def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: P
 
 
 def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
-           t: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    body, result = run_coverage(conn, pilot.id, window)
-    quality = run_quality(conn, pilot.id, window)
+           t: dict[str, str], persist: bool) -> dict[str, Any]:  # fmt: skip
+    body, result = run_coverage(conn, pilot.id, window, persist=persist)
+    quality = run_quality(conn, pilot.id, window, persist=persist)
     d = pilot.drone
     assert d is not None
     proj = result.projection
@@ -214,11 +214,13 @@ def _png(stem: Path, name: str) -> Path:
 
 
 def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path,
-          lang: str = "en", *, now: dt.datetime | None = None) -> ReportFiles:  # fmt: skip
+          lang: str = "en", *, now: dt.datetime | None = None,
+          persist: bool = True) -> ReportFiles:  # fmt: skip
     """Compute the pilot's analyses for `window` and write the report into `out_dir`.
 
     Files: ``<pilot>-<from>-<to>-<lang>.html`` and ``.pdf`` and the figures
     ``<pilot>-<from>-<to>-<lang>-<figure>.png`` the HTML links to (relative paths).
+    The analyses' runs are stored unless `persist` is false (a GET must write nothing).
     """
     if lang not in LANGS:
         raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
@@ -230,9 +232,9 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
     stem = out_dir / f"{pilot.id}-{window.start}-{window.end}-{lang}"
     t = dict(labels(lang))
     if pilot.kind == "streetlight":
-        context = _streetlight(conn, pilot, window, stem, t)
+        context = _streetlight(conn, pilot, window, stem, t, persist)
     elif pilot.kind == "hybrid_drone":
-        context = _drone(conn, pilot, window, stem, t)
+        context = _drone(conn, pilot, window, stem, t, persist)
     else:
         raise ReportError(f"no evaluation report for {pilot.kind} pilots yet ({pilot.id})")
     generated = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)

@@ -36,11 +36,11 @@ from kcity.api.console.session import (
     require,
     words,
 )
-from kcity.api.deps import AppSettings, Conn
+from kcity.api.deps import AppSettings, Conn, Heavy
 from kcity.api.params import window
 from kcity.api.routes_device_ops import rotate_credentials
 from kcity.api.routes_pilots import device_of, pilot_of
-from kcity.api.routes_reports import download_report
+from kcity.api.routes_reports import download_now
 from kcity.device_status import DeviceStatus, device_statuses
 from kcity.errors import KcityError
 from kcity.payload_check import check_payload
@@ -210,12 +210,14 @@ def report(
     pilot: str,
     conn: Conn,
     caller: ConsoleCaller,
+    settings: AppSettings,
+    heavy: Heavy,
     start: Annotated[date, Query(alias="from")],
     end: Annotated[date, Query(alias="to")],
     lang: str = "en",
 ) -> Response:
     require(caller, Action.DOWNLOAD_REPORTS, pilot)
-    return download_report(pilot, conn, caller, window(start, end), lang, "pdf")
+    return download_now(pilot, conn, heavy, window(start, end, settings), lang, "pdf")
 
 
 @router.get("/pilots/{pilot}/devices")
