@@ -188,3 +188,28 @@ def test_bin_and_ulog_read_the_same_flight_and_refuse_other_vehicles(tmp_path: P
         read_log(sc.write_bin(tmp_path / "sub.bin", banner="ArduSub V4.1.1"), opts)
     with pytest.raises(LogError, match="ground_rover, not a drone"):
         read_log(sc.write_ulog(tmp_path / "rover.ulg", vehicle_type=3), opts)
+
+
+def test_sensor_choice_per_drone() -> None:
+    from analytics.sensor import sensor_state
+    from analytics.tracks import DroneSeries
+
+    n = 6
+    patrolling = np.array([True] * 4 + [False] * 2)
+    base = {"mode": np.array(["patrol"] * n), "agl_m": np.full(n, 50.0)}
+    silent = DroneSeries.from_columns("a", np.arange(n), np.zeros(n), np.zeros(n),
+                                      camera_sent=np.zeros(n, bool), **base)  # fmt: skip
+    off = np.array([True, False, True, False, True, True])
+    talking = DroneSeries.from_columns("b", np.arange(n), np.zeros(n), np.zeros(n),
+                                       camera_on=off, **base)  # fmt: skip
+    auto_silent = sensor_state(silent, "auto", patrolling)
+    assert auto_silent.source == "always" and auto_silent.camera_on.all()
+    assert auto_silent.warning is not None and "4 points" in auto_silent.warning
+    auto_talking = sensor_state(talking, "auto", patrolling)
+    assert auto_talking.source == "log" and auto_talking.warning is None
+    assert auto_talking.camera_on.tolist() == off.tolist()
+    always = sensor_state(talking, "always", patrolling)
+    # the log says off at 2 patrolling points (1 and 3): counted, and said
+    assert always.camera_on.all() and always.warning is not None and "2 points" in always.warning
+    strict = sensor_state(silent, "log", patrolling)
+    assert not strict.camera_on.any() and strict.warning is not None
