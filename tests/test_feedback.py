@@ -165,6 +165,10 @@ def test_a_bad_payload_gets_a_verdict_on_the_device_feedback_topic(
             raw.publish(f"kcity/v1/{pilot}/{device}/telemetry", b"\xff not json")
         _, body = verdicts.get(timeout=GENEROUS_WAIT_S)
         assert body["stage"] == "decode" and body["boot"] is None
+    # The SDK left a retained status: clear it, or every later ingest worker on the shared
+    # broker would receive it (as an unknown device's message).
+    with publisher(settings, device) as raw:
+        raw.publish(f"kcity/v1/{pilot}/{device}/status", b"", retain=True)
 
     # Only the device reads its verdicts: another device of the pilot is refused.
     assert _subscribe_as(settings, other, feedback_topic(pilot, device)) >= 0x80
@@ -205,16 +209,17 @@ def test_a_flooding_device_gets_a_bounded_number_of_verdicts(
             sent = ingest.service.metrics.feedback.labels("sent")
             suppressed = ingest.service.metrics.feedback.labels("suppressed")
             while time.monotonic() < deadline and (
-                sent._value.get() + suppressed._value.get() < flood
+                sent._value.get() + suppressed._value.get() < flood or len(got) < 3
             ):
                 time.sleep(0.05)
-            assert sent._value.get() == 3
-            assert suppressed._value.get() == flood - 3
+            # The counters are the worker's, over every device it hears on the shared broker.
+            assert sent._value.get() >= 3
+            assert suppressed._value.get() >= flood - 3
     finally:
         listener.disconnect()
         listener.loop_stop()
         listener._reset_sockets()
-    assert len(got) <= 3
+    assert len(got) == 3  # this device's verdicts: the first three of the minute
 
 
 def test_devices_provisioned_before_feedback_get_it_from_kcity_devices_acls(
