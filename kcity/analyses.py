@@ -18,7 +18,7 @@ from analytics import queries
 from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
 from analytics.luminaire_nights import GAP_FACTOR
 from analytics.quality import METHOD as QUALITY_METHOD
-from analytics.quality import QualityResult
+from analytics.quality import QualityResult, RegisteredDevice
 from analytics.results import input_hash, save_result
 from analytics.savings import SavingsParams, SavingsResult, compute_savings
 from analytics.savings_frame import savings_calendar
@@ -30,6 +30,16 @@ from kcity.window import Window, WindowError
 def _devices(conn: psycopg.Connection, pilot_id: str) -> list[str]:
     rows = conn.execute("SELECT id FROM devices WHERE pilot_id = %s ORDER BY id", (pilot_id,))
     return [r[0] for r in rows.fetchall()]
+
+
+def _registered(conn: psycopg.Connection, pilot_id: str) -> list[RegisteredDevice]:
+    """Every registered device of the pilot with its service dates: what is expected."""
+    rows = conn.execute(
+        "SELECT id, commissioned_on, decommissioned_on FROM devices WHERE pilot_id = %s"
+        " ORDER BY id",
+        (pilot_id,),
+    )
+    return [RegisteredDevice(*r) for r in rows.fetchall()]
 
 
 def _require_kind(pilot: Pilot, kind: str, what: str) -> None:
@@ -151,16 +161,17 @@ def run_quality(
         if pilot.drone
         else None
     )
+    devices = _registered(conn, pilot.id)
     rows = queries.quality_rows(
         conn,
         kind=pilot.kind,
-        device_ids=_devices(conn, pilot.id),
+        devices=devices,
         timezone=pilot.timezone,
         interval_s=interval,
         start=window.start,
         end=window.end,
     )
-    body = {**QualityResult(tuple(rows)).to_json(), **window.keys(pilot.id)}
+    body = {**QualityResult(tuple(rows), tuple(devices)).to_json(), **window.keys(pilot.id)}
     if persist:
         body["input_hash"] = input_hash([repr(rows)])
         parameters = {"record_interval_s": interval, "timezone": pilot.timezone}

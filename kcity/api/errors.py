@@ -8,6 +8,7 @@ becomes a 500:
     NotFound                        404  unknown pilot, device, token
     DeviceConflict                  409  the device id belongs to another pilot or kind
     WindowError, TokenError         422  bad window, wrong kind of pilot, bad role
+    DeviceDates                     422  decommissioned before commissioned
     ReportError                     422  no report for this kind of pilot, bad language
     DatabaseError, OperationalError 503  the database is unreachable
     BrokerError                     503  the broker is unreachable or refused
@@ -32,7 +33,7 @@ from pydantic import BaseModel
 from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
-from kcity.registry import DeviceConflict
+from kcity.registry import DeviceConflict, DeviceDates
 from kcity.reports.render import ReportError
 from kcity.tokens import TokenError
 from kcity.window import WindowError
@@ -96,7 +97,9 @@ def status_of(exc: Exception) -> int:
         return status.HTTP_404_NOT_FOUND
     if isinstance(exc, DeviceConflict):
         return status.HTTP_409_CONFLICT
-    if isinstance(exc, WindowError | TokenError | ReportError | DevicesError | AnalyticsError):
+    if isinstance(
+        exc, WindowError | TokenError | ReportError | DevicesError | AnalyticsError | DeviceDates
+    ):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, DatabaseError | BrokerError | psycopg.OperationalError):
         return status.HTTP_503_SERVICE_UNAVAILABLE

@@ -6,7 +6,7 @@ registry and the running broker change together, and the password is returned on
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import psycopg
@@ -64,6 +64,8 @@ class DeviceOut(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     last_seen: datetime | None
+    commissioned_on: date | None = None
+    decommissioned_on: date | None = None
 
     @classmethod
     def of(cls, d: Device) -> DeviceOut:
@@ -75,6 +77,8 @@ class DeviceOut(BaseModel):
             created_at=d.created_at,
             revoked_at=d.revoked_at,
             last_seen=d.last_seen,
+            commissioned_on=d.commissioned_on,
+            decommissioned_on=d.decommissioned_on,
         )
 
 
@@ -83,6 +87,12 @@ class DeviceCreate(BaseModel):
 
     device_id: str = Field(pattern=ID_PATTERN, description="Also the device's MQTT username.")
     kind: str | None = Field(None, description="Device kind; defaults to the pilot's.")
+    commissioned_on: date | None = Field(
+        None, description="First local date it is expected to report (not provisioning time)."
+    )
+    decommissioned_on: date | None = Field(
+        None, description="First local date it is no longer expected to report (exclusive)."
+    )
 
 
 class CredentialsOut(BaseModel):
@@ -196,6 +206,8 @@ def provision_device(
             mqtt_host=s.mqtt_host,
             mqtt_port=s.mqtt_port,
             mqtt_tls_port=s.mqtt_tls_port,
+            commissioned_on=body.commissioned_on,
+            decommissioned_on=body.decommissioned_on,
         )
     conn.commit()
     return CredentialsOut(**creds.to_json())
