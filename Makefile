@@ -18,6 +18,7 @@ check: bootstrap
 	@$(VENV)/ruff format --check .
 	@$(VENV)/mypy
 	@$(VENV)/lint-imports
+	@$(VENV)/python scripts/check-grafana-schema
 
 bench: bootstrap
 	@$(VENV)/python bench/ingest.py
@@ -25,4 +26,4 @@ bench: bootstrap
 
 clean:
 	@$(VENV)/kcity down || true
-	rm -rf .kcity reports dashboards/build
+	rm -rf .kcity reports dashboards/build .cache

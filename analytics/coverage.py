@@ -26,6 +26,7 @@ Settings and result types, and the result's JSON form, live in `analytics.covera
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,7 @@ from analytics.geo import (
 )
 from analytics.hybrid_energy import hold_s, hybrid_energy_samples
 from analytics.revisit import grid_over, revisit_stats, sightings
+from analytics.sensor import sensor_state
 from analytics.tracks import (
     DroneSeries,
     PointCounts,
@@ -95,10 +97,20 @@ def compute_coverage(
     pieces: list[SwathPieces] = []
     tracks: list[Track] = []
     counts: dict[str, PointCounts] = {}
+    sources: dict[str, str] = {}
+    warnings: list[str] = []
+    energy_known = {"battery": False, "generator": False}
     for s in series:
         w = s.window(start, end)
-        track, cnt = _device(w, proj, params, end, edges, sums)
+        track, cnt, source, warning = _device(w, proj, params, end, edges, sums)
         counts[w.device_id] = counts.get(w.device_id, PointCounts()) + cnt
+        if len(w):
+            sources[w.device_id] = source
+            warnings += [warning] if warning else []
+        energy_known["battery"] |= bool(np.any(np.isfinite(w.battery_v) & np.isfinite(w.battery_a)))
+        energy_known["generator"] |= bool(
+            np.any(np.isfinite(w.gen_power_w) | np.isfinite(w.fuel_l))
+        )
         tday = day_index(track.ts, edges)
         opts = {"simplify_m": params.simplify_m, "width_tolerance": params.width_tolerance}
         pieces.append(swath_pieces(track, tday, **opts))
@@ -129,6 +141,10 @@ def compute_coverage(
         revisit=revisit_stats(grid.cells, cell, seen_t, visit_gap_s=params.max_gap_s),
         per_day=per_day,
         points=counts,
+        sensor_source=sources,
+        warnings=tuple(warnings),
+        battery_known=energy_known["battery"],
+        generator_known=energy_known["generator"],
         parameters=params,
         input_sha256=series_digest(series),
         covered_m=covered,
@@ -205,17 +221,30 @@ def _device(
     end: float,
     edges: FloatArray,
     sums: dict[str, FloatArray],
-) -> tuple[Track, PointCounts]:
-    """One drone's patrol track; adds its daily flight, distance and energy to `sums`."""
+) -> tuple[Track, PointCounts, str, str | None]:
+    """One drone's patrol track, its sensor source and warning; adds its daily flight,
+    distance and energy to `sums`."""
     x, y = proj.to_metres(w.lon, w.lat)
     limits = {"min_agl_m": params.min_agl_m, "max_gap_s": params.max_gap_s,
               "max_speed_mps": params.max_speed_mps}  # fmt: skip
-    track, counts = patrol_track(w, x, y, default_hfov_deg=params.hfov_deg, **limits)
-    flight = flight_track(w, x, y, **limits)
+    airborne = airborne_mask(w, params.min_agl_m)
+    sensor = sensor_state(w, params.sensor, airborne & (w.mode == "patrol"))
+    seen = dataclasses.replace(w, camera_on=sensor.camera_on)
+    track, counts = patrol_track(seen, x, y, default_hfov_deg=params.hfov_deg, **limits)
+    flight, flight_glitches = flight_track(w, x, y, **limits)
+    gaps = np.diff(w.ts) > params.max_gap_s
+    counts = dataclasses.replace(
+        counts,
+        no_mode=int(np.count_nonzero(w.mode == "")),
+        dropouts=int(np.count_nonzero(gaps)),
+        flight_glitches=flight_glitches,
+    )
     last = min(params.record_interval_s, end - float(w.ts[-1])) if len(w) else 0.0
     held = hold_s(
         w.ts, np.ones(len(w), dtype=np.bool_), max_gap_s=params.max_gap_s, last_hold_s=last
     )
+    # a dropout is a gap, not flight time: the point before it stands for one interval
+    held[:-1][gaps] = min(params.record_interval_s, params.max_gap_s)
     energy = hybrid_energy_samples(
         w.ts, w.battery_v, w.battery_a, w.gen_power_w, w.fuel_l, max_gap_s=params.max_gap_s,
         last_hold_s=last, refuel_min_l=params.refuel_min_l,
@@ -223,7 +252,7 @@ def _device(
     day, tday = day_index(w.ts, edges), day_index(track.ts, edges)
     n = len(edges) - 1
     add = {
-        "flight_hours": (day, held * airborne_mask(w, params.min_agl_m) / 3600.0),
+        "flight_hours": (day, held * airborne / 3600.0),
         "patrol_hours": (tday, _patrol_hold_s(track, params) / 3600.0),
         "distance_km": (day_index(flight.ts, edges), flight.step_lengths_m() / 1e3),
         "patrol_distance_km": (tday, track.step_lengths_m() / 1e3),
@@ -235,7 +264,7 @@ def _device(
     for name, (idx, values) in add.items():
         if n > 0 and idx.size:
             sums[name] += np.bincount(idx, weights=values, minlength=n)
-    return track, counts
+    return track, counts, sensor.source, sensor.warning
 
 
 def _patrol_hold_s(track: Track, params: CoverageParams) -> FloatArray:

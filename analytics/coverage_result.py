@@ -7,6 +7,7 @@ shape of a result (DESIGN §7) is defined here, next to the fields it reads.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -29,7 +30,7 @@ from analytics.tracks import PointCounts
 
 FloatArray = npt.NDArray[np.float64]
 
-METHOD_VERSION = "patrol-coverage/1.0"
+METHOD_VERSION = "patrol-coverage/1.1"
 
 # the order of keys in CoverageResult.to_json()
 _AREA_KEYS = ("aoi_km2", "covered_km2", "area_coverage_pct", "border_km", "border_covered_km",
@@ -62,6 +63,7 @@ class CoverageParams:
     width_tolerance: float = 0.1
     refuel_min_l: float = 0.2
     workers: int = 2
+    sensor: str = "auto"  # "auto" | "log" | "always" (analytics.sensor)
 
     def __post_init__(self) -> None:
         for name in ("record_interval_s", "max_gap_s", "max_speed_mps", "grid_cell_m"):
@@ -72,6 +74,8 @@ class CoverageParams:
                 raise InputError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0 < self.hfov_deg < 180:
             raise InputError(f"hfov_deg must be in (0, 180), got {self.hfov_deg}")
+        if self.sensor not in ("auto", "log", "always"):
+            raise InputError(f"sensor must be auto, log or always, got {self.sensor!r}")
         if self.quad_segs < 1 or self.workers < 1:
             raise InputError(f"quad_segs and workers must be ≥ 1: {self.quad_segs}, {self.workers}")
         try:
@@ -150,6 +154,10 @@ class CoverageResult:
     tracks_m: BaseGeometry
     grid: CellGrid
     projection: LocalProjection
+    sensor_source: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    battery_known: bool = True
+    generator_known: bool = True
 
     @property
     def area_coverage_pct(self) -> float:
@@ -174,6 +182,10 @@ class CoverageResult:
         out: dict[str, Any] = {"from": _iso(self.start), "to": _iso(self.end)}
         out |= {name: _clean(getattr(self, name)) for name in _AREA_KEYS}
         out |= {name: _clean(getattr(self, name)) for name in _FLIGHT_KEYS}
+        if not self.generator_known:  # no generator or fuel data: unknown, not 0
+            out |= {"generator_kwh": None, "fuel_l": None, "generator_share_pct": None}
+        if not self.battery_known:  # no power module (0 V / −1): no battery data
+            out |= {"battery_kwh": None, "battery_charged_kwh": None, "generator_share_pct": None}
         out["revisit_s"] = {
             "mean": _clean(r.mean_s),
             "p95": _clean(r.p95_s),
@@ -186,6 +198,9 @@ class CoverageResult:
             "never_visited_cells": r.never_visited_cells,
             "per_day": [d.to_json() for d in self.per_day],
             "points": {k: v.to_json() for k, v in sorted(self.points.items())},
+            "sensor_source": dict(sorted(self.sensor_source.items())),
+            "energy_split": "measured" if self.generator_known else "unknown",
+            "warnings": list(self.warnings),
             "parameters": self.parameters.to_json(),
             "method_version": METHOD_VERSION,
             "epsg": self.epsg,

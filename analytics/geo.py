@@ -62,6 +62,13 @@ class LocalProjection:
             raise InputError(f"unknown projection EPSG:{epsg}") from exc
         return cls(epsg, forward, inverse)
 
+    @property
+    def crs_name(self) -> str:
+        """The projection's own name, e.g. "WGS 84 / UTM zone 48N"."""
+        return (
+            str(self._forward.target_crs.name) if self._forward.target_crs else f"EPSG:{self.epsg}"
+        )
+
     def to_metres(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Project lon/lat degrees to x/y metres."""
         x, y = self._forward.transform(

@@ -228,6 +228,7 @@ def load_drones(
         "coalesce(battery_a, 'NaN')",
         "coalesce(gen_power_w, 'NaN')",
         "coalesce(fuel_l, 'NaN')",
+        "camera_on IS NOT NULL",
     )
     drones = _Arrays("drone_readings", columns, device_ids)
     for device_id, c in _per_device(conn, drones, start, end):
@@ -248,6 +249,7 @@ def load_drones(
                 battery_a=f64[9],
                 gen_power_w=f64[10],
                 fuel_l=f64[11],
+                camera_sent=c["c12"].astype(bool),
             )
         )
     return out

@@ -51,8 +51,9 @@ class DroneSeries:
     """One drone's records in a window, one array element per record, NaN where not sent.
 
     ``ts`` epoch seconds [s] ascending; ``lat``/``lon`` WGS 84 [deg]; ``agl_m`` [m];
-    ``hfov_deg`` [deg]; ``mode`` str ("" when absent); ``camera_on`` bool; ``gps_fix`` int
-    (−1 when absent); ``flight_id`` str; ``battery_v`` [V]; ``battery_a`` [A], positive =
+    ``hfov_deg`` [deg]; ``mode`` str ("" when absent); ``camera_on`` bool (False when
+    absent; ``camera_sent`` says which records carried it); ``gps_fix`` int (−1 when absent);
+    ``flight_id`` str; ``battery_v`` [V]; ``battery_a`` [A], positive =
     discharging; ``gen_power_w`` [W]; ``fuel_l`` remaining [L].
     """
 
@@ -70,8 +71,13 @@ class DroneSeries:
     battery_a: FloatArray
     gen_power_w: FloatArray
     fuel_l: FloatArray
+    camera_sent: BoolArray | None = None  # whether each record carried camera_on (None: all)
 
     def __post_init__(self) -> None:
+        sent = (
+            np.ones(self.ts.shape, dtype=np.bool_) if self.camera_sent is None else self.camera_sent
+        )
+        object.__setattr__(self, "camera_sent", np.asarray(sent, dtype=np.bool_))
         for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
         object.__setattr__(self, "mode", np.asarray(self.mode).astype(np.str_))
@@ -112,6 +118,7 @@ class DroneSeries:
             "battery_a": nan,
             "gen_power_w": nan,
             "fuel_l": nan,
+            "camera_sent": np.ones(n, dtype=np.bool_),
         }
         unknown = set(columns) - set(defaults)
         if unknown:
@@ -144,6 +151,9 @@ class PointCounts:
     no_footprint: int = 0
     glitches: int = 0
     kept: int = 0
+    no_mode: int = 0  # records without a mode (an autopilot mode we could not name)
+    dropouts: int = 0  # gaps longer than max_gap_s between consecutive records
+    flight_glitches: int = 0  # airborne points (any mode) dropped for an impossible speed
 
     def __add__(self, other: PointCounts) -> PointCounts:
         return PointCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -252,14 +262,16 @@ def flight_track(
     min_agl_m: float,
     max_gap_s: float,
     max_speed_mps: float,
-) -> Track:
-    """All airborne points with a usable fix (any mode), for flight distance."""
+) -> tuple[Track, int]:
+    """All airborne points with a usable fix (any mode), for flight distance; and glitches."""
     ok = airborne_mask(series, min_agl_m) & usable_fix(series) & np.isfinite(x) & np.isfinite(y)
     kept, run = plausible_runs(
         series.ts, x, y, ok, series.flight_id, max_gap_s=max_gap_s, max_speed_mps=max_speed_mps
     )
-    zeros = np.zeros(int(np.count_nonzero(kept)))
-    return Track(series.device_id, series.ts[kept], x[kept], y[kept], zeros, run[kept])
+    n_kept = int(np.count_nonzero(kept))
+    zeros = np.zeros(n_kept)
+    track = Track(series.device_id, series.ts[kept], x[kept], y[kept], zeros, run[kept])
+    return track, int(np.count_nonzero(ok)) - n_kept
 
 
 def plausible_runs(

@@ -3,6 +3,8 @@
 The JSON written here is what file provisioning loads (``deploy/grafana/dashboards``) and
 what ``push`` sends to a running Grafana, so both deployments show the same dashboards.
 Output is deterministic (sorted keys, numbered panels) so the committed files diff cleanly.
+Words come from the ``labels`` the caller passes (one language of the shell's translation
+table), so this package holds no language of its own.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from dashboards import drone, ingest_health, overview, streetlight
 from dashboards.errors import WriteError
+from dashboards.panels import Labels
 
-BUILDERS: dict[str, Callable[[], Any]] = {
+INTERVAL_ONLY = ("auto", "auto_count", "auto_min")
+
+BUILDERS: dict[str, Callable[[Labels], Any]] = {
     overview.UID: overview.build,
     streetlight.UID: streetlight.build,
     drone.UID: drone.build,
@@ -31,12 +36,18 @@ def to_json(model: Dashboard) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
     for number, panel in enumerate(data.get("panels", []), start=1):
         panel["id"] = number
+    for variable in data.get("templating", {}).get("list", []):
+        if variable.get("type") != "interval":
+            # The SDK writes the interval variable's auto settings on every variable; the
+            # schema (and Grafana) know them only on interval variables.
+            for key in INTERVAL_ONLY:
+                variable.pop(key, None)
     return data
 
 
-def build_all() -> dict[str, dict[str, Any]]:
-    """Every dashboard, uid → dashboard JSON."""
-    return {uid: to_json(build().build()) for uid, build in BUILDERS.items()}
+def build_all(labels: Labels) -> dict[str, dict[str, Any]]:
+    """Every dashboard in the language of ``labels``, uid → dashboard JSON."""
+    return {uid: to_json(build(labels).build()) for uid, build in BUILDERS.items()}
 
 
 def dump(dashboard: dict[str, Any]) -> str:
@@ -44,12 +55,12 @@ def dump(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write(out_dir: Path) -> list[Path]:
+def write(out_dir: Path, labels: Labels) -> list[Path]:
     """Write ``<uid>.json`` per dashboard into ``out_dir`` (created); return the paths."""
     written = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for uid, dashboard in build_all().items():
+        for uid, dashboard in build_all(labels).items():
             path = out_dir / f"{uid}.json"
             path.write_text(dump(dashboard), encoding="utf-8")
             written.append(path)

@@ -11,8 +11,12 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 
+from dashboards.events import event_annotations
 from dashboards.panels import (
+    Labels,
+    device_links,
     device_variable,
+    fields,
     map_panel,
     markers,
     new_dashboard,
@@ -25,7 +29,6 @@ from dashboards.panels import (
 from dashboards.sql import Sql
 
 UID = "kcity-drone"
-TITLE = "K-City drone patrol pilot"
 KIND = "hybrid_drone"
 MAP_POINTS = 3000  # the Geomap's maxDataPoints, which sets its $__interval
 
@@ -43,23 +46,25 @@ TRACKS_SQL = """
 """
 
 DETECTIONS_SQL = """
-    SELECT ts AS time,
-           device_id,
-           (data->>'lat')::float8 AS latitude,
-           (data->>'lon')::float8 AS longitude,
-           data->>'label' AS label,
-           (data->>'confidence')::float8 AS confidence
-    FROM events
-    WHERE $__timeFilter(ts) AND device_id IN ($device) AND type = 'detection'
-      AND data ? 'lat' AND data ? 'lon'
-    ORDER BY ts
+    SELECT e.ts AS time,
+           d.pilot_id,
+           e.device_id,
+           (e.data->>'lat')::float8 AS latitude,
+           (e.data->>'lon')::float8 AS longitude,
+           e.data->>'label' AS label,
+           (e.data->>'confidence')::float8 AS confidence
+    FROM events e
+    JOIN devices d ON d.id = e.device_id
+    WHERE $__timeFilter(e.ts) AND e.device_id IN ($device) AND d.pilot_id = '$pilot'
+      AND e.type = 'detection' AND e.data ? 'lat' AND e.data ? 'lon'
+    ORDER BY e.ts
     LIMIT 2000
 """
 
 COVERAGE_DAILY_SQL = """
     SELECT day::timestamp AS time,
-           area_coverage_pct AS "area coverage [%]",
-           linear_coverage_pct AS "border coverage [%]"
+           area_coverage_pct,
+           linear_coverage_pct
     FROM coverage_daily
     WHERE pilot_id = '$pilot'
       AND day BETWEEN $__timeFrom()::timestamptz::date AND $__timeTo()::timestamptz::date
@@ -68,9 +73,9 @@ COVERAGE_DAILY_SQL = """
 
 ENERGY_DAILY_SQL = """
     SELECT day::timestamp AS time,
-           battery_kwh AS "battery [kWh]",
-           generator_kwh AS "generator [kWh]",
-           fuel_l AS "fuel [L]"
+           battery_kwh,
+           generator_kwh,
+           fuel_l
     FROM coverage_daily
     WHERE pilot_id = '$pilot'
       AND day BETWEEN $__timeFrom()::timestamptz::date AND $__timeTo()::timestamptz::date
@@ -78,14 +83,14 @@ ENERGY_DAILY_SQL = """
 """
 
 COVERAGE_SQL = """
-    SELECT (result->>'area_coverage_pct')::float8 AS "area coverage [%]",
-           (result->>'linear_coverage_pct')::float8 AS "border coverage [%]",
-           (result->>'covered_km2')::float8 AS "covered [km²]",
-           (result->'revisit_s'->>'mean')::float8 / 60 AS "revisit mean [min]",
-           (result->'revisit_s'->>'p95')::float8 / 60 AS "revisit p95 [min]",
-           (result->'revisit_s'->>'max')::float8 / 60 AS "revisit max [min]",
-           (result->>'flight_hours')::float8 AS "flight hours [h]",
-           (result->>'generator_share_pct')::float8 AS "generator share [%]"
+    SELECT (result->>'area_coverage_pct')::float8 AS area_coverage_pct,
+           (result->>'linear_coverage_pct')::float8 AS linear_coverage_pct,
+           (result->>'covered_km2')::float8 AS covered_km2,
+           (result->'revisit_s'->>'mean')::float8 / 60 AS revisit_mean_min,
+           (result->'revisit_s'->>'p95')::float8 / 60 AS revisit_p95_min,
+           (result->'revisit_s'->>'max')::float8 / 60 AS revisit_max_min,
+           (result->>'flight_hours')::float8 AS flight_hours,
+           (result->>'generator_share_pct')::float8 AS generator_share_pct
     FROM analytics_results
     WHERE pilot_id = '$pilot' AND analysis = 'coverage'
     ORDER BY computed_at DESC
@@ -94,8 +99,8 @@ COVERAGE_SQL = """
 
 POWER_SQL = """
     SELECT time_bucket('$__interval'::interval, ts) AS time,
-           avg(battery_v * battery_a) AS "battery [W]",
-           avg(gen_power_w) AS "generator [W]"
+           avg(battery_v * battery_a) AS battery_w,
+           avg(gen_power_w) AS generator_w
     FROM drone_readings
     WHERE $__timeFilter(ts) AND device_id IN ($device)
     GROUP BY 1
@@ -105,7 +110,7 @@ POWER_SQL = """
 FUEL_SQL = """
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            device_id AS metric,
-           avg(fuel_l) AS "fuel [L]"
+           avg(fuel_l) AS fuel_l
     FROM drone_readings
     WHERE $__timeFilter(ts) AND device_id IN ($device) AND fuel_l IS NOT NULL
     GROUP BY 1, 2
@@ -114,8 +119,8 @@ FUEL_SQL = """
 
 LINK_SQL = """
     SELECT time_bucket('$__interval'::interval, ts) AS time,
-           avg(rssi_dbm) AS "mean RSSI [dBm]",
-           min(rssi_dbm) AS "worst RSSI [dBm]"
+           avg(rssi_dbm) AS rssi_mean_dbm,
+           min(rssi_dbm) AS rssi_worst_dbm
     FROM drone_readings
     WHERE $__timeFilter(ts) AND device_id IN ($device) AND rssi_dbm IS NOT NULL
     GROUP BY 1
@@ -123,57 +128,100 @@ LINK_SQL = """
 """
 
 
-def _map() -> geomap.Panel:
+def _map(t: Labels) -> geomap.Panel:
     return (
-        map_panel(
-            "Tracks and detections",
-            description="Track points are time-bucketed averages; detections are event positions.",
-        )
+        map_panel(t["dash_dr_map"], description=t["dash_dr_map_desc"])
         .with_target(Sql(TRACKS_SQL).ref_id("A").table())
         .with_target(Sql(DETECTIONS_SQL).ref_id("B").table())
         .max_data_points(MAP_POINTS)
         .interval("1s")
-        .layers([markers("Tracks", "A", "blue", 3), markers("Detections", "B", "red", 8)])
+        .layers(
+            [
+                markers(t["dash_dr_tracks"], "A", "blue", 3),
+                markers(t["dash_dr_detections"], "B", "red", 8),
+            ]
+        )
         .span(16)
         .height(14)
     )
 
 
-def build() -> dash.Dashboard:
+def build(t: Labels) -> dash.Dashboard:
     """The drone dashboard, for the pilot and devices picked in its variables."""
-    return (
+    coverage = fields(
+        stat(
+            t["dash_dr_coverage"],
+            COVERAGE_SQL,
+            "none",
+            description=t["dash_dr_coverage_desc"],
+            span=8,
+        ).height(14),
+        t,
+        {
+            "area_coverage_pct": ("dash_f_area_cov", "percent"),
+            "linear_coverage_pct": ("dash_f_border_cov", "percent"),
+            "covered_km2": ("dash_f_covered", "areaKM2"),
+            "revisit_mean_min": ("dash_f_revisit_mean", "m"),
+            "revisit_p95_min": ("dash_f_revisit_p95", "m"),
+            "revisit_max_min": ("dash_f_revisit_max", "m"),
+            "flight_hours": ("dash_f_flight_hours", "h"),
+            "generator_share_pct": ("dash_f_gen_share", "percent"),
+        },
+    )
+    daily = fields(
+        timeseries(t["dash_dr_cov_daily"], COVERAGE_DAILY_SQL, "percent", bars=True).max(100),
+        t,
+        {
+            "area_coverage_pct": ("dash_f_area_cov", "percent"),
+            "linear_coverage_pct": ("dash_f_border_cov", "percent"),
+        },
+    )
+    energy = right_axis(
+        fields(
+            timeseries(t["dash_dr_energy"], ENERGY_DAILY_SQL, "kwatth", bars=True),
+            t,
+            {
+                "battery_kwh": ("dash_f_battery", "kwatth"),
+                "generator_kwh": ("dash_f_generator", "kwatth"),
+                "fuel_l": ("dash_f_fuel", "litre"),
+            },
+        ),
+        "fuel_l",
+        "litre",
+    )
+    power = fields(
+        timeseries(t["dash_dr_power"], POWER_SQL, "watt").interval("1s"),
+        t,
+        {"battery_w": ("dash_f_battery", "watt"), "generator_w": ("dash_f_generator", "watt")},
+    )
+    fuel = timeseries(t["dash_dr_fuel"], FUEL_SQL, "litre").interval("1s")  # one per device
+    link = fields(
+        timeseries(t["dash_dr_link"], LINK_SQL, "dBm").interval("1s").span(24),
+        t,
+        {
+            "rssi_mean_dbm": ("dash_f_rssi_mean", "dBm"),
+            "rssi_worst_dbm": ("dash_f_rssi_worst", "dBm"),
+        },
+    )
+    board = (
         new_dashboard(
             UID,
-            TITLE,
+            t["dash_dr_title"],
             time_from="now-24h",
-            description="Hybrid drone patrol: tracks, coverage, revisit, energy and link.",
+            description=t["dash_dr_desc"],
+            t=t,
         )
-        .with_variable(pilot_variable(KIND))
-        .with_variable(device_variable())
-        .with_panel(_map())
-        .with_panel(
-            stat(
-                "Coverage to date",
-                COVERAGE_SQL,
-                "none",
-                description="The latest persisted coverage result for this pilot.",
-                span=8,
-            ).height(14)
-        )
-        .with_panel(
-            timeseries("Coverage per day", COVERAGE_DAILY_SQL, "percent", bars=True).max(100)
-        )
-        .with_panel(
-            right_axis(
-                timeseries(
-                    "Energy per day: battery vs generator", ENERGY_DAILY_SQL, "kwatth", bars=True
-                ),
-                "fuel [L]",
-                "litre",
-            )
-        )
-        .with_panel(timeseries("Battery vs generator power", POWER_SQL, "watt").interval("1s"))
-        .with_panel(timeseries("Fuel remaining", FUEL_SQL, "litre").interval("1s"))
-        .with_panel(timeseries("Link quality", LINK_SQL, "dBm").interval("1s").span(24))
-        .with_panel(table("Detections", DETECTIONS_SQL, span=24))
+        .with_variable(pilot_variable(KIND, t))
+        .with_variable(device_variable(t))
+        .with_panel(_map(t))
+        .with_panel(coverage)
+        .with_panel(daily)
+        .with_panel(energy)
+        .with_panel(power)
+        .with_panel(fuel)
+        .with_panel(link)
+        .with_panel(device_links(table(t["dash_dr_detections"], DETECTIONS_SQL, span=24), t, UID))
     )
+    for annotation in event_annotations(t):
+        board = board.annotation(annotation)
+    return board

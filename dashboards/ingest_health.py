@@ -10,19 +10,34 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
-from dashboards.panels import new_dashboard, pilot_variable, stat, table, timeseries
+from dashboards.panels import (
+    Labels,
+    dashboard_of_kind,
+    device_links,
+    fields,
+    hidden,
+    new_dashboard,
+    pilot_variable,
+    stat,
+    table,
+    timeseries,
+)
 
 UID = "kcity-ingest"
-TITLE = "K-City ingest health"
+DASHBOARD_OF_KIND = dashboard_of_kind("d.kind")
+# Messages of the selected pilots' devices; dead letters of those pilots, and those whose
+# pilot could not be read from the topic (they belong to no pilot, so every view shows them).
+OF_PILOTS = "device_id IN (SELECT id FROM devices WHERE pilot_id IN ($pilot))"
+DEAD_OF_PILOTS = "(pilot_id IN ($pilot) OR pilot_id IS NULL)"
 
 COUNTERS = ("received", "stored", "duplicates", "dead_lettered", "seq_gaps")
 
-THROUGHPUT_SQL = """
+THROUGHPUT_SQL = f"""
     SELECT $__timeGroupAlias(received_at, $__interval),
-           count(*) / ($__interval_ms / 1000.0) AS "messages/s",
-           sum(records) / ($__interval_ms / 1000.0) AS "records/s"
+           count(*) / ($__interval_ms / 1000.0) AS messages_per_s,
+           sum(records) / ($__interval_ms / 1000.0) AS records_per_s
     FROM ingest_messages
-    WHERE $__timeFilter(received_at)
+    WHERE $__timeFilter(received_at) AND {OF_PILOTS}
     GROUP BY 1
     ORDER BY 1
 """
@@ -55,33 +70,34 @@ COUNTERS_SQL = f"""
 LATENCY_SQL = """
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            worker AS metric,
-           max(batch_latency_ms) AS "batch latency [ms]"
+           max(batch_latency_ms) AS batch_latency_ms
     FROM ingest_stats
     WHERE $__timeFilter(ts) AND batch_latency_ms IS NOT NULL
     GROUP BY 1, 2
     ORDER BY 1
 """
 
-DEAD_LETTERS_SQL = """
+DEAD_LETTERS_SQL = f"""
     SELECT $__timeGroupAlias(received_at, $__interval), stage AS metric, count(*) AS dead_letters
     FROM dead_letters
-    WHERE $__timeFilter(received_at)
+    WHERE $__timeFilter(received_at) AND {DEAD_OF_PILOTS}
     GROUP BY 1, 2
     ORDER BY 1
 """
 
-DEAD_REASONS_SQL = """
+DEAD_REASONS_SQL = f"""
     SELECT stage, reason, count(*) AS messages, count(DISTINCT device_id) AS devices,
            max(received_at) AS last_seen, min(topic) AS example_topic
     FROM dead_letters
-    WHERE $__timeFilter(received_at)
+    WHERE $__timeFilter(received_at) AND {DEAD_OF_PILOTS}
     GROUP BY stage, reason
     ORDER BY messages DESC
     LIMIT 100
 """
 
-SEQ_GAPS_SQL = """
-    SELECT d.pilot_id, g.device_id, sum(g.lost) AS lost_messages, sum(g.received) AS received,
+SEQ_GAPS_SQL = f"""
+    SELECT d.pilot_id, g.device_id, {DASHBOARD_OF_KIND} AS dashboard,
+           sum(g.lost) AS lost_messages, sum(g.received) AS received,
            round((100.0 * sum(g.lost) / nullif(sum(g.lost + g.received), 0))::numeric, 2)
              AS lost_pct
     FROM (
@@ -93,14 +109,15 @@ SEQ_GAPS_SQL = """
     ) g
     JOIN devices d ON d.id = g.device_id
     WHERE d.pilot_id IN ($pilot)
-    GROUP BY d.pilot_id, g.device_id
+    GROUP BY d.pilot_id, g.device_id, d.kind
     HAVING sum(g.lost) > 0
     ORDER BY lost_messages DESC
     LIMIT 200
 """
 
-LAST_SEEN_SQL = """
-    SELECT d.pilot_id, d.id AS device_id, d.kind, d.last_seen, s.state,
+LAST_SEEN_SQL = f"""
+    SELECT d.pilot_id, d.id AS device_id, d.kind, {DASHBOARD_OF_KIND} AS dashboard,
+           d.last_seen, s.state,
            s.received_at AS status_at, m.messages, m.max_skew_s
     FROM devices d
     LEFT JOIN device_status s ON s.device_id = d.id
@@ -113,53 +130,80 @@ LAST_SEEN_SQL = """
     ORDER BY d.last_seen NULLS FIRST, d.id
 """
 
-TOTALS_SQL = """
+TOTALS_SQL = f"""
     SELECT count(*) AS messages,
            coalesce(sum(records), 0) AS records,
-           (SELECT count(*) FROM dead_letters WHERE $__timeFilter(received_at)) AS dead_letters
+           (SELECT count(*) FROM dead_letters
+            WHERE $__timeFilter(received_at) AND {DEAD_OF_PILOTS}) AS dead_letters
     FROM ingest_messages
-    WHERE $__timeFilter(received_at)
+    WHERE $__timeFilter(received_at) AND {OF_PILOTS}
 """
 
 
-def build() -> dash.Dashboard:
-    """The ingest dashboard; the ``pilot`` variable narrows the per-device tables."""
+def build(t: Labels) -> dash.Dashboard:
+    """The ingest dashboard; the ``pilot`` variable narrows everything that has a pilot
+    (the workers' own counters and latency belong to no pilot)."""
+    totals = fields(
+        stat(t["dash_in_totals"], TOTALS_SQL, "none", span=24),
+        t,
+        {
+            "messages": ("dash_f_messages", "short"),
+            "records": ("dash_f_records", "short"),
+            "dead_letters": ("dash_f_dead_letters", "short"),
+        },
+    )
+    throughput = fields(
+        timeseries(t["dash_in_throughput"], THROUGHPUT_SQL, "short"),
+        t,
+        {
+            "messages_per_s": ("dash_f_messages_per_s", "short"),
+            "records_per_s": ("dash_f_records_per_s", "short"),
+        },
+    )
+    last_seen = hidden(
+        device_links(
+            table(t["dash_in_last_seen"], LAST_SEEN_SQL, description=t["dash_in_last_seen_desc"]),
+            t,
+            "${__data.fields.dashboard}",
+        ),
+        "dashboard",
+    )
     return (
         new_dashboard(
-            UID,
-            TITLE,
-            time_from="now-6h",
-            description="MQTT ingest: throughput, dead letters, lost messages, latency.",
+            UID, t["dash_in_title"], time_from="now-6h", description=t["dash_in_desc"], t=t
         )
-        .with_variable(pilot_variable(None, multi=True))
-        .with_panel(stat("In range", TOTALS_SQL, "none", span=24))
-        .with_panel(timeseries("Throughput", THROUGHPUT_SQL, "short"))
+        .with_variable(pilot_variable(None, t, multi=True))
+        .with_panel(totals)
+        .with_panel(throughput)
         .with_panel(
             timeseries(
-                "Worker counters per interval",
+                t["dash_in_counters"],
                 COUNTERS_SQL,
                 "short",
                 bars=True,
-                description="Increase of each worker's counters (ingest_stats) per interval.",
-            )
-        )
-        .with_panel(timeseries("Dead letters by stage", DEAD_LETTERS_SQL, "short", bars=True))
-        .with_panel(timeseries("Batch latency (worst per interval)", LATENCY_SQL, "ms"))
-        .with_panel(table("Dead letters by reason", DEAD_REASONS_SQL, span=24))
-        .with_panel(
-            table(
-                "Sequence gaps (lost messages)",
-                SEQ_GAPS_SQL,
-                description="Holes in each device's seq within a boot, for messages received "
-                "in the time range.",
+                description=t["dash_in_counters_desc"],
             )
         )
         .with_panel(
-            table(
-                "Devices: last seen",
-                LAST_SEEN_SQL,
-                description="max_skew_s: worst received_at − sent_at in the range (clock skew "
-                "plus delivery delay).",
+            timeseries(
+                t["dash_in_dead"],
+                DEAD_LETTERS_SQL,
+                "short",
+                bars=True,
+                description=t["dash_in_dead_desc"],
             )
         )
+        .with_panel(timeseries(t["dash_in_latency"], LATENCY_SQL, "ms"))
+        .with_panel(table(t["dash_in_reasons"], DEAD_REASONS_SQL, span=24))
+        .with_panel(
+            hidden(
+                device_links(
+                    table(t["dash_in_gaps"], SEQ_GAPS_SQL, description=t["dash_in_gaps_desc"]),
+                    t,
+                    "${__data.fields.dashboard}",
+                ),
+                "dashboard",
+            )
+        )
+        .with_panel(last_seen)
     )

@@ -11,22 +11,22 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 from grafana_foundation_sdk.builders import table as table_panel
-from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
-from dashboards.panels import hidden, map_panel, markers, new_dashboard, stat, table
+from dashboards.panels import (
+    Labels,
+    dashboard_of_kind,
+    fields,
+    hidden,
+    map_panel,
+    markers,
+    new_dashboard,
+    stat,
+    table,
+)
 from dashboards.sql import Sql
 
 UID = "kcity-overview"
-TITLE = "K-City pilots — ministry overview"
-
-# Dashboard uid of each solution kind's pilot dashboard (the drill-down target).
-PILOT_DASHBOARDS = {"streetlight": "kcity-streetlight", "hybrid_drone": "kcity-drone"}
-
-_DASHBOARD_OF_KIND = (
-    "CASE p.kind "
-    + " ".join(f"WHEN '{kind}' THEN '{uid}'" for kind, uid in PILOT_DASHBOARDS.items())
-    + " ELSE 'kcity-ingest' END"
-)
+_DASHBOARD_OF_KIND = dashboard_of_kind("p.kind")
 
 # Online: the retained status says so, or data arrived within the hour and the Last Will
 # ("offline") has not been received since.
@@ -140,67 +140,88 @@ MAP_SQL = """
 """
 
 
-def _pilots_table() -> table_panel.Panel:
-    drill = dash.DashboardLink("Open ${__data.fields.name}").url(
+def _pilots_table(t: Labels) -> table_panel.Panel:
+    drill = dash.DashboardLink(t["dash_ov_open"]).url(
         "/d/${__data.fields.dashboard}?var-pilot=${__data.fields.pilot}&${__url_time_range}"
     )
     panel = (
-        table(
-            "Pilots",
-            PILOTS_SQL,
-            description=(
-                "Online: seen within the last hour or status 'online'. Completeness: telemetry "
-                "records received in the time range against the pilot's record interval. "
-                "Savings and coverage: the latest verified result. Click a row to drill down."
-            ),
-            span=24,
-        )
+        table(t["dash_ov_pilots"], PILOTS_SQL, description=t["dash_ov_pilots_desc"], span=24)
         .data_links([drill])
         .height(10)
     )
     panel = hidden(panel, "dashboard")
-    for field, unit in (
-        ("completeness_pct", "percent"),
-        ("savings_pct", "percent"),
-        ("area_coverage_pct", "percent"),
-        ("linear_coverage_pct", "percent"),
-        ("savings_kwh", "kwatth"),
-        ("last_data", "dateTimeFromNow"),
-    ):
-        panel = panel.override_by_name(field, [DynamicConfigValue(id_val="unit", value=unit)])
-    return panel
+    return fields(
+        panel,
+        t,
+        {
+            "pilot": ("pilot", "string"),
+            "name": ("dash_f_name", "string"),
+            "country": ("dash_f_country", "string"),
+            "city": ("city", "string"),
+            "solution": ("dash_f_solution", "string"),
+            "devices": ("devices", "short"),
+            "online": ("dash_f_online", "short"),
+            "completeness_pct": ("dash_f_completeness", "percent"),
+            "savings_kwh": ("savings_kwh", "kwatth"),
+            "savings_pct": ("savings_pct", "percent"),
+            "area_coverage_pct": ("dash_f_area_cov", "percent"),
+            "linear_coverage_pct": ("dash_f_border_cov", "percent"),
+            "last_data": ("dash_f_last_data", "dateTimeFromNow"),
+        },
+    )
 
 
-def _map() -> geomap.Panel:
+def _map(t: Labels) -> geomap.Panel:
     return (
-        map_panel("Where the pilots are")
+        map_panel(t["dash_ov_map"])
         .with_target(Sql(MAP_SQL).ref_id("A").table())
-        .layers([markers("Pilots", "A", "green", 10)])
+        .layers([markers(t["dash_ov_pilots"], "A", "green", 10)])
         .span(24)
         .height(10)
     )
 
 
-def build() -> dash.Dashboard:
+def build(t: Labels) -> dash.Dashboard:
     """The overview dashboard (no variables: it shows every pilot)."""
+    totals = fields(
+        stat(t["dash_ov_totals"], TOTALS_SQL, "none", span=8),
+        t,
+        {
+            "pilots": ("dash_f_pilots", "short"),
+            "devices": ("devices", "short"),
+            "online": ("dash_f_online", "short"),
+        },
+    )
+    verified = fields(
+        stat(
+            t["dash_ov_verified"],
+            VERIFIED_SQL,
+            "none",
+            description=t["dash_ov_verified_desc"],
+            span=8,
+        ),
+        t,
+        {
+            "savings_kwh": ("savings_kwh", "kwatth"),
+            "co2_kg": ("co2_kg", "masskg"),
+            "covered_km2": ("dash_f_covered", "areaKM2"),
+        },
+    )
+    ingest = fields(
+        stat(t["dash_ov_ingest"], INGEST_SQL, "none", span=8),
+        t,
+        {
+            "messages": ("dash_f_messages", "short"),
+            "dead_letters": ("dash_f_dead_letters", "short"),
+        },
+    )
     return (
         new_dashboard(
-            UID,
-            TITLE,
-            time_from="now-24h",
-            description="All K-City Network pilots: devices online, data, verified results.",
+            UID, t["dash_ov_title"], time_from="now-24h", description=t["dash_ov_desc"], t=t
         )
-        .with_panel(stat("Pilots and devices", TOTALS_SQL, "none", span=8))
-        .with_panel(
-            stat(
-                "Verified to date (all pilots)",
-                VERIFIED_SQL,
-                "none",
-                description="Sum of each pilot's latest savings and coverage result.",
-                span=8,
-            )
-        )
-        .with_panel(stat("Ingest in range", INGEST_SQL, "none", span=8))
-        .with_panel(_pilots_table())
-        .with_panel(_map())
+        .with_panel(totals)
+        .with_panel(verified)
+        .with_panel(ingest)
+        .with_panel(_pilots_table(t))
+        .with_panel(_map(t))
     )

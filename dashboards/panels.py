@@ -1,12 +1,17 @@
-"""Small panel and variable factories shared by the four dashboards.
+"""Small panel and variable factories shared by the dashboards.
 
 They keep each dashboard module about *what* it shows (titles, SQL, units) and fix the
 conventions in one place: every panel queries the TimescaleDB data source by uid, a
 ``pilot`` variable lists pilots of one solution kind, a ``device`` variable lists that
-pilot's devices (multi-value, "All" by default).
+pilot's devices (multi-value, "All" by default); words come from the ``Labels`` mapping
+the caller passes (the shell's translation table, shared with the reports); numbers are
+neutral unless a field has a meaning that colours it (``completeness``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
@@ -17,6 +22,8 @@ from grafana_foundation_sdk.builders.common import (
     FrameGeometrySource,
     MapLayerOptions,
     ReduceDataOptions,
+    VizLegendOptions,
+    VizTooltipOptions,
 )
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import geomap as geomap_model
@@ -24,6 +31,8 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DashboardLinkType,
     DynamicConfigValue,
+    Threshold,
+    ThresholdsMode,
     VariableOption,
     VariableRefresh,
     VariableSort,
@@ -32,9 +41,37 @@ from grafana_foundation_sdk.models.dashboard import (
 from dashboards.sql import Sql, datasource
 
 TAGS = ["kcity"]
+Labels = Mapping[str, str]
+# Data completeness, as the methods read it: below 90 % a day or night is excluded (red),
+# below 95 % it is usable but worth a look (amber).
+COMPLETENESS_RED = 90.0
+COMPLETENESS_AMBER = 95.0
+NEUTRAL = {"mode": "absolute", "steps": [{"color": "text", "value": None}]}
+COMPLETENESS = {
+    "mode": "absolute",
+    "steps": [
+        {"color": "red", "value": None},
+        {"color": "orange", "value": COMPLETENESS_RED},
+        {"color": "green", "value": COMPLETENESS_AMBER},
+    ],
+}
+
+# Dashboard uid of each solution kind's pilot dashboard (the drill-down target).
+PILOT_DASHBOARDS = {"streetlight": "kcity-streetlight", "hybrid_drone": "kcity-drone"}
 
 
-def new_dashboard(uid: str, title: str, *, time_from: str, description: str) -> dash.Dashboard:
+def dashboard_of_kind(kind_column: str) -> str:
+    """SQL naming the pilot dashboard of a row's solution kind (ingest health otherwise)."""
+    whens = " ".join(f"WHEN '{kind}' THEN '{uid}'" for kind, uid in PILOT_DASHBOARDS.items())
+    return f"CASE {kind_column} {whens} ELSE 'kcity-ingest' END"
+
+
+P = TypeVar("P", stat_panel.Panel, table_panel.Panel, ts_panel.Panel)
+
+
+def new_dashboard(
+    uid: str, title: str, *, time_from: str, description: str, t: Labels
+) -> dash.Dashboard:
     """A dashboard with the project's tag, a link menu to its siblings and a sane refresh."""
     return (
         dash.Dashboard(title)
@@ -46,7 +83,7 @@ def new_dashboard(uid: str, title: str, *, time_from: str, description: str) -> 
         .refresh("1m")
         .tooltip(DashboardCursorSync.CROSSHAIR)
         .link(
-            dash.DashboardLink("K-City dashboards")
+            dash.DashboardLink(t["dash_links"])
             .type(DashboardLinkType.DASHBOARDS)
             .tags(TAGS)
             .as_dropdown(True)
@@ -56,12 +93,12 @@ def new_dashboard(uid: str, title: str, *, time_from: str, description: str) -> 
     )
 
 
-def pilot_variable(kind: str | None, *, multi: bool = False) -> dash.QueryVariable:
+def pilot_variable(kind: str | None, t: Labels, *, multi: bool = False) -> dash.QueryVariable:
     """The ``pilot`` variable: pilots of one solution kind (or all pilots), by id."""
     where = f"WHERE kind = '{kind}' " if kind else ""
     var = (
         dash.QueryVariable("pilot")
-        .label("Pilot")
+        .label(t["pilot"])
         .datasource(datasource())
         .query(f"SELECT id AS __value, name AS __text FROM pilots {where}ORDER BY id")
         .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
@@ -72,11 +109,11 @@ def pilot_variable(kind: str | None, *, multi: bool = False) -> dash.QueryVariab
     return var
 
 
-def device_variable() -> dash.QueryVariable:
+def device_variable(t: Labels) -> dash.QueryVariable:
     """The ``device`` variable: the selected pilot's devices that are not revoked."""
     return (
         dash.QueryVariable("device")
-        .label("Device")
+        .label(t["device"])
         .datasource(datasource())
         .query(
             "SELECT id FROM devices WHERE pilot_id = '$pilot' AND revoked_at IS NULL ORDER BY id"
@@ -108,6 +145,16 @@ def timeseries(
         .height(8)
         .fill_opacity(10)
         .span_nulls(False)
+        .legend(
+            VizLegendOptions()
+            .show_legend(True)
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .calcs([])
+        )
+        .tooltip(
+            VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.NONE)
+        )
     )
     if bars:
         panel = panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(60)
@@ -142,6 +189,7 @@ def stat(
         .color_mode(common.BigValueColorMode.VALUE)
         .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
         .reduce_options(ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields(""))
+        .thresholds(neutral())
     )
 
 
@@ -155,7 +203,48 @@ def table(title: str, sql: str, *, description: str = "", span: int = 12) -> tab
         .with_target(Sql(sql).table())
         .span(span)
         .height(8)
+        .frame_index(0)
+        .show_header(True)
+        .cell_height(common.TableCellHeight.SM)
     )
+
+
+def neutral() -> dash.ThresholdsConfig:
+    """One threshold in the text colour: a count is neither good nor bad (Grafana's default
+    would paint everything from 80 red)."""
+    return dash.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(None, "text")])
+
+
+def fields(panel: P, t: Labels, spec: Mapping[str, tuple[str, str]]) -> P:
+    """Name and unit per column: ``{column: (label key, unit)}``; a ``completeness_*``
+    column is coloured red below 90 % and amber below 95 %."""
+    for column, (key, unit) in spec.items():
+        props = [
+            DynamicConfigValue(id_val="displayName", value=t[key]),
+            DynamicConfigValue(id_val="unit", value=unit),
+        ]
+        if column.startswith("completeness"):
+            props += [
+                DynamicConfigValue(id_val="thresholds", value=COMPLETENESS),
+                DynamicConfigValue(id_val="color", value={"mode": "thresholds"}),
+            ]
+            if isinstance(panel, table_panel.Panel):
+                props.append(
+                    DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
+                )
+        panel = panel.override_by_name(column, props)
+    return panel
+
+
+def device_links(panel: table_panel.Panel, t: Labels, dashboard: str) -> table_panel.Panel:
+    """Every ``device_id`` cell opens the device's pilot dashboard filtered to it
+    (``var-device``); ``dashboard`` is a uid or a ``${__data.fields...}`` reference."""
+    link = {
+        "title": t["dash_open_device"],
+        "url": f"/d/{dashboard}?var-pilot=${{__data.fields.pilot_id}}"
+        "&var-device=${__value.raw}&${__url_time_range}",
+    }
+    return panel.override_by_name("device_id", [DynamicConfigValue(id_val="links", value=[link])])
 
 
 def hidden(panel: table_panel.Panel, field: str) -> table_panel.Panel:

@@ -14,7 +14,7 @@ from typing import Any, Self
 
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.dashboard import AnnotationQuery, DataSourceRef
 
 DATASOURCE_UID = "kcity-timescaledb"
 DATASOURCE_TYPE = "grafana-postgresql-datasource"
@@ -85,3 +85,42 @@ def dedent_sql(sql: str) -> str:
     indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
     cut = min(indents, default=0)
     return "\n".join(line[cut:] for line in lines).strip()
+
+
+class SqlAnnotationQuery(AnnotationQuery):
+    """Annotations from one SQL query (columns ``time``, ``timeend``, ``text``, ``tags``),
+    saved as the PostgreSQL data source saves them; the SDK's ``AnnotationTarget`` knows
+    only the built-in tag query, so the target is written here."""
+
+    def __init__(self, name: str, raw_sql: str, color: str) -> None:
+        super().__init__(name=name, enable=True, icon_color=color)
+        self.raw_sql = dedent_sql(raw_sql)
+
+    def to_json(self) -> dict[str, object]:
+        ds = datasource()
+        source = {"type": ds.type_val, "uid": ds.uid}
+        return {
+            "name": self.name,
+            "enable": self.enable,
+            "hide": False,
+            "iconColor": self.icon_color,
+            "datasource": source,
+            "target": {
+                "refId": "Anno",
+                "datasource": source,
+                "editorMode": "code",
+                "rawQuery": True,
+                "format": Format.TABLE.value,
+                "rawSql": self.raw_sql,
+            },
+        }
+
+
+class SqlAnnotation(cogbuilder.Builder[AnnotationQuery]):
+    """Builder of a ``SqlAnnotationQuery`` for ``Dashboard.annotation``."""
+
+    def __init__(self, name: str, raw_sql: str, color: str) -> None:
+        self._internal = SqlAnnotationQuery(name, raw_sql, color)
+
+    def build(self) -> SqlAnnotationQuery:
+        return self._internal

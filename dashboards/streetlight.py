@@ -3,14 +3,19 @@
 Raw telemetry (power, dim level, vehicles) is bucketed with ``time_bucket`` at the panel's
 ``$__interval`` so a year stays a few hundred points; nightly energy and savings come from
 the persisted analytics (``savings_nightly``, ``analytics_results``), not from a rescan.
+Faults, detections and outages are drawn as annotations (dashboards/events.py).
 """
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
+from dashboards.events import event_annotations
 from dashboards.panels import (
+    Labels,
+    device_links,
     device_variable,
+    fields,
     new_dashboard,
     pilot_variable,
     right_axis,
@@ -20,13 +25,12 @@ from dashboards.panels import (
 )
 
 UID = "kcity-streetlight"
-TITLE = "K-City streetlight pilot"
 KIND = "streetlight"
 
 POWER_SQL = """
     SELECT time_bucket('$__interval'::interval, ts) AS time,
-           avg(power_w) AS "power [W]",
-           avg(dim_pct) AS "dim level [%]"
+           avg(power_w) AS power_w,
+           avg(dim_pct) AS dim_pct
     FROM streetlight_readings
     WHERE $__timeFilter(ts) AND device_id IN ($device)
     GROUP BY 1
@@ -44,9 +48,9 @@ VEHICLES_SQL = """
 
 NIGHTLY_SQL = """
     SELECT night::timestamp AS time,
-           actual_kwh AS "actual [kWh]",
-           baseline_kwh AS "counterfactual [kWh]",
-           savings_kwh AS "saved [kWh]"
+           actual_kwh,
+           baseline_kwh,
+           savings_kwh
     FROM savings_nightly
     WHERE pilot_id = '$pilot'
       AND night BETWEEN $__timeFrom()::timestamptz::date AND $__timeTo()::timestamptz::date
@@ -54,11 +58,11 @@ NIGHTLY_SQL = """
 """
 
 SAVINGS_SQL = """
-    SELECT (result->>'savings_kwh')::float8 AS "saved [kWh]",
-           (result->>'savings_pct')::float8 AS "saved [%]",
-           (result->>'co2_kg')::float8 AS "CO2 avoided [kg]",
-           (result->>'cost_saved')::float8 AS "cost saved",
-           (result->>'completeness_pct')::float8 AS "data completeness [%]"
+    SELECT (result->>'savings_kwh')::float8 AS savings_kwh,
+           (result->>'savings_pct')::float8 AS savings_pct,
+           (result->>'co2_kg')::float8 AS co2_kg,
+           (result->>'cost_saved')::float8 AS cost_saved,
+           (result->>'completeness_pct')::float8 AS completeness_pct
     FROM analytics_results
     WHERE pilot_id = '$pilot' AND analysis = 'savings'
     ORDER BY computed_at DESC
@@ -75,16 +79,18 @@ SAVINGS_WINDOW_SQL = """
 """
 
 FAULTS_SQL = """
-    SELECT e.ts AS time, e.device_id, e.type, e.data->>'code' AS code, e.received_at
+    SELECT e.ts AS time, d.pilot_id, e.device_id, e.type, e.data->>'code' AS code,
+           e.received_at
     FROM events e
-    WHERE $__timeFilter(e.ts) AND e.device_id IN ($device)
+    JOIN devices d ON d.id = e.device_id
+    WHERE $__timeFilter(e.ts) AND e.device_id IN ($device) AND d.pilot_id = '$pilot'
       AND e.type IN ('fault', 'fault_cleared')
     ORDER BY e.ts DESC
     LIMIT 500
 """
 
 SILENT_SQL = """
-    SELECT d.id AS device_id, d.last_seen, s.state, now() - d.last_seen AS silent_for
+    SELECT d.pilot_id, d.id AS device_id, d.last_seen, s.state, now() - d.last_seen AS silent_for
     FROM devices d
     LEFT JOIN device_status s ON s.device_id = d.id
     WHERE d.pilot_id = '$pilot' AND d.revoked_at IS NULL
@@ -93,47 +99,78 @@ SILENT_SQL = """
 """
 
 
-def build() -> dash.Dashboard:
+def build(t: Labels) -> dash.Dashboard:
     """The streetlight dashboard, for the pilot and devices picked in its variables."""
     power = right_axis(
-        timeseries("Power and dim level", POWER_SQL, "watt"), "dim level [%]", "percent"
+        fields(
+            timeseries(t["dash_sl_power"], POWER_SQL, "watt"),
+            t,
+            {"power_w": ("dash_f_power", "watt"), "dim_pct": ("dash_f_dim", "percent")},
+        ),
+        "dim_pct",
+        "percent",
     ).interval("5m")
-    return (
+    savings = fields(
+        stat(
+            t["dash_sl_savings"],
+            SAVINGS_SQL,
+            "none",
+            description=t["dash_sl_savings_desc"],
+            span=16,
+        ),
+        t,
+        {
+            "savings_kwh": ("savings_kwh", "kwatth"),
+            "savings_pct": ("savings_pct", "percent"),
+            "co2_kg": ("co2_kg", "masskg"),
+            "cost_saved": ("cost_saved", "none"),
+            "completeness_pct": ("dash_f_completeness", "percent"),
+        },
+    )
+    nightly = fields(
+        timeseries(
+            t["dash_sl_nightly"],
+            NIGHTLY_SQL,
+            "kwatth",
+            bars=True,
+            description=t["dash_sl_nightly_desc"],
+        ).span(24),
+        t,
+        {
+            "actual_kwh": ("dash_f_actual", "kwatth"),
+            "baseline_kwh": ("dash_f_counterfactual", "kwatth"),
+            "savings_kwh": ("savings_kwh", "kwatth"),
+        },
+    )
+    vehicles = fields(
+        timeseries(t["dash_sl_vehicles"], VEHICLES_SQL, "short", bars=True),
+        t,
+        {"vehicles": ("dash_f_vehicles", "short")},
+    )
+    board = (
         new_dashboard(
             UID,
-            TITLE,
+            t["dash_sl_title"],
             time_from="now-7d",
-            description="Adaptive streetlights: power, dimming, traffic and verified savings.",
+            description=t["dash_sl_desc"],
+            t=t,
         )
-        .with_variable(pilot_variable(KIND))
-        .with_variable(device_variable())
-        .with_panel(
-            stat(
-                "Savings to date",
-                SAVINGS_SQL,
-                "none",
-                description="The latest verified savings (IPMVP Option B) for this pilot.",
-                span=16,
-            )
-        )
-        .with_panel(table("Latest savings result", SAVINGS_WINDOW_SQL, span=8).height(4))
+        .with_variable(pilot_variable(KIND, t))
+        .with_variable(device_variable(t))
+        .with_panel(savings)
+        .with_panel(table(t["dash_sl_latest"], SAVINGS_WINDOW_SQL, span=8).height(4))
         .with_panel(power)
-        .with_panel(timeseries("Vehicles detected", VEHICLES_SQL, "short", bars=True))
+        .with_panel(vehicles)
+        .with_panel(nightly)
+        .with_panel(device_links(table(t["dash_sl_faults"], FAULTS_SQL), t, UID))
         .with_panel(
-            timeseries(
-                "Nightly energy: actual vs counterfactual",
-                NIGHTLY_SQL,
-                "kwatth",
-                bars=True,
-                description="Per night, from the latest savings run (savings_nightly).",
-            ).span(24)
-        )
-        .with_panel(table("Faults", FAULTS_SQL))
-        .with_panel(
-            table(
-                "Devices silent for more than an hour",
-                SILENT_SQL,
-                description="Not revoked, and no data for over an hour (or never).",
+            device_links(
+                table(t["dash_sl_silent"], SILENT_SQL, description=t["dash_sl_silent_desc"]),
+                t,
+                UID,
             )
         )
     )
+    for annotation in event_annotations(t):
+        board = board.annotation(annotation)
+    return board

@@ -4,8 +4,10 @@ Tree::
 
     DevicesError
     ├── InvalidId        (also a ValueError) an id does not match ID_PATTERN
+    │   └── ReservedId   a device id in the platform's own `kcity-` namespace
     ├── PayloadError     a message or topic is unusable as a whole (field, rule)
     ├── PilotError       a pilot definition file is wrong (file, field, message)
+    ├── LorawanError     (devices.lorawan) a network-server message that cannot be read
     ├── SimConfigError   (also a ValueError) a simulator configuration no deployment could have
     └── UnknownKind      a device kind that is not in KINDS
 
@@ -28,6 +30,18 @@ class InvalidId(DevicesError, ValueError):
         self.what = what
         self.reason = reason
         super().__init__(f"invalid {what} {value!r}: {reason}" if reason else f"invalid {what}")
+
+
+class ReservedId(InvalidId):
+    """A device id (= MQTT username) starting with ``kcity-``: the platform's own accounts."""
+
+    def __init__(self, value: str, what: str = "device id", prefix: str = "kcity-") -> None:
+        super().__init__(
+            value,
+            what,
+            f"ids starting with {prefix!r} are reserved for the platform's own accounts;"
+            " choose another id",
+        )
 
 
 class PayloadError(DevicesError):

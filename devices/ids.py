@@ -10,14 +10,18 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from devices.errors import InvalidId, PayloadError
+from devices.errors import InvalidId, PayloadError, ReservedId
 
 ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{1,62}$"
 _ID_RE: Final = re.compile(ID_PATTERN)
 
+# Broker usernames of the platform itself (ingest, admin, bridges, importers): never a device.
+RESERVED_PREFIX: Final = "kcity-"
+
 TOPIC_ROOT: Final = "kcity/v1"
 CHANNELS: Final = ("telemetry", "event", "status")
 CMD_CHANNEL: Final = "cmd"
+FEEDBACK_CHANNEL: Final = "feedback"  # downlink: ingest's verdicts on the device's rejected data
 
 Channel = Literal["telemetry", "event", "status"]
 
@@ -45,6 +49,19 @@ def validate_id(value: str, what: str = "id") -> str:
     return value
 
 
+def is_reserved(value: str) -> bool:
+    """True for ids in the platform's own namespace (DESIGN §4)."""
+    return value.startswith(RESERVED_PREFIX)
+
+
+def validate_device_id(value: str, what: str = "device id") -> str:
+    """A valid id that is not reserved: what a device (its MQTT username) may be called."""
+    validate_id(value, what)
+    if is_reserved(value):
+        raise ReservedId(value, what, RESERVED_PREFIX)
+    return value
+
+
 def topic(pilot: str, device: str, channel: str) -> str:
     """Uplink topic for one device and channel (telemetry, event or status)."""
     if channel not in CHANNELS:
@@ -57,6 +74,11 @@ def topic(pilot: str, device: str, channel: str) -> str:
 def cmd_topic(pilot: str, device: str) -> str:
     """Downlink command topic of one device."""
     return device_prefix(pilot, device) + CMD_CHANNEL
+
+
+def feedback_topic(pilot: str, device: str) -> str:
+    """Downlink topic where ingest publishes verdicts on the device's dead-lettered messages."""
+    return device_prefix(pilot, device) + FEEDBACK_CHANNEL
 
 
 def device_prefix(pilot: str, device: str) -> str:
@@ -77,8 +99,8 @@ def parse_topic(value: str) -> TopicParts:
     pilot, device, channel = parts
     validate_id(pilot, "pilot id")
     validate_id(device, "device id")
-    if channel == CMD_CHANNEL:
-        raise PayloadError("topic", f"{value!r} is a downlink command topic, not an uplink one")
+    if channel in (CMD_CHANNEL, FEEDBACK_CHANNEL):
+        raise PayloadError("topic", f"{value!r} is a downlink {channel} topic, not an uplink one")
     if channel not in CHANNELS:
         raise PayloadError(
             "topic", f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}"

@@ -1,91 +1,75 @@
 """MAVLink bridge: a drone's telemetry log (.tlog) as ``hybrid_drone`` records in SI units.
 
 Hybrid drones already speak MAVLink; firms should not have to re-implement its units and
-"not provided" sentinels to join a pilot. One record is produced per GLOBAL_POSITION_INT,
-carrying the latest values of the other messages (METHODS.md "MAVLink units"):
+"not provided" sentinels to join a pilot. One record is produced per GLOBAL_POSITION_INT
+of the vehicle, carrying the latest values of the other messages (METHODS.md "MAVLink
+units"), timed on the vehicle clock (`devices.vehicle_clock`):
 
 - GLOBAL_POSITION_INT: lat/lon degE7 → deg; ``alt`` mm AMSL → ``alt_m``; vx, vy cm/s →
   ground ``speed_mps``; ``hdg`` cdeg → ``heading_deg`` (65535 = unknown → None).
-  Positions of exactly (0, 0) are what autopilots send before a fix and are skipped.
+  Positions of exactly (0, 0), or while GPS_RAW_INT reports no 3-D fix, are skipped.
 - ``agl_m`` (height above *ground*) comes from the best fresh source: a downward
   DISTANCE_SENSOR (cm), else TERRAIN_REPORT ``current_height`` (m), else — as a
   fallback only — GLOBAL_POSITION_INT ``relative_alt``, which is height above the *home*
   position, not above the ground under the drone (wrong over slopes and relief).
-- BATTERY_STATUS: cell ``voltages`` mV (UINT16_MAX = no cell; ``voltages_ext`` 0 = no
-  cell) summed → ``battery_v``; ``current_battery`` cA (−1 = unknown) → ``battery_a``;
-  ``battery_remaining`` % (−1 = unknown) → ``battery_pct``.
-- GENERATOR_STATUS ``power_generated`` W (NaN = not provided) → ``gen_power_w``.
-- EFI_STATUS ``fuel_consumed`` cm³ → ``fuel_l`` as *remaining* fuel when the tank
-  capacity is given (``fuel_capacity_l``), else None.
-- HEARTBEAT (of the autopilot, not of a ground station): disarmed → ``landed``; armed →
-  ``mode_map(custom_mode, base_mode, mav_type)`` (default: ArduCopter flight modes).
-- GPS_RAW_INT ``fix_type`` → ``gps_fix`` (7 static and 8 PPP are reported as 6).
-- CAMERA_CAPTURE_STATUS: recording video or capturing images → ``camera_on``.
+- BATTERY_STATUS: cell ``voltages`` mV (UINT16_MAX = no cell) summed → ``battery_v``;
+  ``current_battery`` cA (−1 = unknown) → ``battery_a``; ``battery_remaining`` %. Without
+  BATTERY_STATUS, SYS_STATUS (0 V or −1 = no power module: missing, not zero).
+- GENERATOR_STATUS ``power_generated`` W (NaN = not provided) → ``gen_power_w``;
+  EFI_STATUS ``fuel_consumed`` cm³ → ``fuel_l`` remaining when the tank size is given.
+- HEARTBEAT of the flight controller (not of a ground station, camera or gimbal):
+  disarmed → ``landed``; armed → the class of its named mode (`devices.flight_modes`).
+  A vehicle that does not fly (a rover, a boat, a submarine) is refused.
+- GPS_RAW_INT ``fix_type`` → ``gps_fix``; RADIO_STATUS ``rssi`` → ``rssi_dbm``;
+  CAMERA_CAPTURE_STATUS → ``camera_on``; STATUSTEXT failsafes and GPS glitches → alarms;
+  take-off and landing from EXTENDED_SYS_STATE's landed state, else from arming.
 
-Timestamps come from the log (a .tlog is a sequence of 8-byte big-endian UNIX
-microseconds, each followed by one MAVLink 1 or 2 frame).
+A .tlog is a sequence of 8-byte big-endian UNIX microseconds (the ground station's receive
+time), each followed by one MAVLink 1 or 2 frame.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+import numpy as np
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
-from devices.errors import DevicesError
-
-ModeMap = Callable[[int, int, int], str | None]
+from devices import flight_log as fl
+from devices.flight_log import FlightLog, LogError, LogOptions, State
+from devices.flight_modes import (
+    AUTOPILOT_INVALID,
+    GCS,
+    Vehicle,
+    mode_class,
+    mode_name,
+    type_name,
+)
+from devices.vehicle_clock import in_order, vehicle_utc
 
 UINT16_MAX: Final = 65535
 _ARMED: Final = 128  # MAV_MODE_FLAG_SAFETY_ARMED
-_GCS: Final = 6  # MAV_TYPE_GCS
-_AUTOPILOT_INVALID: Final = 8  # MAV_AUTOPILOT_INVALID: not a flight controller
 _DOWNWARD: Final = 25  # MAV_SENSOR_ROTATION_PITCH_270
 _FRESH_S: Final = 5.0  # how long a rangefinder or terrain height stays usable
 _V1, _V2 = 0xFE, 0xFD
 _CHUNK: Final = 1 << 20
 _USED: Final = frozenset(
     {
-        "GLOBAL_POSITION_INT",
-        "HEARTBEAT",
-        "GPS_RAW_INT",
-        "BATTERY_STATUS",
-        "GENERATOR_STATUS",
-        "EFI_STATUS",
-        "DISTANCE_SENSOR",
-        "TERRAIN_REPORT",
-        "CAMERA_CAPTURE_STATUS",
+        "GLOBAL_POSITION_INT", "HEARTBEAT", "GPS_RAW_INT", "BATTERY_STATUS", "SYS_STATUS",
+        "GENERATOR_STATUS", "EFI_STATUS", "DISTANCE_SENSOR", "TERRAIN_REPORT", "SYSTEM_TIME",
+        "CAMERA_CAPTURE_STATUS", "CAMERA_TRIGGER", "CAMERA_IMAGE_CAPTURED", "STATUSTEXT",
+        "RADIO_STATUS", "EXTENDED_SYS_STATE",
     }
-)
-
-# ArduCopter custom_mode numbers → the contract's modes.
-ARDUCOPTER_MODES: Final[dict[int, str]] = {
-    0: "transit",  # STABILIZE
-    2: "hover",  # ALT_HOLD
-    3: "patrol",  # AUTO (the mission is the patrol)
-    4: "transit",  # GUIDED
-    5: "hover",  # LOITER
-    6: "rtl",  # RTL
-    9: "rtl",  # LAND
-    16: "hover",  # POSHOLD
-    17: "hover",  # BRAKE
-    21: "rtl",  # SMART_RTL
-}
+)  # fmt: skip
+_DEFAULT_VEHICLE: Final = Vehicle(2, 3)  # no heartbeat at all: assume ArduCopter
 
 
-class TlogError(DevicesError):
+class TlogError(LogError):
     """A telemetry log that cannot be read at all."""
-
-
-def arducopter_mode(custom_mode: int, base_mode: int, mav_type: int) -> str | None:
-    """Default mode mapping: ArduCopter's flight modes, None for the others."""
-    return ARDUCOPTER_MODES.get(custom_mode)
 
 
 # --- reading a .tlog -----------------------------------------------------------------------
@@ -143,153 +127,175 @@ def _frames(handle: BinaryIO) -> Iterator[tuple[float, Any]]:
         yield usec / 1e6, msg
 
 
-def read_tlog(
-    path: Path | str,
-    flight_id: str,
-    camera_hfov_deg: float | None = None,
-    *,
-    mode_map: ModeMap = arducopter_mode,
-    fuel_capacity_l: float | None = None,
-    battery_id: int = 0,
-) -> Iterator[dict[str, Any]]:
-    """``hybrid_drone`` records from a MAVLink telemetry log."""
-    return records(
-        iter_tlog(path),
-        flight_id,
-        camera_hfov_deg,
-        mode_map=mode_map,
-        fuel_capacity_l=fuel_capacity_l,
-        battery_id=battery_id,
-    )
+def read_tlog(path: Path | str, opts: LogOptions) -> FlightLog:
+    """The records and events of the flying vehicle in a MAVLink telemetry log."""
+    return convert(iter_tlog(path), opts, source=str(path))
 
 
 # --- converting ----------------------------------------------------------------------------
 
 
-@dataclass
-class _Latest:
-    """The latest converted value of each non-position message."""
-
-    mode: str | None = None
-    gps_fix: int | None = None
-    battery_v: float | None = None
-    battery_a: float | None = None
-    battery_pct: float | None = None
-    gen_power_w: float | None = None
-    fuel_l: float | None = None
-    camera_on: bool | None = None
-    range_m: float | None = None
-    range_at: float = -math.inf
-    terrain_m: float | None = None
-    terrain_at: float = -math.inf
+def _vehicle(messages: list[tuple[float, Any]]) -> tuple[Vehicle, int | None, int | None]:
+    """The flight controller: the first heartbeat that is not a GCS nor a non-autopilot."""
+    for _, msg in messages:
+        if msg.get_type() == "HEARTBEAT" and msg.type != GCS and msg.autopilot != AUTOPILOT_INVALID:
+            return Vehicle(msg.type, msg.autopilot), msg.get_srcSystem(), msg.get_srcComponent()
+    for _, msg in messages:
+        if msg.get_type() == "GLOBAL_POSITION_INT":
+            return _DEFAULT_VEHICLE, msg.get_srcSystem(), None
+    return _DEFAULT_VEHICLE, None, None
 
 
-def records(
-    messages: Iterable[tuple[float, Any]],
-    flight_id: str,
-    camera_hfov_deg: float | None = None,
-    *,
-    mode_map: ModeMap = arducopter_mode,
-    fuel_capacity_l: float | None = None,
-    battery_id: int = 0,
-) -> Iterator[dict[str, Any]]:
-    """Convert (UNIX seconds, MAVLink message) pairs of one vehicle into records.
+def convert(
+    stream: Iterator[tuple[float, Any]], opts: LogOptions, *, source: str = "log"
+) -> FlightLog:
+    """Convert (receive time, MAVLink message) pairs into one vehicle's records and events.
 
-    The vehicle is the system that sends the first message used here (ground-station
-    heartbeats aside); other systems (ground stations, other drones) are ignored.
+    Other systems (ground stations, other drones) are ignored, and so are the heartbeats of
+    the vehicle's other components (cameras, gimbals, companion computers).
     """
-    latest = _Latest()
-    vehicle: int | None = None
-    for t, msg in messages:
-        kind = msg.get_type()
-        source = msg.get_srcSystem()
-        if kind == "HEARTBEAT" and (msg.type == _GCS or msg.autopilot == _AUTOPILOT_INVALID):
-            continue
-        if vehicle is None and kind in _USED:
-            vehicle = source
-        if source != vehicle:
-            continue
-        if kind == "GLOBAL_POSITION_INT":
-            record = _position(t, msg, flight_id, latest)
-            if record is not None:
-                if camera_hfov_deg is not None:
-                    record["hfov_deg"] = camera_hfov_deg
-                yield record
+    messages = [(t, m) for t, m in stream if m.get_type() in _USED]
+    vehicle, system, component = _vehicle(messages)
+    if not vehicle.aerial:
+        raise LogError(
+            f"{source}: the vehicle is a {type_name(vehicle.mav_type)} (MAV_TYPE "
+            f"{vehicle.mav_type}), not a drone; nothing imported"
+        )
+
+    def ours(msg: Any) -> bool:
+        if msg.get_type() == "RADIO_STATUS":
+            return True  # sent by the radio modem, under its own system id
+        if msg.get_srcSystem() != system:
+            return False
+        return msg.get_type() != "HEARTBEAT" or component in (None, msg.get_srcComponent())
+
+    messages = [(t, m) for t, m in messages if ours(m)]
+    utc, anchor, reboots = _clock(messages)
+    log = FlightLog("tlog", f"{vehicle.family} ({type_name(vehicle.mav_type)})")
+    state = State()
+    positions = [i for i, (_, m) in enumerate(messages) if m.get_type() == "GLOBAL_POSITION_INT"]
+    keep, late, dups = in_order(utc[positions]) if positions else (np.empty(0, bool), 0, 0)
+    log.skipped.update({"out_of_order": late, "duplicate_time": dups})
+    kept = {positions[j] for j in np.flatnonzero(keep).tolist()}
+    for i, (t, msg) in enumerate(messages):
+        if msg.get_type() == "GLOBAL_POSITION_INT":
+            if i in kept:
+                _position(float(utc[i]), t, msg, state, opts, log)
         else:
-            _remember(t, kind, msg, latest, mode_map, fuel_capacity_l, battery_id)
+            _remember(t, msg, state, vehicle, opts, log)
+    return fl.finish(log, state, source, anchor, reboots, opts)
 
 
-def _position(t: float, msg: Any, flight_id: str, latest: _Latest) -> dict[str, Any] | None:
+def _clock(messages: list[tuple[float, Any]]) -> tuple[Any, str, int]:
+    """UTC per message on the vehicle clock (NaN for messages without a vehicle time).
+
+    A log whose positions all carry the same ``time_boot_ms`` has no vehicle clock; its
+    receive times are used as they are.
+    """
+    clocked = ("GLOBAL_POSITION_INT", "SYSTEM_TIME")
+    timed = [i for i, (_, m) in enumerate(messages) if m.get_type() in clocked]
+    out = np.full(len(messages), np.nan)
+    boots = {messages[i][1].time_boot_ms for i in timed
+             if messages[i][1].get_type() == "GLOBAL_POSITION_INT"}  # fmt: skip
+    if len(boots) < 2:
+        out[:] = [t for t, _ in messages]
+        return out, "ground station", 0
+    boot = [messages[i][1].time_boot_ms / 1e3 for i in timed]
+    gcs = [messages[i][0] for i in timed]
+    unix = [
+        m.time_unix_usec / 1e6 if m.get_type() == "SYSTEM_TIME" and m.time_unix_usec > 0 else np.nan
+        for m in (messages[i][1] for i in timed)
+    ]
+    utc, anchor, reboots = vehicle_utc(boot, gcs, unix)
+    out[timed] = utc
+    return out, anchor, reboots
+
+
+def _position(
+    t: float, gcs_t: float, msg: Any, state: State, opts: LogOptions, log: FlightLog
+) -> None:
     if msg.lat == 0 and msg.lon == 0:
-        return None  # what an autopilot reports before its first fix
-    speed = math.hypot(msg.vx, msg.vy) / 100.0
-    record: dict[str, Any] = {
-        "ts": datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")[:-6] + "Z",
-        "flight_id": flight_id,
-        "lat": msg.lat / 1e7,
-        "lon": msg.lon / 1e7,
-        "alt_m": msg.alt / 1000.0,
-        "agl_m": _agl(t, msg.relative_alt / 1000.0, latest),
-        "speed_mps": speed,
-        "heading_deg": None if msg.hdg == UINT16_MAX else msg.hdg / 100.0,
-        "mode": latest.mode,
-        "camera_on": latest.camera_on,
-        "gps_fix": latest.gps_fix,
-        "battery_v": latest.battery_v,
-        "battery_a": latest.battery_a,
-        "battery_pct": latest.battery_pct,
-        "gen_power_w": latest.gen_power_w,
-        "fuel_l": latest.fuel_l,
-    }
-    return {k: v for k, v in record.items() if v is not None}
+        log.skipped["no_fix"] += 1  # what an autopilot reports before its first fix
+        return
+    if state.gps_fix is not None and state.gps_fix < fl.MIN_FIX:
+        log.skipped["no_fix"] += 1
+        return
+    fl.emit(
+        state,
+        t,
+        msg.lat / 1e7,
+        msg.lon / 1e7,
+        opts,
+        log,
+        alt_m=msg.alt / 1000.0,
+        agl_m=_agl(gcs_t, msg.relative_alt / 1000.0, state),
+        speed_mps=math.hypot(msg.vx, msg.vy) / 100.0,
+        heading_deg=None if msg.hdg == UINT16_MAX else msg.hdg / 100.0,
+    )
 
 
-def _agl(t: float, relative_m: float, latest: _Latest) -> float | None:
+def _agl(t: float, relative_m: float, state: State) -> float | None:
     """Height above ground: rangefinder, else terrain, else height above home (clamped)."""
-    if latest.range_m is not None and t - latest.range_at <= _FRESH_S:
-        return latest.range_m
-    if latest.terrain_m is not None and t - latest.terrain_at <= _FRESH_S:
-        return max(0.0, latest.terrain_m)
+    if state.range_m is not None and t - state.range_at <= _FRESH_S:
+        return state.range_m
+    if state.terrain_m is not None and t - state.terrain_at <= _FRESH_S:
+        return max(0.0, state.terrain_m)
     if relative_m >= -1.0:  # sensor noise on the ground; further below home is unknown
         return max(0.0, relative_m)
     return None
 
 
 def _remember(
-    t: float,
-    kind: str,
-    msg: Any,
-    latest: _Latest,
-    mode_map: ModeMap,
-    fuel_capacity_l: float | None,
-    battery_id: int,
+    t: float, msg: Any, state: State, vehicle: Vehicle, opts: LogOptions, log: FlightLog
 ) -> None:
+    kind = msg.get_type()
     if kind == "HEARTBEAT":
         armed = bool(msg.base_mode & _ARMED)
-        latest.mode = mode_map(msg.custom_mode, msg.base_mode, msg.type) if armed else "landed"
+        fl.set_armed(state, armed)
+        state.mode_name = mode_name(vehicle, msg.custom_mode)
+        state.mode = (
+            mode_class(vehicle.family, state.mode_name, opts.patrol_modes) if armed else "landed"
+        )
+    elif kind == "EXTENDED_SYS_STATE":
+        fl.set_landed_state(state, msg.landed_state)
     elif kind == "GPS_RAW_INT":
-        latest.gps_fix = min(int(msg.fix_type), 6)
-    elif kind == "BATTERY_STATUS" and msg.id == battery_id:
-        latest.battery_v = _pack_voltage(msg)
-        latest.battery_a = None if msg.current_battery == -1 else msg.current_battery / 100.0
-        remaining = msg.battery_remaining
-        latest.battery_pct = None if remaining < 0 else float(min(remaining, 100))
+        state.gps_fix = min(int(msg.fix_type), 6)
+    elif kind == "BATTERY_STATUS" and msg.id == opts.battery_id:
+        state.battery_status_seen = True
+        fl.battery(
+            state,
+            _pack_voltage(msg),
+            None if msg.current_battery == -1 else msg.current_battery / 100.0,
+            float(msg.battery_remaining),
+        )
+    elif kind == "SYS_STATUS":
+        fl.sys_status(state, msg.voltage_battery, msg.current_battery, msg.battery_remaining)
     elif kind == "GENERATOR_STATUS":
+        log.generator_messages = True
         power = msg.power_generated
-        latest.gen_power_w = None if not math.isfinite(power) or power < 0 else float(power)
+        state.gen_power_w = None if not math.isfinite(power) or power < 0 else float(power)
     elif kind == "EFI_STATUS":
+        log.generator_messages = True
         used_l = msg.fuel_consumed / 1000.0  # cm³ → L
-        if fuel_capacity_l is None or not math.isfinite(used_l):
-            latest.fuel_l = None
+        if opts.fuel_capacity_l is None or not math.isfinite(used_l):
+            state.fuel_l = None
         else:
-            latest.fuel_l = max(0.0, fuel_capacity_l - used_l)
+            state.fuel_l = max(0.0, opts.fuel_capacity_l - used_l)
     elif kind == "DISTANCE_SENSOR" and msg.orientation == _DOWNWARD:
         if msg.min_distance <= msg.current_distance <= msg.max_distance:
-            latest.range_m, latest.range_at = msg.current_distance / 100.0, t
+            state.range_m, state.range_at = msg.current_distance / 100.0, t
     elif kind == "TERRAIN_REPORT" and math.isfinite(msg.current_height):
-        latest.terrain_m, latest.terrain_at = float(msg.current_height), t
+        state.terrain_m, state.terrain_at = float(msg.current_height), t
     elif kind == "CAMERA_CAPTURE_STATUS":
-        latest.camera_on = msg.video_status == 1 or msg.image_status in (1, 3)
+        log.camera_messages = True
+        state.camera_on = msg.video_status == 1 or msg.image_status in (1, 3)
+    elif kind in ("CAMERA_TRIGGER", "CAMERA_IMAGE_CAPTURED"):
+        log.camera_messages = True
+        state.camera_on = True
+    elif kind == "STATUSTEXT":
+        fl.status_text(state, msg.text, msg.severity)
+    elif kind == "RADIO_STATUS":
+        state.rssi_dbm = fl.radio_rssi_dbm(msg.rssi)
 
 
 def _pack_voltage(msg: Any) -> float | None:

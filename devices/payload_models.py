@@ -170,6 +170,12 @@ class GenericRecord(BaseModel):
 
 # --- events --------------------------------------------------------------------------------
 
+# A device's answer to a downlink command (``command_ack``): done or rejected, and why.
+CommandId = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+AckStatus = Literal["done", "rejected"]
+AckReason = Annotated[str, Field(max_length=500)]
 FaultCode = Literal["lamp_failure", "supply_loss", "day_burning", "dimming_failure", "comm_failure"]
 
 
@@ -179,14 +185,19 @@ class StreetlightEvent(BaseModel):
     model_config = _MODEL_CONFIG
 
     ts: Timestamp
-    type: Literal["fault", "fault_cleared", "config_changed"]
+    type: Literal["fault", "fault_cleared", "config_changed", "command_ack"]
     code: FaultCode | None = None
     detail: str | None = None
+    command_id: CommandId | None = None  # command_ack: the command it answers
+    status: AckStatus | None = None
+    reason: AckReason | None = None
 
     @model_validator(mode="after")
     def _code_for_fault(self) -> StreetlightEvent:
         if self.type == "fault":
             _require(self, self.type, "code")
+        elif self.type == "command_ack":
+            _require(self, self.type, "command_id", "status")
         return self
 
 
@@ -196,7 +207,7 @@ class DroneEvent(BaseModel):
     model_config = _MODEL_CONFIG
 
     ts: Timestamp
-    type: Literal["takeoff", "landing", "detection", "alarm"]
+    type: Literal["takeoff", "landing", "detection", "alarm", "command_ack"]
     flight_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     lat: Annotated[float, Field(ge=-90, le=90)] | None = None
     lon: Annotated[float, Field(ge=-180, le=180)] | None = None
@@ -204,6 +215,9 @@ class DroneEvent(BaseModel):
     confidence: Annotated[float, Field(ge=0, le=1)] | None = None
     code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     detail: str | None = None
+    command_id: CommandId | None = None  # command_ack: the command it answers
+    status: AckStatus | None = None
+    reason: AckReason | None = None
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> DroneEvent:
@@ -211,6 +225,8 @@ class DroneEvent(BaseModel):
             _require(self, self.type, "lat", "lon", "label", "confidence")
         elif self.type == "alarm":
             _require(self, self.type, "code")
+        elif self.type == "command_ack":
+            _require(self, self.type, "command_id", "status")
         return self
 
 

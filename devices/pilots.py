@@ -14,7 +14,7 @@ import math
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 from devices.errors import PilotError
 from devices.ids import validate_id
 from devices.kinds import KINDS
+from devices.lorawan import LorawanSettings
 
 _CONFIG: Final = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 _AREAS: Final = frozenset({"Polygon", "MultiPolygon"})
@@ -182,6 +183,14 @@ class DroneSettings(BaseModel):
     base_lat: Annotated[float, Field(ge=-90, le=90)] | None = None
     base_lon: Annotated[float, Field(ge=-180, le=180)] | None = None
     grid_cell_m: Annotated[float, Field(gt=0)] = 250.0
+    # Longest acceptable time [s] a piece of the border may go unwatched (Grafana alert).
+    max_revisit_s: Annotated[float, Field(gt=0)] | None = None
+    # when the sensor records: "log" = the records' camera_on only; "always" = whenever
+    # airborne in a patrol mode; "auto" = camera_on where a drone sends it, else "always"
+    sensor: Literal["auto", "log", "always"] = "auto"
+    # the autopilot's own mode names that count as patrol (replacing the defaults)
+    patrol_modes: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = ()
+    epsg: Annotated[int, Field(ge=1024, le=999999)] | None = None  # default: UTM zone of the AOI
 
     _check_aoi = field_validator("aoi", mode="before")(_geometry_field(_AREAS))
     _check_border = field_validator("border", mode="before")(_geometry_field(_LINES))
@@ -205,6 +214,7 @@ class Pilot(BaseModel):
     firm: Text
     streetlight: StreetlightSettings | None = None
     drone: DroneSettings | None = None
+    lorawan: LorawanSettings | None = None  # devices behind a LoRaWAN network server
 
     @field_validator("kind")
     @classmethod
@@ -244,6 +254,20 @@ class Pilot(BaseModel):
                     "section",
                     "section [{section}] does not apply to kind = '{kind}'",
                     {"field": section, "section": section, "kind": self.kind},
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _lorawan_fields_exist(self) -> Pilot:
+        if self.lorawan is None:
+            return self
+        known = set(KINDS[self.kind].record_model.model_fields)
+        for key, target in self.lorawan.fields.items():
+            if target.field not in known or target.field == "ts":
+                raise PydanticCustomError(
+                    "lorawan",
+                    "lorawan.fields.{key}: {target} is not a {kind} record field",
+                    {"key": key, "target": target.field, "kind": self.kind},
                 )
         return self
 

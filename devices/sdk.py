@@ -9,9 +9,15 @@ leaves the outbox only when the broker has acknowledged it (PUBACK). After a rec
 restart, unacknowledged messages are resent unchanged, in order, with their original
 (boot, seq), which is what lets the ingest service count duplicates and gaps.
 
+A PUBACK with reason 0x10 ("no matching subscribers") is not delivery: it means the
+platform's ingest session is missing, and the broker dropped the message. Such messages stay
+in the outbox and are resent after a growing pause (logged once per episode).
+
 Presence: a retained ``status`` ``{"v":1,"state":"online","boot":N}`` on every connect, the
 same topic as Last Will with ``{"v":1,"state":"offline"}``. Downlink commands on the
-device's ``cmd`` topic go to ``on_command``.
+device's ``cmd`` topic go to ``on_command``; ``ack_command`` answers them. Verdicts on
+its rejected messages (the ``feedback`` topic) are logged as warnings and go to
+``on_feedback``.
 
 One process per outbox file (a lock enforces it). paho-mqtt 2, MQTT 5.
 """
@@ -23,11 +29,12 @@ import fcntl
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -36,8 +43,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from devices.commands import command_ack
 from devices.errors import DevicesError, PayloadError
-from devices.ids import cmd_topic, topic, validate_id
+from devices.ids import cmd_topic, feedback_topic, topic, validate_id
 from devices.kinds import get_kind
 from devices.outbox import Outbox, OutboxError
 from devices.payloads import MAX_ITEMS, MAX_PAYLOAD_BYTES, encode_status
@@ -45,10 +53,12 @@ from devices.payloads import MAX_ITEMS, MAX_PAYLOAD_BYTES, encode_status
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[dict[str, Any]], None]
+FeedbackHandler = Callable[[dict[str, Any]], None]
 Item = Mapping[str, Any] | BaseModel
 
 _ENVELOPE_BYTES: Final = 200  # room for {"v","boot","seq","sent_at",...} around the items
 _AUTH_FAILURES: Final = {0x86, 0x87, 0x8A, 0x8C}  # bad credentials, not authorized, banned
+NO_SUBSCRIBERS: Final = 0x10  # PUBACK: the broker had nobody to give it to, and dropped it
 
 
 class ConnectionRefused(DevicesError):
@@ -73,6 +83,7 @@ class DeviceClient:
         boot: int | None = None,
         batch_max: int = MAX_ITEMS,
         on_command: CommandHandler | None = None,
+        on_feedback: FeedbackHandler | None = None,
         keepalive: int = 30,
         reconnect_delay: tuple[int, int] = (1, 30),
         max_inflight: int = 32,
@@ -89,6 +100,7 @@ class DeviceClient:
         self._batch_max = batch_max
         self._max_inflight = max_inflight
         self._on_command = on_command
+        self._on_feedback = on_feedback
         self._session_expiry_s = session_expiry_s
 
         self._lockfile = _lock(Path(str(outbox_path) + ".lock"))
@@ -107,6 +119,11 @@ class DeviceClient:
         self._acks: list[tuple[int, ReasonCode]] = []
         self._inflight: dict[int, int] = {}  # paho mid -> outbox message id (sender thread only)
         self._last_handed = 0  # outbox message ids up to this were given to paho
+        self._retry_from: int | None = None  # lowest message dropped for want of subscribers
+        self._hold_until = 0.0  # monotonic time before which nothing is sent (0x10 backoff)
+        self._backoff = 0.0
+        self._reconnect_delay = reconnect_delay
+        self.dropped_no_subscribers = 0  # PUBACKs 0x10 seen (each one resent later)
         self._refusal: str | None = None
         self.last_error: str | None = None
         self._sender: threading.Thread | None = None
@@ -200,6 +217,16 @@ class DeviceClient:
         """Validate events of the device's kind and commit them to the outbox."""
         self._append("event", events)
 
+    def ack_command(
+        self,
+        command_id: str,
+        status: Literal["done", "rejected"] = "done",
+        reason: str | None = None,
+    ) -> None:
+        """Answer a command from ``on_command`` (``command["id"]``): a ``command_ack`` event,
+        durable and resent like any event, which closes the command on the platform."""
+        self.publish_events([command_ack(command_id, status, datetime.now(UTC), reason)])
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the broker has acknowledged everything; False on timeout."""
         with self._cond:
@@ -243,21 +270,33 @@ class DeviceClient:
             and not self._paused
             and self._work
             and len(self._inflight) < self._max_inflight
+            and time.monotonic() >= self._hold_until
         )
         return self._stopping or bool(self._acks) or can_send
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(self._ready)
+                held = self._hold_until - time.monotonic()
+                self._cond.wait_for(self._ready, held if held > 0 else None)
                 if self._stopping:
                     return
                 acks, self._acks = self._acks, []
-                can_send = self._connected and not self._paused and self._work
+                can_send = (
+                    self._connected
+                    and not self._paused
+                    and self._work
+                    and time.monotonic() >= self._hold_until
+                )
                 if can_send:
                     self._work = False  # set again by publish() if records arrive meanwhile
             try:
                 self._settle(acks)
+                can_send = can_send and time.monotonic() >= self._hold_until
+                if can_send and self._retry_from is not None:
+                    # The pause is over: resend from the first dropped message, in order.
+                    self._last_handed = min(self._last_handed, self._retry_from - 1)
+                    self._retry_from = None
                 sent = 0
                 while can_send and len(self._inflight) < self._max_inflight and self._send_one():
                     sent += 1
@@ -275,12 +314,32 @@ class DeviceClient:
             message_id = self._inflight.pop(mid, None)
             if message_id is None:
                 continue  # a status message
-            if reason.is_failure:
+            if reason.value == NO_SUBSCRIBERS:
+                self._dropped(message_id)
+            elif reason.is_failure:
                 # Kept in the outbox; resent at the next start, not in a loop now.
                 self.last_error = f"broker refused message {message_id}: {reason}"
                 log.error("device %s: %s", self.device, self.last_error)
             else:
                 self._outbox.acknowledge(message_id)
+                if self._backoff:
+                    log.warning("device %s: the platform receives messages again", self.device)
+                    self._backoff = 0.0
+
+    def _dropped(self, message_id: int) -> None:
+        """The broker had no subscriber (the platform's ingest session is missing): keep the
+        message and hold sending for a growing pause; warn once per episode."""
+        self.dropped_no_subscribers += 1
+        self._retry_from = min(self._retry_from or message_id, message_id)
+        first, most = self._reconnect_delay
+        if not self._backoff:
+            self.last_error = "the broker has no subscriber for our messages (ingest is down?)"
+            log.warning("device %s: %s; keeping them and retrying", self.device, self.last_error)
+        now = time.monotonic()
+        if now >= self._hold_until:  # a new round was dropped (not one more of the same)
+            self._backoff = min(max(self._backoff * 2, float(first)), float(most))
+            self._hold_until = now + self._backoff
+        self._work = True
 
     def _send_one(self) -> bool:
         with self._cond:  # a pause() that returned is seen before anything more is packed
@@ -317,6 +376,7 @@ class DeviceClient:
         )
         if self._on_command is not None:
             client.subscribe(cmd_topic(self.pilot, self.device), qos=1)
+        client.subscribe(feedback_topic(self.pilot, self.device), qos=0)
         with self._cond:
             self._connected = True
             self._work = True
@@ -339,6 +399,9 @@ class DeviceClient:
             self._cond.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/feedback"):
+            self._feedback(bytes(msg.payload))
+            return
         handler = self._on_command
         if handler is None:
             return
@@ -354,6 +417,28 @@ class DeviceClient:
             handler(command)
         except Exception:  # a gateway's handler must not kill the network thread
             log.exception("device %s: the command handler failed", self.device)
+
+    def _feedback(self, raw: bytes) -> None:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            log.warning("device %s: ignored feedback that is not a JSON object", self.device)
+            return
+        log.warning(
+            "device %s: ingest rejected boot %s seq %s (%s): %s",
+            self.device,
+            body.get("boot"),
+            body.get("seq"),
+            body.get("stage"),
+            body.get("reason"),
+        )
+        if self._on_feedback is not None:
+            try:
+                self._on_feedback(body)
+            except Exception:  # a gateway's handler must not kill the network thread
+                log.exception("device %s: the feedback handler failed", self.device)
 
 
 # --- validation and encoding ---------------------------------------------------------------

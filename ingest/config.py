@@ -37,7 +37,7 @@ class IngestConfig:
     batch_age_s: float = 0.2  # flush a non-empty batch at least this often
     max_inflight: int = 20000  # MQTT 5 Receive Maximum: unacknowledged messages
     metrics_port: int | None = 9108  # None: no HTTP /metrics server
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"  # the page names devices: local unless asked otherwise
     session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our queue this long offline
     keepalive_s: int = 30
     stats_interval_s: float = 5.0  # snapshot counters into ingest_stats this often
@@ -45,6 +45,7 @@ class IngestConfig:
     registry_max_age_s: float = 60.0  # full reload anyway (revocations)
     max_backoff_s: float = 5.0  # reconnect backoff ceiling (database and broker)
     shutdown_timeout_s: float = 15.0  # how long SIGTERM waits for the last commit
+    feedback_per_minute: int = 30  # verdicts per device and minute on its feedback topic; 0: off
 
     def __post_init__(self) -> None:
         if not _WORKER_RE.match(self.worker):
@@ -56,6 +57,8 @@ class IngestConfig:
             )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
+        if self.feedback_per_minute < 0:
+            raise ConfigError(f"feedback_per_minute must be >= 0, not {self.feedback_per_minute}")
         if self.batch_age_s <= 0:
             raise ConfigError(f"batch_age_s must be positive, not {self.batch_age_s}")
 

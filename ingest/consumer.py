@@ -43,6 +43,7 @@ class Consumer:
         self._handler = handler
         self.generation = 0  # bumped at every (re)connection
         self.connected = False
+        self.subscribed = False  # every uplink filter granted on the current connection
         self.refused: str | None = None
         self.messages = 0  # received since start-up
         self._next_attempt = 0.0
@@ -58,6 +59,7 @@ class Consumer:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
 
     # -- connection ------------------------------------------------------------------
@@ -106,11 +108,19 @@ class Consumer:
         client.subscribe([(f, options) for f in self._config.topic_filters])
         log.info("connected to the broker (session present: %s)", flags.session_present)
 
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
+    ) -> None:
+        self.subscribed = bool(codes) and not any(rc.is_failure for rc in codes)
+        if not self.subscribed:
+            log.error("the broker refused the ingest subscriptions: %s", codes)
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
     ) -> None:
         was = self.connected
         self.connected = False
+        self.subscribed = False
         self.generation += 1  # tokens of this connection are void from now on
         if was:
             log.warning("disconnected from the broker: %s", rc)
@@ -190,10 +200,18 @@ class Consumer:
                 sent += 1
         return sent
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send a downlink message at QoS 0 (a verdict: losing one costs nothing stored)."""
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=0)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def close(self) -> None:
         """Disconnect cleanly; the session (and anything unacknowledged) stays on the broker."""
         if self.connected:
             self.connected = False  # a disconnection we asked for: no warning
+            self.subscribed = False
             self._client.disconnect()
             for _ in range(20):  # let the DISCONNECT (and queued acks) go out
                 if self._client.socket() is None:

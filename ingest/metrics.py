@@ -85,6 +85,12 @@ class IngestMetrics:
             ["device"],
             registry=r,
         )
+        self.feedback = Counter(
+            "kcity_ingest_feedback",
+            "Verdicts on rejected messages for their devices, by outcome (sent, suppressed)",
+            ["outcome"],
+            registry=r,
+        )
         self.unacked = Gauge(
             "kcity_ingest_unacknowledged_messages",
             "Messages received but not yet acknowledged",
@@ -95,6 +101,11 @@ class IngestMetrics:
         )
         self.broker_up = Gauge(
             "kcity_ingest_broker_connected", "1 when connected to the broker", registry=r
+        )
+        self.subscribed = Gauge(
+            "kcity_ingest_subscribed",
+            "1 when the broker granted every uplink subscription of this connection",
+            registry=r,
         )
 
     def count_batch(
@@ -146,8 +157,10 @@ class IngestMetrics:
             )
 
 
-def serve(metrics: IngestMetrics, port: int, host: str = "0.0.0.0") -> Callable[[], None]:
-    """Start the ``/metrics`` HTTP server; return a function that stops it."""
+def serve(metrics: IngestMetrics, port: int, host: str = "127.0.0.1") -> Callable[[], None]:
+    """Start the ``/metrics`` HTTP server; return a function that stops it.
+
+    Local by default: the page names devices and when they were last heard from."""
     server, thread = start_http_server(port, addr=host, registry=metrics.registry)
 
     def stop() -> None:

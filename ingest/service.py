@@ -25,6 +25,7 @@ from ingest.batch import AckToken, Batch
 from ingest.batch_writer import OUTAGE_ERRORS, BatchWriter, WriteResult
 from ingest.config import IngestConfig
 from ingest.consumer import Consumer
+from ingest.feedback import FeedbackLimiter, verdict
 from ingest.metrics import IngestMetrics, Totals, serve
 from ingest.registry import Registry
 from ingest.validate import Outcome, Received, UnknownDevice, dead, validate
@@ -74,6 +75,7 @@ class IngestService:
         self._registry_conn: psycopg.Connection | None = None
         self._last_seq: dict[tuple[str, int, str], int] = {}
         self._unacked = 0
+        self._feedback = FeedbackLimiter(config.feedback_per_minute)
         self._received_by_channel = {
             ch: self.metrics.received.labels(ch) for ch in (*_CHANNELS, "other")
         }
@@ -115,6 +117,7 @@ class IngestService:
                 timeout = max(0.0, min(timeout, age_left))
         self.consumer.loop(timeout)
         self.metrics.broker_up.set(1 if self.consumer.connected else 0)
+        self.metrics.subscribed.set(1 if self.consumer.subscribed else 0)
         self._acknowledge()
         now = time.monotonic()
         if self._parked or self.registry.stale(now):
@@ -187,6 +190,7 @@ class IngestService:
                 break
             self.consumer.ack(done.batch.tokens)
             self._unacked -= len(done.batch.tokens)
+            self._send_feedback(done.batch)
             r = done.result
             self.metrics.count_batch(
                 stored=dict(r.stored),
@@ -198,6 +202,21 @@ class IngestService:
                 last_seen=r.last_seen,
             )
         self.metrics.unacked.set(self._unacked)
+
+    def _send_feedback(self, batch: Batch) -> None:
+        """Verdicts on the batch's rejected messages, now that their dead letters are stored."""
+        now = time.monotonic()
+        for item in batch.items:
+            letters = item.outcome.dead_letters
+            if not letters or letters[0].device_id is None:
+                continue
+            suppressed = self._feedback.allow(letters[0].device_id, now)
+            if suppressed is None:
+                self.metrics.feedback.labels("suppressed").inc()
+                continue
+            v = verdict(item, suppressed)
+            if v is not None and self.consumer.publish(v.topic, v.payload):
+                self.metrics.feedback.labels("sent").inc()
 
     def _count_gaps(self, new: list[tuple[str, int, str, int]]) -> int:
         """Messages skipped in a device's (boot, channel) sequence, as seen by this worker."""

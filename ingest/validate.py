@@ -46,6 +46,7 @@ class DeadLetter:
     reason: str
     pilot_id: str | None = None
     device_id: str | None = None
+    index: int | None = None  # the refused item's position in ``records``/``events``
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +132,10 @@ def dead(
     detail: str,
     pilot: str | None = None,
     device: str | None = None,
+    index: int | None = None,
 ) -> DeadLetter:
     reason = clean_text(f"{code.replace('_', ' ')}: {detail}")
-    return DeadLetter(clean_text(topic, 1000), payload, stage, code, reason, pilot, device)
+    return DeadLetter(clean_text(topic, 1000), payload, stage, code, reason, pilot, device, index)
 
 
 def validate(
@@ -254,14 +256,16 @@ def _rows(
     received_at: datetime,
 ) -> tuple[list[tuple[Any, ...]], list[DeadLetter]]:
     letters = [
-        dead(topic, _item_json(r.item), "record", "record_schema", r.reason, pilot, device)
+        dead(topic, _item_json(r.item), "record", "record_schema", r.reason, pilot, device, r.index)
         for r in parsed.rejected
     ]
+    refused = {r.index for r in parsed.rejected}
+    positions = (i for i in range(len(parsed.items) + len(refused)) if i not in refused)
     rows: list[tuple[Any, ...]] = []
     newest = received_at + MAX_AHEAD
     is_events = table is EVENTS
     names = table.field_names
-    for item in parsed.items:
+    for item, index in zip(parsed.items, positions, strict=False):
         ts: datetime = item.ts  # type: ignore[attr-defined]
         if ts < MIN_TS or ts > newest:
             code, when = (
@@ -278,6 +282,7 @@ def _rows(
                     f"ts {ts.isoformat()} is {when}",
                     pilot,
                     device,
+                    index,
                 )
             )
             continue
@@ -290,7 +295,9 @@ def _rows(
             problem = _unstorable(row, table)
         if problem:
             letters.append(
-                dead(topic, _model_json(item), "record", "unstorable", problem, pilot, device)
+                dead(
+                    topic, _model_json(item), "record", "unstorable", problem, pilot, device, index
+                )
             )
             continue
         rows.append(row)

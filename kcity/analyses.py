@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from analytics.results import input_hash, save_result
 from analytics.savings import SavingsParams, SavingsResult, compute_savings
 from analytics.savings_frame import savings_calendar
 from devices.pilots import Pilot
+from kcity.device_commands import profiles_by_night
 from kcity.registry import get_pilot
 from kcity.window import Window, WindowError
 
@@ -82,6 +84,9 @@ def run_savings(
     events = queries.load_events(conn, ids, start_utc, end_utc)
     result = compute_savings(series, events, params, window.start, window.end)
     body = {**result.to_json(), **window.keys(pilot.id)}
+    # What was commanded beside what was measured: the dimming profiles in force per night.
+    days = [window.start + timedelta(days=d) for d in range((window.end - window.start).days)]
+    body["dimming_profiles"] = profiles_by_night(conn, pilot.id, days, pilot.timezone)
     if persist:
         body["result_id"] = _persist(conn, pilot.id, "savings", window, asdict(params), body)
         _upsert(
@@ -108,6 +113,8 @@ def coverage_params(pilot: Pilot) -> CoverageParams:
         max_speed_mps=d.max_speed_mps,
         grid_cell_m=d.grid_cell_m,
         timezone=pilot.timezone,
+        sensor=d.sensor,
+        epsg=d.epsg,
     )
 
 
@@ -125,6 +132,12 @@ def run_coverage(
         series, params, start_utc.timestamp(), end_utc.timestamp(), detections=detections
     )
     body = {**result.to_json(), **window.keys(pilot.id)}
+    if not any(len(s) for s in series):
+        body["warnings"] = [
+            f"no drone records of pilot {pilot.id} from {window.start} to {window.end} "
+            f"(local dates, {pilot.timezone}); the figures are empty, not measured zeros",
+            *body["warnings"],
+        ]
     if persist:
         parameters = {k: v for k, v in asdict(params).items() if k not in ("aoi", "border")}
         body["result_id"] = _persist(

@@ -17,10 +17,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from dashboards.build import write as write_dashboards
 from devices.pilots import load_pilot
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.db import connect
+from kcity.grafana import write as write_dashboards
 from kcity.progress import progress_bar
 from kcity.registry import apply_pilot, get_pilot
 from kcity.reports.render import build as build_report

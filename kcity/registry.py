@@ -20,7 +20,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.types.json import Jsonb
 
-from devices.ids import validate_id
+from devices.ids import validate_device_id
 from devices.kinds import get_kind
 from devices.pilots import Pilot
 from kcity.errors import DatabaseError, KcityError, NotFound
@@ -32,7 +32,11 @@ PASSWORD_BYTES: Final = 24  # 192 bits, 32 URL-safe characters
 
 
 class DeviceConflict(KcityError):
-    """A device id already used in a way the request contradicts (other pilot, other kind)."""
+    """A device id of this pilot already used in a way the request contradicts (other kind)."""
+
+
+class IdUnavailable(KcityError):
+    """A device id taken by another pilot: refused like an invalid id, its owner not named."""
 
 
 class DeviceDates(KcityError):
@@ -179,7 +183,7 @@ def create_device(
     password and re-activates it; a device of another pilot, or of another kind, is refused.
     Commissioning dates given are stored (on re-provisioning too); dates not given are kept.
     """
-    validate_id(device_id, "device id")
+    validate_device_id(device_id, "device id")
     if commissioned_on and decommissioned_on and decommissioned_on <= commissioned_on:
         raise DeviceDates(
             f"decommissioned on {decommissioned_on} must be after commissioned on {commissioned_on}"
@@ -201,8 +205,9 @@ def create_device(
             )
             return password
         if existing[0] != pilot_id:
-            raise DeviceConflict(
-                f"device {device_id!r} belongs to pilot {existing[0]!r}; device ids are unique"
+            raise IdUnavailable(
+                f"invalid device id {device_id!r}: not available (device ids are unique"
+                " across pilots); choose another id"
             )
         if existing[1] != kind:
             raise DeviceConflict(

@@ -33,10 +33,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8087
     metrics_port: int = 9108
+    metrics_host: str = "127.0.0.1"  # the ingest /metrics page lists device ids: local only
+    api_max_window_days: int = 400  # longer evaluation windows are refused (422)
+    api_heavy_slots: int = 0  # concurrent heavy API work (reports, analyses); 0 = one per core
+    api_max_jobs: int = 0  # report jobs queued or running at once; 0 = twice the slots
+    token_days: int = 90  # default lifetime of a new API token
     ingest_batch_size: int = 5000
     ingest_batch_age_s: float = 0.2
     ingest_max_inflight: int = 20000
     ingest_shared: bool = False
+    ingest_feedback_per_minute: int = 30  # verdicts per device and minute; 0 turns them off
 
     @field_validator("database_url")
     @classmethod

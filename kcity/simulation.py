@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from devices.commands import DimmingProfile
 from devices.pilots import Pilot
 from devices.sdk import DeviceClient
 from devices.sim import (
@@ -49,7 +50,14 @@ class Streamed:
 
 
 def streetlight_config(
-    pilot: Pilot, *, devices: int, days: int, start: date, seed: int, faults: bool = True
+    pilot: Pilot,
+    *,
+    devices: int,
+    days: int,
+    start: date,
+    seed: int,
+    faults: bool = True,
+    dimming: DimmingProfile | None = None,
 ) -> StreetlightSimConfig:
     sl = pilot.streetlight
     if sl is None:
@@ -69,6 +77,7 @@ def streetlight_config(
         baseline_start=sl.baseline_start,
         baseline_end=sl.baseline_end,
         faults=faults,
+        dimming=dimming,
     )
 
 

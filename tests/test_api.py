@@ -117,7 +117,8 @@ ENDPOINTS = [
     ("quality", "GET", "/pilots/{p}/quality?{window}", EVERYONE, 200),
     ("stored", "GET", "/pilots/{p}/results/quality", EVERYONE, 200),
     # 422 for a bad language: past the scope check, without building (tested below)
-    ("report", "GET", "/pilots/{p}/report?{window}&lang=xx", READERS, 422),
+    ("report", "POST", "/pilots/{p}/reports?{window}&lang=xx", READERS, 422),
+    ("report job", "GET", "/pilots/{p}/reports/no-such-job", READERS, 404),
     ("provision", "POST", "/pilots/{p}/devices", MANAGERS, 201),
     ("revoke", "DELETE", "/pilots/{p}/devices/{victim}", MANAGERS, 200),
 ]
@@ -151,7 +152,7 @@ def test_role_scope(
         window=SL_WINDOW if own else DRONE_WINDOW,
         victim=victim,
     )
-    body = {"device_id": new_id(f"{pilot}-new")} if method == "POST" else None
+    body = {"device_id": new_id(f"{pilot}-new")} if name == "provision" else None
     answer = client.request(method, url, headers=as_role(world, role), json=body)
     expected = success if role in allowed and (own or role != "operator") else 403
     assert answer.status_code == expected, answer.text
@@ -256,14 +257,15 @@ def test_revoking_a_device_of_another_pilot_is_not_found(
     assert registry.get_device(conn, world.drone).active
 
 
-def test_device_id_of_another_pilot_conflicts(client: TestClient, world: World) -> None:
+def test_device_id_of_another_pilot_is_refused_unnamed(client: TestClient, world: World) -> None:
     answer = client.post(
         f"{V1}/pilots/{world.madiun}/devices",
         headers=as_role(world, "admin"),
         json={"device_id": world.drone},
     )
-    assert answer.status_code == 409
-    assert "belongs to pilot" in answer.json()["detail"]
+    assert answer.status_code == 422
+    assert "not available" in answer.json()["detail"]
+    assert world.mukdahan not in answer.json()["detail"].replace(world.drone, "")
 
 
 # --- 422 -----------------------------------------------------------------------------------
@@ -287,8 +289,12 @@ BAD_PARAMETERS = [
     ),
     ("/pilots/madiun/devices/{lamp}/telemetry?cursor=garbage", "cursor"),
     ("/pilots/madiun/devices/{lamp}/events?cursor={lamp_cursor}", "cursor"),
-    ("/pilots/madiun/report?from=2026-10-01&to=2026-10-03&lang=english", "lang"),
-    ("/pilots/madiun/report?from=2026-10-01&to=2026-10-03&format=docx", "format"),
+    ("/pilots/madiun/savings?from=2026-01-01&to=2027-02-06", "longer than 400 days"),
+]
+BAD_REPORTS = [
+    ("/pilots/madiun/reports?from=2026-10-01&to=2026-10-03&lang=english", "lang"),
+    ("/pilots/madiun/reports?from=2026-10-01&to=2026-10-03&format=docx", "format"),
+    ("/pilots/madiun/reports?from=2025-01-01&to=2026-10-03", "longer than"),
 ]
 
 
@@ -299,6 +305,15 @@ def test_bad_parameters(client: TestClient, world: World, path: str, fragment: s
         f"{V1}/pilots/madiun/devices/{world.lamp}/telemetry?limit=1", headers=admin
     ).json()["next_cursor"]
     answer = client.get(V1 + path.format(lamp=world.lamp, lamp_cursor=first), headers=admin)
+    assert answer.status_code == 422, answer.text
+    assert fragment in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "fragment"), BAD_REPORTS)
+def test_bad_report_parameters_queue_nothing(
+    client: TestClient, world: World, path: str, fragment: str
+) -> None:
+    answer = client.post(V1 + path, headers=as_role(world, "admin"))
     assert answer.status_code == 422, answer.text
     assert fragment in answer.json()["detail"]
 
@@ -546,9 +561,24 @@ def test_stored_result_is_the_latest_run(client: TestClient, world: World) -> No
 # --- reports -------------------------------------------------------------------------------
 
 
+def report_of(client: TestClient, headers: dict[str, str], query: str) -> httpx.Response:
+    """Queue a report job, then poll its URL until it is no longer 202."""
+    queued = client.post(f"{V1}{query}", headers=headers)
+    assert queued.status_code == 202, queued.text
+    url = queued.json()["url"]
+    assert queued.headers["location"] == url and queued.json()["state"] in ("queued", "running")
+    deadline = time.monotonic() + 300
+    answer = client.get(url, headers=headers)
+    while answer.status_code == 202 and time.monotonic() < deadline:
+        assert int(answer.headers["retry-after"]) > 0
+        time.sleep(0.2)
+        answer = client.get(url, headers=headers)
+    return answer
+
+
 def test_report_download_is_a_pdf(client: TestClient, world: World) -> None:
-    answer = client.get(
-        f"{V1}/pilots/madiun/report?{SL_WINDOW}&format=pdf", headers=as_role(world, "evaluator")
+    answer = report_of(
+        client, as_role(world, "evaluator"), f"/pilots/madiun/reports?{SL_WINDOW}&format=pdf"
     )
     assert answer.status_code == 200, answer.text
     assert answer.content.startswith(b"%PDF")
@@ -558,9 +588,10 @@ def test_report_download_is_a_pdf(client: TestClient, world: World) -> None:
 
 
 def test_report_html_is_self_contained(client: TestClient, world: World) -> None:
-    answer = client.get(
-        f"{V1}/pilots/mukdahan/report?{DRONE_WINDOW}&format=html&lang=ko",
-        headers=as_role(world, "admin"),
+    answer = report_of(
+        client,
+        as_role(world, "admin"),
+        f"/pilots/mukdahan/reports?{DRONE_WINDOW}&format=html&lang=ko",
     )
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "text/html; charset=utf-8"
@@ -597,7 +628,7 @@ def test_metrics_count_requests_by_route_template(client: TestClient, world: Wor
         'kcity_api_requests_total{method="GET",route="/api/v1/pilots/{pilot}/devices/'
         '{device}",status="200"}'
     ) in text
-    assert 'route="unmatched",status="404"' in text
+    assert 'route="other",status="404"' in text
     assert "kcity_api_request_duration_seconds_bucket" in text
     assert world.lamp not in text
 
@@ -615,7 +646,8 @@ def test_openapi_documents_every_endpoint_and_bearer_auth(client: TestClient) ->
         "/pilots/{pilot}/savings",
         "/pilots/{pilot}/coverage",
         "/pilots/{pilot}/quality",
-        "/pilots/{pilot}/report",
+        "/pilots/{pilot}/reports",
+        "/pilots/{pilot}/reports/{job}",
     ):
         assert V1 + path in paths
     assert {"/health", "/metrics"} <= paths

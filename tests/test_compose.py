@@ -27,9 +27,9 @@ import typer
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from dashboards.build import build_all
 from dashboards.sql import DATASOURCE_TYPE, DATASOURCE_UID
 from kcity.cli import app
+from kcity.grafana import build_all
 from kcity.settings import Settings
 from kcity.stack.mosquitto import dynsec_plugin
 from kcity.stack.processes import free_port, wait_for_port
@@ -249,6 +249,21 @@ def test_dashboard_provider_points_at_the_built_json() -> None:
     assert {p.stem for p in folder.glob("*.json")} == set(build_all())
     home = _environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert _container_to_host(grafana, home).is_file()
+
+
+def test_alerting_is_provisioned_and_its_addresses_come_from_the_environment() -> None:
+    grafana = _services()["grafana"]
+    folder = _container_to_host(grafana, "/etc/grafana/provisioning/alerting")
+    (path,) = folder.glob("*.yaml")
+    doc = yaml.safe_load(path.read_text())
+    assert doc["groups"][0]["rules"] and doc["policies"][0]["receiver"]
+    env = _environment(grafana)
+    for point in doc["contactPoints"]:
+        for receiver in point["receivers"]:
+            for value in receiver["settings"].values():
+                for name in re.findall(r"\$\{?(\w+)", str(value)):
+                    assert name in env, f"Grafana needs {name} to expand {receiver['type']}"
+    assert env["GF_SMTP_ENABLED"] == "true" and env["GF_SMTP_HOST"]
 
 
 def test_datasource_matches_the_dashboards_and_the_database() -> None:

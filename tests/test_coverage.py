@@ -239,8 +239,9 @@ def test_union_is_not_a_sum_and_days_follow_the_timezone() -> None:
     assert result.covered_km2 == pytest.approx(capsule, rel=5e-4)
     hours = [d.flight_hours for d in result.per_day]
     assert sum(hours) == pytest.approx(result.flight_hours)
-    # the last record before the 2-hour gap holds max_gap_s (10 s); the window's last, 1 s
-    assert hours == pytest.approx([(x.size - 1 + 10) / 3600, x.size / 3600])
+    # a 2-hour dropout is a gap, not flight time: the record before it holds one interval
+    # (1 s), as does the window's last
+    assert hours == pytest.approx([x.size / 3600, x.size / 3600])
 
 
 def test_day_edges_handle_dst() -> None:

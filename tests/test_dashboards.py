@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,11 +22,13 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from dashboards.build import build_all, dump, write
+from dashboards.build import dump
 from dashboards.errors import PushError
 from dashboards.push import connect, datasource_definition, push
 from dashboards.sql import DATASOURCE_UID
 from devices.pilots import load_pilot
+from kcity import grafana as shell_grafana
+from kcity.grafana import write
 from tests.grafana_macros import Variable, expand, format_interval, interpolate_variables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,12 +43,21 @@ LIGHTS = ("madiun-sl-001", "madiun-sl-002", "madiun-sl-003")
 DRONES = ("mukdahan-dr-01", "mukdahan-dr-02")
 
 
+def build_all(lang: str = "en") -> dict[str, dict[str, Any]]:
+    """The dashboards in English (titles below are the English ones)."""
+    return shell_grafana.build_all(lang)
+
+
 def _targets() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
     out = []
     for uid, dash in build_all().items():
         for panel in dash["panels"]:
             for target in panel.get("targets", []):
                 out.append((uid, panel["title"], panel, target))
+        for ann in dash.get("annotations", {}).get("list", []):
+            if "target" in ann:  # the SQL annotations, run like panels
+                holder = {"type": "annotation", "datasource": ann["datasource"]}
+                out.append((uid, f"annotation {ann['name']}", holder, ann["target"]))
     return out
 
 
@@ -102,7 +114,7 @@ def test_expected_panels_exist() -> None:
 
 def test_provisioned_json_is_up_to_date() -> None:
     """deploy/grafana/dashboards is what compose provisions: rebuild it when this fails."""
-    built = build_all()
+    built = build_all("ko")
     files = {p.stem: p.read_text(encoding="utf-8") for p in PROVISIONED.glob("*.json")}
     assert set(files) == set(built)
     for uid, dash in built.items():
@@ -270,6 +282,15 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
                 )
                 for dev in DRONES
                 for seq in range(6)
+            ],
+        )
+        # One message of an earlier boot, hours before the rest: a communication outage.
+        cur.executemany(
+            "INSERT INTO ingest_messages (device_id, boot, seq, channel, received_at, sent_at,"
+            " records) VALUES (%s,0,0,'telemetry',%s,%s,1)",
+            [
+                (dev, now - timedelta(hours=h), now - timedelta(hours=h))
+                for dev, h in (("madiun-sl-002", 5), ("mukdahan-dr-02", 4))
             ],
         )
         cur.executemany(
@@ -442,7 +463,7 @@ def test_streetlight_panels_show_the_seeded_facts(conn: psycopg.Connection, seed
     faults = _run(conn, seeded, "kcity-streetlight", "Faults")
     assert {r["type"] for r in faults} == {"fault", "fault_cleared"}
     saved = _run(conn, seeded, "kcity-streetlight", "Savings to date")
-    assert saved[0]["saved [kWh]"] == pytest.approx(123.4)
+    assert saved[0]["savings_kwh"] == pytest.approx(123.4)
 
 
 def test_drone_panels_show_the_seeded_facts(conn: psycopg.Connection, seeded: Seeded) -> None:
@@ -451,9 +472,9 @@ def test_drone_panels_show_the_seeded_facts(conn: psycopg.Connection, seeded: Se
         (16.55, 104.73, "boat")
     ]
     coverage = _run(conn, seeded, "kcity-drone", "Coverage to date")
-    assert coverage[0]["revisit mean [min]"] == pytest.approx(30.0)
+    assert coverage[0]["revisit_mean_min"] == pytest.approx(30.0)
     power = _run(conn, seeded, "kcity-drone", "Battery vs generator power")
-    assert power[0]["battery [W]"] == pytest.approx(960.0)
+    assert power[0]["battery_w"] == pytest.approx(960.0)
 
 
 def test_ingest_panels_count_gaps_and_resets(conn: psycopg.Connection, seeded: Seeded) -> None:
@@ -659,3 +680,114 @@ def test_cli_push_and_build(grafana: FakeGrafana, tmp_path: Path) -> None:
     )
     assert built.returncode == 0, built.stderr
     assert sorted(p.stem for p in (tmp_path / "out").glob("*.json")) == sorted(EXPECTED)
+
+
+# --- reading right: thresholds, units, links, filters, annotations, language -------------
+
+
+def _panels(lang: str = "en") -> list[tuple[str, dict[str, Any]]]:
+    return [(uid, p) for uid, d in build_all(lang).items() for p in d["panels"]]
+
+
+def _override(panel: dict[str, Any], field: str, prop: str) -> Any:
+    for o in panel.get("fieldConfig", {}).get("overrides", []):
+        if o["matcher"] == {"id": "byName", "options": field}:
+            for p in o["properties"]:
+                if p["id"] == prop:
+                    return p["value"]
+    return None
+
+
+def test_counts_are_neutral_and_completeness_is_red_below_90_amber_below_95() -> None:
+    stats = [(u, p) for u, p in _panels() if p["type"] == "stat"]
+    assert stats
+    for uid, panel in stats:
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert steps == [{"color": "text", "value": None}], f"{uid} / {panel['title']}"
+    coloured = 0
+    for _, panel in _panels():
+        for target in panel.get("targets", []):
+            for column in re.findall(r"AS (completeness\w*)", target["rawSql"]):
+                steps = _override(panel, column, "thresholds")["steps"]
+                assert [(s["color"], s["value"]) for s in steps] == [
+                    ("red", None),
+                    ("orange", 90.0),
+                    ("green", 95.0),
+                ]
+                coloured += 1
+    assert coloured >= 2  # the streetlight savings stat and the overview's pilots table
+
+
+def test_units_live_in_unit_not_in_names() -> None:
+    for uid, panel in _panels():
+        for target in panel.get("targets", []):
+            aliases = re.findall(r'AS "([^"]+)"', target["rawSql"])
+            assert not [a for a in aliases if "[" in a], f"{uid} / {panel['title']}: {aliases}"
+        for o in panel.get("fieldConfig", {}).get("overrides", []):
+            for prop in o["properties"]:
+                if prop["id"] == "displayName":
+                    assert "[" not in prop["value"]
+    sl = {p["title"]: p for u, p in _panels() if u == "kcity-streetlight"}
+    assert _override(sl["Savings to date"], "savings_kwh", "unit") == "kwatth"
+    assert _override(sl["Power and dim level"], "dim_pct", "unit") == "percent"
+
+
+def test_every_device_table_links_to_the_device_with_var_device() -> None:
+    tables = 0
+    for uid, panel in _panels():
+        sql = " ".join(t["rawSql"] for t in panel.get("targets", []))
+        select = sql.split("FROM")[0].removeprefix("SELECT")
+        outputs = [c.strip().split()[-1].split(".")[-1] for c in select.split(",") if c.strip()]
+        if panel["type"] == "table" and "device_id" in outputs:
+            links = _override(panel, "device_id", "links")
+            assert links, f"{uid} / {panel['title']} has no device link"
+            assert "var-device=${__value.raw}" in links[0]["url"]
+            assert "var-pilot=${__data.fields.pilot_id}" in links[0]["url"]
+            assert "pilot_id" in sql.split("FROM")[0]
+            tables += 1
+    assert tables >= 5
+
+
+def test_pilot_variable_filters_every_query_that_can_be_filtered() -> None:
+    """On a dashboard with a pilot variable, a query reading a table that has the pilot
+    (directly, or through its devices) filters by it; only
+    the workers' statistics (ingest_stats) belong to no pilot."""
+    for uid, dash in build_all().items():
+        names = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+        if "pilot" not in names:
+            continue
+        for _, title, _, target in [x for x in TARGETS if x[0] == uid]:
+            sql = target["rawSql"]
+            if "ingest_stats" in sql:
+                continue
+            if any(t in sql for t in ("devices", "device_id", "pilot_id", "ingest_messages")):
+                assert "$pilot" in sql or "$device" in sql, f"{uid} / {title}"
+
+
+def test_event_and_outage_annotations_show_the_seeded_facts(
+    conn: psycopg.Connection, seeded: Seeded
+) -> None:
+    events = _run(conn, seeded, "kcity-streetlight", "annotation Device events", "Anno")
+    assert sorted(r["text"] for r in events) == [
+        "madiun-sl-001: fault (lamp_failure)",
+        "madiun-sl-001: fault_cleared",
+    ]
+    outages = _run(conn, seeded, "kcity-streetlight", "annotation Communication outages", "Anno")
+    # sl-002: one message 5 h ago, then its boot-1 messages from 120 min ago.
+    assert [(r["time"], r["timeend"]) for r in outages] == [
+        (seeded.now - timedelta(hours=5), seeded.now - timedelta(minutes=120))
+    ]
+    assert outages[0]["tags"] == "outage" and outages[0]["text"].startswith("madiun-sl-002: 3.0")
+
+
+def test_korean_dashboards_are_korean() -> None:
+    hangul = re.compile(r"[\uac00-\ud7a3]")
+    en, ko = build_all("en"), build_all("ko")
+    assert set(en) == set(ko)
+    for uid in en:
+        assert hangul.search(ko[uid]["title"]) and not hangul.search(en[uid]["title"])
+        for p_en, p_ko in zip(en[uid]["panels"], ko[uid]["panels"], strict=True):
+            assert p_en["title"] != p_ko["title"] and hangul.search(p_ko["title"])
+            assert [t["rawSql"] for t in p_en.get("targets", [])] == [
+                t["rawSql"] for t in p_ko.get("targets", [])
+            ]

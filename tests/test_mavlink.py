@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
+from devices.flight_log import LogError, LogOptions
 from devices.mavlink import TlogError, iter_tlog, read_tlog
 from devices.payloads import DroneRecord
 from kcity.settings import Settings
-from kcity.stack.local import LocalStack
+from tests.fixtures.ingest import count
 from tests.test_provisioning import cli_env, kcity, ok, one_line_error
-from tests.test_sdk import Collector
 
 T0 = 1_790_000_000.0  # UNIX seconds of the first frame
 U16 = 65535
@@ -109,7 +109,7 @@ def rangefinder(cm: int, orientation: int = 25) -> Any:
 
 
 def run(path: Path, **kw: Any) -> list[dict[str, Any]]:
-    return list(read_tlog(path, "f-001", **kw))
+    return read_tlog(path, LogOptions("f-001", **kw)).records
 
 
 def test_units_are_converted(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_units_are_converted(tmp_path: Path) -> None:
     log.add(0.4, efi(1500.0))
     log.add(0.5, mavlink.MAVLink_camera_capture_status_message(0, 0, 1, 0.0, 1000, 100.0))
     log.add(1.25, position())
-    [rec] = run(log.write(), camera_hfov_deg=70.0, fuel_capacity_l=10.0)
+    [rec] = run(log.write(), hfov_deg=70.0, fuel_capacity_l=10.0)
     assert datetime.fromisoformat(rec["ts"]).timestamp() == pytest.approx(T0 + 1.25, abs=1e-6)
     assert rec["ts"].endswith("Z")
     assert rec["flight_id"] == "f-001"
@@ -182,10 +182,12 @@ def test_modes_from_the_autopilot_heartbeat(tmp_path: Path) -> None:
     log.add(2.5, position())
     log.add(3.0, heartbeat(True, 5))
     log.add(3.5, position())
-    modes = [r.get("mode") for r in run(log.write())]
-    assert modes == ["landed", "rtl", None, "hover"]
-    custom = run(log.path, mode_map=lambda custom, base, kind: "patrol" if custom == 99 else None)
-    assert [r.get("mode") for r in custom] == ["landed", None, "patrol", None]
+    flight = read_tlog(log.write(), LogOptions("f-001"))
+    assert [r.get("mode") for r in flight.records] == ["landed", "rtl", None, "hover"]
+    assert flight.unknown_modes == {"MODE(99)": 1}  # counted and named, never silent
+    # the pilot's own patrol modes, by the autopilot's names, replace the defaults
+    custom = run(log.path, patrol_modes=("LOITER",))
+    assert [r.get("mode") for r in custom] == ["landed", "rtl", None, "patrol"]
 
 
 def test_gps_fix_and_agl_sources(tmp_path: Path) -> None:
@@ -226,7 +228,8 @@ def test_unreadable_file(tmp_path: Path) -> None:
         run(tmp_path / "nowhere.tlog")
     empty = tmp_path / "empty.tlog"
     empty.write_bytes(b"")
-    assert run(empty) == []
+    with pytest.raises(LogError, match="no position messages; nothing imported"):
+        run(empty)
 
 
 def test_a_long_log_streams_in_order(tmp_path: Path) -> None:
@@ -259,106 +262,67 @@ def flight_log(path: Path, positions: int) -> Path:
     return log.write()
 
 
-def test_kcity_import_tlog_streams_a_log(
-    settings: Settings, stack: LocalStack, tmp_path: Path, uid: str
+def no_fix_log(path: Path) -> Path:
+    """A fixed wing whose GPS never gets a fix: positions (0, 0) and fix_type 1."""
+    log = Tlog(path)
+    log.add(0.0, heartbeat(True, 10, mav_type=1))
+    for i in range(20):
+        log.add(0.1 + i, gps(1))
+        log.add(0.2 + i, position(lat=0.0, lon=0.0))
+    return log.write()
+
+
+def submarine_log(path: Path) -> Path:
+    """A stationary ArduSub vehicle (MAV_TYPE 12) with a perfectly good fix."""
+    log = Tlog(path)
+    log.add(0.0, heartbeat(True, 19, mav_type=12))
+    log.add(0.1, gps(3))
+    for i in range(20):
+        log.add(1.0 + i, position())
+    return log.write()
+
+
+def test_kcity_import_log_stores_for_a_provisioned_drone(
+    settings: Settings, tmp_path: Path, uid: str
 ) -> None:
     env = cli_env(settings, tmp_path)
     ok(kcity(env, "pilots", "apply", "pilots/mukdahan.toml"))
     ok(kcity(env, "pilots", "apply", "pilots/madiun.toml"))
     device = f"drone-{uid}"
     tlog = flight_log(tmp_path / "patrol-0815.tlog", 1500)
-    collector = Collector(stack.settings, "mukdahan", device)
-    try:
-        done = ok(
-            kcity(
-                env,
-                "import",
-                "tlog",
-                str(tlog),
-                "--pilot",
-                "mukdahan",
-                "--device",
-                device,
-                "--hfov",
-                "70",
-                "--json",
-            )
-        )
-        report = json.loads(done)
-        assert report["provisioned"] is True and report["device_id"] == device
-        assert report["records"] == 1499 and report["skipped"] == 1
-        assert "alt_m" in report["skipped_reason"]
-        assert report["flight_id"] == "patrol-0815"
-        assert collector.wait(lambda: len(collector.items()) == 1499)
-        recs = sorted(collector.items(), key=lambda r: r["ts"])
-        assert recs[0]["lat"] == pytest.approx(16.54) and recs[0]["alt_m"] == 150.0
-        assert recs[0]["mode"] == "patrol" and recs[0]["hfov_deg"] == 70.0
-        assert recs[-1]["battery_v"] == pytest.approx(40.0)
-        assert recs[-1]["battery_a"] == pytest.approx(12.0)
-        assert recs[-1]["gen_power_w"] == 900.0
-        assert max(len(e["records"]) for e in collector.envelopes()) <= 1000
+    args = ("--pilot", "mukdahan", "--device", device)
+    # only a provisioned drone: the import never creates devices nor asks for a password
+    one_line_error(kcity(env, "import", "log", str(tlog), *args), "not provisioned")
+    ok(kcity(env, "devices", "provision", "mukdahan", device, "--json"))
+    report = json.loads(ok(kcity(env, "import", "log", str(tlog), *args, "--hfov", "70", "--json")))
+    assert report["format"] == "tlog" and report["flight_id"] == "patrol-0815"
+    assert report["records"] == 1500 and report["stored_records"] == 1499
+    assert report["dead_letters"] == {"record_schema": 1}  # the 25 km altitude
+    url = settings.database_url
+    where = "WHERE device_id = %s"
+    assert count(url, f"SELECT count(*) FROM drone_readings {where}", (device,)) == 1499
+    assert count(url, f"SELECT count(*) FROM dead_letters {where} AND reason LIKE '%%alt_m%%'",
+                 (device,)) == 1  # fmt: skip
+    row = count(url, f"SELECT count(*) FROM drone_readings {where} AND mode = 'patrol'"
+                     " AND hfov_deg = 70 AND gen_power_w = 900", (device,))  # fmt: skip
+    assert row == 1499
+    # again, through the old verb: nothing is stored twice
+    out = ok(kcity(env, "import", "tlog", str(tlog), *args))
+    assert "stored 0 records" in out and "already stored" in out
+    assert count(url, f"SELECT count(*) FROM drone_readings {where}", (device,)) == 1499
 
-        # An existing device needs its password; with it, the same log goes out again in
-        # a new boot (the ingest service keeps one row per device and timestamp).
-        one_line_error(
-            kcity(env, "import", "tlog", str(tlog), "--pilot", "mukdahan", "--device", device),
-            "exists",
-            "--password",
-        )
-        password = report["password"]
-        one_line_error(
-            kcity(
-                env,
-                "import",
-                "tlog",
-                str(tlog),
-                "--pilot",
-                "mukdahan",
-                "--device",
-                device,
-                "--password",
-                password + "x",
-            ),
-            "wrong password",
-        )
-        out = ok(
-            kcity(
-                env,
-                "import",
-                "tlog",
-                str(tlog),
-                "--pilot",
-                "mukdahan",
-                "--device",
-                device,
-                "--password",
-                password,
-            )
-        )
-        assert "sent 1499 records" in out
-        assert collector.wait(lambda: len(collector.items()) == 2 * 1499)
-        assert {e["boot"] for e in collector.envelopes()} == {0, 1}
-    finally:
-        collector.close()
-
+    for name, make, words in (
+        ("nofix.tlog", no_fix_log, ("no GPS fix", "nothing imported")),
+        ("sub.tlog", submarine_log, ("submarine", "not a drone")),
+    ):
+        one_line_error(kcity(env, "import", "log", str(make(tmp_path / name)), *args), *words)
+    assert count(url, f"SELECT count(*) FROM drone_readings {where}", (device,)) == 1499
+    one_line_error(kcity(env, "import", "log", str(tmp_path / "none.tlog"), *args), "none.tlog")
     one_line_error(
-        kcity(
-            env,
-            "import",
-            "tlog",
-            str(tmp_path / "none.tlog"),
-            "--pilot",
-            "mukdahan",
-            "--device",
-            device,
-        ),
-        "none.tlog",
-    )
-    one_line_error(
-        kcity(env, "import", "tlog", str(tlog), "--pilot", "atlantis", "--device", f"x-{uid}"),
+        kcity(env, "import", "log", str(tlog), "--pilot", "atlantis", "--device", device),
         "unknown pilot",
     )
     one_line_error(
-        kcity(env, "import", "tlog", str(tlog), "--pilot", "madiun", "--device", f"x-{uid}"),
+        kcity(env, "import", "log", str(tlog), "--pilot", "madiun", "--device", device),
         "not a hybrid_drone pilot",
     )

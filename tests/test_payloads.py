@@ -440,8 +440,10 @@ def test_encode_writes_utc_rfc3339() -> None:
 def test_kinds_registry() -> None:
     assert set(KINDS) == {"streetlight", "hybrid_drone", "generic"}
     assert get_kind("streetlight").record_model is StreetlightRecord
-    assert get_kind("hybrid_drone").event_types == ("takeoff", "landing", "detection", "alarm")
-    assert get_kind("streetlight").event_types == ("fault", "fault_cleared", "config_changed")
+    drone_events = ("takeoff", "landing", "detection", "alarm", "command_ack")
+    assert get_kind("hybrid_drone").event_types == drone_events
+    lamp_events = ("fault", "fault_cleared", "config_changed", "command_ack")
+    assert get_kind("streetlight").event_types == lamp_events
     assert get_kind("generic").event_types == ()
     with pytest.raises(UnknownKind, match="known kinds: streetlight, hybrid_drone, generic"):
         get_kind("parking")

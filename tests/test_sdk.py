@@ -8,11 +8,13 @@ records over distinct identities must give every record exactly once.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -440,3 +442,31 @@ def test_messages_the_broker_refuses_stay_in_the_outbox(device: Device, tmp_path
         assert box.backlog == 10  # kept for a corrected configuration, not dropped
     finally:
         box.close()
+
+
+def test_no_matching_subscribers_is_not_delivery(
+    stack: LocalStack, broker_admin: BrokerAdmin, uid: str, tmp_path: Path, caplog: Any
+) -> None:
+    """Issue #17: with the platform's ingest session gone, the broker answers PUBACK 0x10
+    and drops the message. The SDK keeps it, backs off, resends, and warns once."""
+    caplog.set_level(logging.WARNING, logger="devices.sdk")
+    device = Device(stack.settings, broker_admin, uid, pilot=f"nosub-{uid}")
+    with device.client(tmp_path / "outbox.sqlite", reconnect_delay=(1, 2)) as dev:
+        assert dev.connect()
+        dev.publish(records(0, 15))
+        deadline = time.monotonic() + WAIT
+        while dev.dropped_no_subscribers < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert dev.dropped_no_subscribers >= 3  # the first send and at least two resends
+        assert dev.backlog == 15 and not dev.flush(0)
+        assert dev.last_error is not None and "no subscriber" in dev.last_error
+        collector = Collector(stack.settings, device.pilot, device.id)  # ingest is back
+        try:
+            assert dev.flush(WAIT)
+            assert collector.wait(lambda: len(collector.items()) == 15)
+            assert collector.indices() == list(range(15))
+        finally:
+            collector.close()
+    dropped = [r for r in caplog.records if "no subscriber" in r.getMessage()]
+    assert len(dropped) == 1, [r.getMessage() for r in dropped]
+    assert any("receives messages again" in r.getMessage() for r in caplog.records)

@@ -17,6 +17,7 @@ import numpy as np
 from astral import Observer
 from astral.sun import sunrise, sunset
 
+from devices.commands import DimmingProfile
 from devices.sim.batching import FloatArray
 
 IDLE_LEVEL: Final = 0.30  # light level with no traffic (traffic-responsive policy)
@@ -162,3 +163,17 @@ def busy_profile(detections: FloatArray, hold_s: float = HOLD_S) -> BusyProfile:
     knots_t[0::2], knots_t[1::2] = starts, ends
     knots_f[0::2], knots_f[1::2] = before, before + lengths
     return BusyProfile(knots_t, knots_f)
+
+
+def profile_levels(
+    profile: DimmingProfile, t: FloatArray, utc_offsets_s: FloatArray, t0: float
+) -> FloatArray:
+    """The commanded base level (0..1) of a dimming profile at epoch times ``t``."""
+    hours, _ = local_clock(t, utc_offsets_s, t0)
+    minutes = np.floor(hours * 60.0 + 1e-6)
+    steps = sorted(profile.steps, key=lambda s: s.at)
+    starts = np.array([s.at.hour * 60 + s.at.minute for s in steps], dtype=np.float64)
+    levels = np.array([s.level_pct / 100.0 for s in steps], dtype=np.float64)
+    idx = np.searchsorted(starts, minutes, side="right") - 1  # -1: yesterday's last step holds
+    out: FloatArray = levels[idx]
+    return out

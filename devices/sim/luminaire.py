@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import lfilter
 
+from devices.commands import DimmingProfile
 from devices.sim.batching import (
     DeviceStream,
     FloatArray,
@@ -22,7 +23,14 @@ from devices.sim.batching import (
     plan_messages,
     ready_times,
 )
-from devices.sim.lighting import IDLE_LEVEL, BusyProfile, busy_profile, luminaire_detections
+from devices.sim.lighting import (
+    IDLE_LEVEL,
+    BusyProfile,
+    busy_profile,
+    driver_power_fraction,
+    luminaire_detections,
+    profile_levels,
+)
 from devices.sim.luminaire_run import (
     FULL,
     IDLE,
@@ -95,6 +103,45 @@ def _light(
     return t_on, t_full, full_per
 
 
+@dataclass(frozen=True)
+class Profiled:
+    """Per-interval light under a commanded dimming profile (fractions × seconds)."""
+
+    lamp_frac: FloatArray  # Σ driver power fraction × seconds
+    level_sum: FloatArray  # Σ light level × seconds
+    lamp_per: FloatArray  # lamp_frac per burning period
+
+
+def _profiled(
+    burn: Burning, busy: BusyProfile, clock: SiteClock, profile: DimmingProfile
+) -> Profiled:
+    """The profile's base level per interval (steps on the interval grid), raised to the
+    on-detect level while busy; forced periods (control, baseline, faults) stay at 100 %."""
+    starts = np.asarray(clock.t0 + np.arange(clock.n) * clock.step, dtype=np.float64)
+    base = profile_levels(profile, starts, clock.utc_offsets_s, clock.t0)
+    detect = np.maximum(base, profile.adaptive.on_detect_pct / 100.0 if profile.adaptive else 0)
+    f_base, f_detect = driver_power_fraction(base), driver_power_fraction(detect)
+    lamp_frac, level_sum = np.zeros(clock.n), np.zeros(clock.n)
+    lamp_per = np.zeros(len(burn.start))
+    for j, (a, b) in enumerate(zip(burn.start.tolist(), burn.end.tolist(), strict=True)):
+        k0 = int((a - clock.t0) // clock.step)
+        k1 = min(int(np.ceil((b - clock.t0) / clock.step)), clock.n)
+        ks = np.arange(k0, k1)
+        lo = np.clip(clock.t0 + ks * clock.step, a, b)
+        hi = np.clip(clock.t0 + (ks + 1) * clock.step, a, b)
+        if burn.full[j]:
+            frac, level = FULL * (hi - lo), hi - lo
+        else:
+            busy_s = busy.measure(hi) - busy.measure(lo)
+            rest = hi - lo - busy_s
+            frac = f_detect[ks] * busy_s + f_base[ks] * rest
+            level = detect[ks] * busy_s + base[ks] * rest
+        lamp_frac[ks] += frac
+        level_sum[ks] += level
+        lamp_per[j] = float(frac.sum())
+    return Profiled(lamp_frac, level_sum, lamp_per)
+
+
 def simulate_luminaire(
     s: LuminaireSetup, clock: SiteClock, faults: FaultPlan, arrivals: FloatArray
 ) -> Luminaire:
@@ -113,11 +160,20 @@ def simulate_luminaire(
     off = np.minimum(off + rng.normal(0, 60, nights), clock.sunrise - 60.0)
     detections = luminaire_detections(rng, arrivals, s.position_m, s.road_length_m)
     burn = _burning(s, faults, on, off, clock.sunrise)
-    t_on, t_full, full_per = _light(burn, busy_profile(detections), clock)
+    profile = s.dimming
+    if profile is None:
+        busy = busy_profile(detections)
+    elif profile.adaptive is None:
+        busy = busy_profile(np.empty(0))  # steps only: detections change nothing
+    else:
+        busy = busy_profile(detections, float(profile.adaptive.hold_s))
+    t_on, t_full, full_per = _light(burn, busy, clock)
+    profiled = _profiled(burn, busy, clock, profile) if profile is not None else None
 
     step, n = clock.step, clock.n
     ts = np.asarray(clock.t0 + (np.arange(n) + 1.0) * step, dtype=np.float64)
-    energy_j = p_full * (FULL * t_full + IDLE * (t_on - t_full)) + standby * (step - t_on)
+    lamp_frac = FULL * t_full + IDLE * (t_on - t_full) if profiled is None else profiled.lamp_frac
+    energy_j = p_full * lamp_frac + standby * (step - t_on)
     cum_wh = np.cumsum(energy_j) / 3600.0
     boots = np.full(n, boot0, dtype=np.int64)
     register = np.floor(reg0 + cum_wh)
@@ -151,8 +207,9 @@ def simulate_luminaire(
         register=register,
         keep=keep,
         ready=ready_times(ts, [(out.lost, out.restored)] if out else []),
+        lamp_per=profiled.lamp_per if profiled is not None else None,
     )
-    columns = _columns(run, t_full, rng)
+    columns = _columns(run, t_full, rng, profiled)
     plan = plan_messages(
         ts[keep], boots[keep], run.ready[keep], clock.t0 + step / 2, s.batch_records * step
     )
@@ -166,7 +223,7 @@ def simulate_luminaire(
 
 
 def _columns(
-    run: LuminaireRun, t_full: FloatArray, rng: np.random.Generator
+    run: LuminaireRun, t_full: FloatArray, rng: np.random.Generator, profiled: Profiled | None
 ) -> dict[str, np.ndarray[Any, Any]]:
     """What the controller reports for each interval (records lost in a gap left out)."""
     ts, burn, n, keep = run.ts, run.burn, len(run.ts), run.keep
@@ -176,9 +233,13 @@ def _columns(
     # controller restarts its averages at a switch), so power and dim level always describe
     # the same state; the register alone carries the exact energy of switching intervals.
     lit = np.maximum(run.t_on, 1e-9)
-    level = IDLE_LEVEL + (1.0 - IDLE_LEVEL) * t_full / lit
+    if profiled is None:
+        level = IDLE_LEVEL + (1.0 - IDLE_LEVEL) * t_full / lit
+        lamp_w = run.p_full * (FULL * t_full + IDLE * (run.t_on - t_full)) / lit
+    else:
+        level = profiled.level_sum / lit
+        lamp_w = run.p_full * profiled.lamp_frac / lit
     dim = np.where(lamp_on, np.round(100.0 * level, 1), 0.0)
-    lamp_w = run.p_full * (FULL * t_full + IDLE * (run.t_on - t_full)) / lit
     power = np.where(lamp_on, lamp_w, run.standby)
     reading = np.clip(power * (1 + rng.normal(0, 0.004, n)) + rng.normal(0, 0.02, n), 0, None)
     reading = np.round(reading, 1)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from devices.commands import DimmingProfile
 from devices.sim.batching import FloatArray, iso_ms_one, ready_times
 from devices.sim.lighting import IDLE_LEVEL, Road, driver_power_fraction
 from devices.sim.streetlight_faults import FaultPlan
@@ -57,6 +58,7 @@ class LuminaireSetup:
     rated_power_w: float
     seed: int
     batch_records: int
+    dimming: DimmingProfile | None = None  # a commanded profile instead of the default policy
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,15 @@ class LuminaireRun:
     register: FloatArray
     keep: BoolArray  # False for records lost in the data gap
     ready: FloatArray
+    lamp_per: FloatArray | None = None  # lamp energy per period / p_full (dimming profile)
 
     @property
     def lamp_j(self) -> FloatArray:
         """Lamp energy of each burning period (J)."""
         b = self.burn
+        if self.lamp_per is not None:
+            profiled: FloatArray = self.p_full * self.lamp_per
+            return profiled
         out: FloatArray = self.p_full * (
             FULL * self.full_per + IDLE * (b.end - b.start - self.full_per)
         )

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from devices.commands import DimmingProfile
 from devices.errors import SimConfigError
 from devices.sim.batching import (
     MAX_ITEMS,
@@ -71,6 +72,7 @@ class StreetlightSimConfig:
     batch_records: int = 12
     faults: bool = True
     roads: tuple[Road, ...] = MADIUN_ROADS
+    dimming: DimmingProfile | None = None  # a commanded profile replaces the default policy
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.devices < 1:
@@ -89,6 +91,11 @@ class StreetlightSimConfig:
             raise SimConfigError("faults need at least 5 luminaires outside the control group")
         if not self.roads:
             raise SimConfigError("at least one road")
+        for step in self.dimming.steps if self.dimming else []:
+            if (step.at.hour * 3600 + step.at.minute * 60) % self.record_interval_s:
+                raise SimConfigError(
+                    f"dimming step {step.from_} is not on the {self.record_interval_s} s grid"
+                )
 
     def device_ids(self) -> list[str]:
         """The luminaire ids, ``{pilot}-sl-001`` onwards."""
@@ -210,6 +217,7 @@ def simulate_streetlights(cfg: StreetlightSimConfig) -> StreetlightSim:
             rated_power_w=cfg.rated_power_w,
             seed=cfg.seed,
             batch_records=cfg.batch_records,
+            dimming=cfg.dimming,
         )
         lums.append(simulate_luminaire(setup, clock, faults, arrivals[road_k]))
     return StreetlightSim(cfg, tuple(lum.stream for lum in lums), _truth(cfg, clock, faults, lums))
@@ -255,6 +263,9 @@ def _truth(
         "policy": {
             "idle_pct": 100.0 * IDLE_LEVEL,
             "hold_s": HOLD_S,
+            "dimming_profile": cfg.dimming.model_dump(mode="json", by_alias=True)
+            if cfg.dimming
+            else None,
             "detection_prob": DETECTION_PROB,
             "control_group": sorted(cfg.controls()),
             "baseline_start": cfg.baseline_start.isoformat() if cfg.baseline_start else None,

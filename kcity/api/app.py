@@ -6,6 +6,7 @@ app's lifespan, so building an app is cheap and touches nothing until it starts 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -14,8 +15,21 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from kcity.api import errors, routes_analytics, routes_pilots, routes_reports, routes_telemetry
-from kcity.api.deps import SharedPool
+from kcity.api import (
+    console,
+    errors,
+    routes_analytics,
+    routes_commands,
+    routes_dead_letters,
+    routes_device_ops,
+    routes_ingest,
+    routes_pilots,
+    routes_reports,
+    routes_telemetry,
+)
+from kcity.api.console import pages as console_pages
+from kcity.api.deps import LIGHT_CONNECTIONS, SharedPool
+from kcity.api.jobs import HeavyWork
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
 from kcity.errors import DatabaseError
 from kcity.settings import Settings
@@ -36,16 +50,22 @@ Telemetry, verified savings and patrol coverage of K-City Network overseas pilot
   no reports.
 
 **Errors** are `{"detail": "..."}`: 401 without a valid token, 403 outside the token's
-scope, 404 for an unknown pilot or device, 409 for a device id of another pilot, 422 for
-bad parameters (`errors` lists them), 503 when the database or broker is unreachable.
+scope, 404 for an unknown pilot or device, 409 for a device id of this pilot of another
+kind, 422 for bad parameters (`errors` lists them; a reserved `kcity-` id or one taken by
+another pilot is refused like any bad id), 503 when the database or broker is unreachable.
+Error bodies repeat at most 200 characters of the caller's input.
 
-`GET /health` and `GET /metrics` (Prometheus) need no token.
+`GET /health` and `GET /metrics` (Prometheus) need no token. The firm's console is at
+`/console/` (sign in there with an operator or evaluator token).
 """
 
 
 def create_app(settings: Settings) -> FastAPI:
     """A new application serving `settings.database_url`; its pool opens on startup."""
-    pool = SharedPool(settings.database_url)
+    slots = settings.api_heavy_slots or os.cpu_count() or 1
+    heavy = HeavyWork(slots, settings.api_max_jobs or 2 * slots)
+    # Heavy work holds at most `slots` connections; the rest stay free for light requests.
+    pool = SharedPool(settings.database_url, max_size=heavy.slots + LIGHT_CONNECTIONS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,12 +82,24 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pool = pool
+    app.state.heavy = heavy
     app.state.metrics = metrics
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    for module in (routes_pilots, routes_telemetry, routes_analytics, routes_reports):
+    for module in (
+        routes_pilots,
+        routes_device_ops,
+        routes_telemetry,
+        routes_analytics,
+        routes_reports,
+        routes_ingest,
+        routes_dead_letters,
+        routes_commands,
+    ):
         app.include_router(module.router)
+    app.include_router(console.router)
+    console_pages.install(app)
 
     @app.get("/health", tags=["service"], responses={503: {"description": "No database."}})
     def health() -> Any:

@@ -37,6 +37,7 @@ class Action(StrEnum):
     MANAGE_DEVICES = "provision or revoke devices"
     READ_TELEMETRY = "read raw telemetry"
     DOWNLOAD_REPORTS = "download reports"
+    SEND_COMMANDS = "send commands to devices"
 
 
 _ALL: Final = frozenset(Action)
@@ -44,7 +45,7 @@ GRANTS: Final[Mapping[Role, frozenset[Action]]] = MappingProxyType(
     {
         "admin": _ALL,
         "operator": _ALL,  # ... within its own pilot only, see Caller.may
-        "evaluator": _ALL - {Action.MANAGE_DEVICES},
+        "evaluator": _ALL - {Action.MANAGE_DEVICES, Action.SEND_COMMANDS},
         "viewer": frozenset({Action.LIST_PILOTS, Action.READ_PILOT, Action.READ_SUMMARIES}),
     }
 )

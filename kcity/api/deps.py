@@ -17,19 +17,21 @@ import psycopg
 from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 
+from kcity.api.jobs import HeavyWork
 from kcity.errors import DatabaseError
 from kcity.settings import Settings
 
 API_PREFIX: Final = "/api/v1"  # every route of version 1, so metrics see whole route templates
-POOL_MAX: Final = 10
+LIGHT_CONNECTIONS: Final = 8  # pooled connections beyond the heavy-work slots
 POOL_TIMEOUT_S: Final = 10.0
 
 
 class SharedPool:
     """A connection pool leased by the app's running lifespans."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, max_size: int = LIGHT_CONNECTIONS + 2) -> None:
         self._conninfo = conninfo
+        self._max_size = max_size
         self._lock = threading.Lock()
         self._leases = 0
         self._pool: ConnectionPool | None = None
@@ -41,7 +43,7 @@ class SharedPool:
                 self._pool = ConnectionPool(
                     self._conninfo,
                     min_size=1,
-                    max_size=POOL_MAX,
+                    max_size=self._max_size,
                     open=False,
                     name="kcity-api",
                     kwargs={"connect_timeout": 5},
@@ -81,5 +83,25 @@ def get_conn(request: Request) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+def get_pool(request: Request) -> SharedPool:
+    pool: SharedPool = request.app.state.pool
+    return pool
+
+
+def get_heavy(request: Request) -> HeavyWork:
+    heavy: HeavyWork = request.app.state.heavy
+    return heavy
+
+
+def heavy_slot(request: Request) -> Iterator[None]:
+    """Hold one of the heavy-work slots for the request, or answer 429 at once. Declared as
+    a route dependency, it is solved before the route takes a database connection."""
+    with get_heavy(request).slot("analyses"):
+        yield
+
+
 Conn = Annotated[psycopg.Connection, Depends(get_conn)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+Pool = Annotated[SharedPool, Depends(get_pool)]
+Heavy = Annotated[HeavyWork, Depends(get_heavy)]
+HEAVY_SLOT: Final = Depends(heavy_slot)

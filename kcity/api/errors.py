@@ -6,10 +6,12 @@ this module is the one boundary that turns them into statuses, so that no bad in
 becomes a 500:
 
     NotFound                        404  unknown pilot, device, token
-    DeviceConflict                  409  the device id belongs to another pilot or kind
+    DeviceConflict                  409  the device id is this pilot's, of another kind
+    IdUnavailable                   422  the device id is taken (its owner is not named)
     WindowError, TokenError         422  bad window, wrong kind of pilot, bad role
     DeviceDates                     422  decommissioned before commissioned
     ReportError                     422  no report for this kind of pilot, bad language
+    Busy                            429  every heavy-work slot is taken (with Retry-After)
     DatabaseError, OperationalError 503  the database is unreachable
     BrokerError                     503  the broker is unreachable or refused
     other KcityError                400
@@ -32,8 +34,9 @@ from pydantic import BaseModel
 
 from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
+from kcity.api.jobs import Busy
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
-from kcity.registry import DeviceConflict, DeviceDates
+from kcity.registry import DeviceConflict, DeviceDates, IdUnavailable
 from kcity.reports.render import ReportError
 from kcity.tokens import TokenError
 from kcity.window import WindowError
@@ -57,8 +60,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing, unknown or revoked bearer token.",
         403: "The token's role or pilot does not cover this request.",
         404: "Unknown pilot or device.",
-        409: "The request contradicts the registry (a device id of another pilot).",
+        409: "The request contradicts the registry (this device id is of another kind).",
         422: "Bad parameters; `detail` says which and why.",
+        429: "Busy with heavy work; retry after the `Retry-After` header's seconds.",
         503: "The database or the broker is unreachable.",
     }
     return {
@@ -71,6 +75,13 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 COMMON_ERRORS: Final = error_responses(401, 403, 422, 503)
+ECHO_LIMIT: Final = 200  # characters of the caller's input an error may repeat (DESIGN §8)
+MAX_ERRORS: Final = 10  # parameter errors listed in one 422
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters (with an ellipsis), so no body echoes a flood."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class SafeJSONResponse(JSONResponse):
@@ -95,10 +106,19 @@ def status_of(exc: Exception) -> int:
     """The HTTP status of an exception raised by our packages."""
     if isinstance(exc, NotFound):
         return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, Busy):
+        return status.HTTP_429_TOO_MANY_REQUESTS
     if isinstance(exc, DeviceConflict):
         return status.HTTP_409_CONFLICT
     if isinstance(
-        exc, WindowError | TokenError | ReportError | DevicesError | AnalyticsError | DeviceDates
+        exc,
+        IdUnavailable
+        | WindowError
+        | TokenError
+        | ReportError
+        | DevicesError
+        | AnalyticsError
+        | DeviceDates,
     ):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, DatabaseError | BrokerError | psycopg.OperationalError):
@@ -109,18 +129,28 @@ def status_of(exc: Exception) -> int:
 def _one_line(exc: Exception) -> str:
     if isinstance(exc, psycopg.OperationalError):
         return "the database is unavailable; try again shortly"
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return clip((str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    return SafeJSONResponse({"detail": _one_line(exc)}, status_code=status_of(exc))
+    return error_response(exc)
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The answer to one of our exceptions (also for a failed job, when it is fetched)."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return SafeJSONResponse({"detail": _one_line(exc)}, status_code=status_of(exc), headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
-        for e in exc.errors()
+        {
+            "loc": [clip(p, 60) if isinstance(p, str) else p for p in e.get("loc", ())],
+            "msg": clip(str(e.get("msg", ""))),
+            "type": e.get("type"),
+        }
+        for e in exc.errors()[:MAX_ERRORS]
     ]
     lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
     return SafeJSONResponse(

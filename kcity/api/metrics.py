@@ -2,7 +2,8 @@
 
 Labels are the route *template* (`/api/v1/pilots/{pilot}`), never the raw path, so that
 pilot and device ids neither leak into the metrics nor multiply their series; requests
-matching no route count under `unmatched`. `/metrics` needs no token: it shows only
+matching no route count under `other`, and so do methods outside HTTP's standard set
+(junk methods must not grow `/metrics` without bound). `/metrics` needs no token: it shows only
 request counts and latencies per route and status, which is what a Prometheus scraper
 expects to read without credentials.
 """
@@ -10,12 +11,16 @@ expects to read without credentials.
 from __future__ import annotations
 
 import time
+from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER: Final = "other"
 
 
 class ApiMetrics:
@@ -64,7 +69,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path", None)
+            route = route if isinstance(route, str) else OTHER
             method = str(scope.get("method", ""))
+            method = method if method in METHODS else OTHER
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

@@ -2,8 +2,9 @@
 
 An evaluation window is `from`/`to` local dates (`to` excluded), as for the CLI. Beyond
 what `Window.parse` checks, the API bounds it: dates within `EARLIEST`..`LATEST` (the
-ingest refuses readings before 2015 anyway) and at most `MAX_WINDOW_DAYS` long, so that a
-mistyped year cannot start a century-long computation on a shared server.
+ingest refuses readings before 2015 anyway) and at most `api_max_window_days` long (a
+setting, 400 by default), so that a mistyped year cannot start a century-long computation
+on a shared server.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Annotated, Final
 from fastapi import Depends, HTTPException, Query, status
 
 from devices.ids import ID_PATTERN
+from kcity.api.deps import AppSettings
 from kcity.window import Window
 
 EARLIEST: Final = date(2015, 1, 1)
 LATEST: Final = date(2100, 1, 1)
-MAX_WINDOW_DAYS: Final = 731
 _ID_RE: Final = re.compile(ID_PATTERN)
 
 
@@ -33,6 +34,7 @@ def window(
         date, Query(alias="from", description="First local date included (YYYY-MM-DD).")
     ],
     end: Annotated[date, Query(alias="to", description="First local date excluded (YYYY-MM-DD).")],
+    settings: AppSettings,
 ) -> Window:
     """The evaluation window; 422 naming the parameter when it is out of bounds."""
     for name, day in (("from", start), ("to", end)):
@@ -40,10 +42,9 @@ def window(
             raise unprocessable(f"{name} ({day}) must be between {EARLIEST} and {LATEST}")
     if end <= start:
         raise unprocessable(f"to ({end}) must be after from ({start})")
-    if (end - start).days > MAX_WINDOW_DAYS:
-        raise unprocessable(
-            f"the window {start} → {end} is longer than {MAX_WINDOW_DAYS} days; split it"
-        )
+    longest = settings.api_max_window_days
+    if (end - start).days > longest:
+        raise unprocessable(f"the window {start} → {end} is longer than {longest} days; split it")
     return Window.parse(start, end)
 
 

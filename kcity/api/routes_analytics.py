@@ -4,6 +4,8 @@ The figures come from `kcity.analyses`, the same code as `kcity savings --json`,
 and the CLI agree. A GET computes without storing (`persist=False`): reading must not
 write, and a viewer polling the API must not fill `analytics_results`. The CLI and the
 reports store their runs; `GET .../results/{analysis}` serves the latest stored one.
+Each computation holds one of the app's heavy-work slots (`kcity.api.jobs`): when all are
+busy the answer is 429 with `Retry-After`, at once, and `/health` keeps answering.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Depends
 
 from kcity.analyses import latest_result, run_coverage, run_quality, run_savings
 from kcity.api.auth import Action, Caller, allowed_on_pilot
-from kcity.api.deps import API_PREFIX, Conn
+from kcity.api.deps import API_PREFIX, HEAVY_SLOT, Conn
 from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import EvalWindow
 from kcity.api.routes_pilots import pilot_of
@@ -23,10 +25,10 @@ from kcity.errors import NotFound
 router = APIRouter(prefix=API_PREFIX, tags=["analytics"], responses=COMMON_ERRORS)
 
 ReadSummaries = Annotated[Caller, Depends(allowed_on_pilot(Action.READ_SUMMARIES))]
-ERRORS = error_responses(401, 403, 404, 422)
+ERRORS = error_responses(401, 403, 404, 422, 429)
 
 
-@router.get("/pilots/{pilot}/savings", responses=ERRORS)
+@router.get("/pilots/{pilot}/savings", responses=ERRORS, dependencies=[HEAVY_SLOT])
 def savings(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dict[str, Any]:
     """Verified energy savings of a streetlight pilot (IPMVP Option B); 422 for another
     kind of pilot."""
@@ -35,7 +37,7 @@ def savings(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dic
     return body
 
 
-@router.get("/pilots/{pilot}/coverage", responses=ERRORS)
+@router.get("/pilots/{pilot}/coverage", responses=ERRORS, dependencies=[HEAVY_SLOT])
 def coverage(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dict[str, Any]:
     """Patrol coverage and hybrid energy of a drone pilot; 422 for another kind of pilot."""
     pilot_of(conn, pilot)
@@ -43,7 +45,7 @@ def coverage(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> di
     return body
 
 
-@router.get("/pilots/{pilot}/quality", responses=ERRORS)
+@router.get("/pilots/{pilot}/quality", responses=ERRORS, dependencies=[HEAVY_SLOT])
 def quality(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dict[str, Any]:
     """Data quality per device and day: completeness, gaps, duplicates, dead letters."""
     pilot_of(conn, pilot)

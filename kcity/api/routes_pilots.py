@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from devices.ids import ID_PATTERN
+from devices.ids import ID_PATTERN, validate_device_id
 from devices.pilots import Pilot
 from kcity import provisioning, registry
 from kcity.api.auth import Action, Caller, allowed, allowed_on_pilot
@@ -22,6 +22,7 @@ from kcity.api.errors import COMMON_ERRORS, error_responses
 from kcity.api.params import is_id
 from kcity.errors import NotFound
 from kcity.registry import Device, PilotSummary
+from kcity.settings import Settings
 from kcity.stack.broker_admin import broker_admin
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots and devices"], responses=COMMON_ERRORS)
@@ -93,6 +94,11 @@ class DeviceCreate(BaseModel):
     decommissioned_on: date | None = Field(
         None, description="First local date it is no longer expected to report (exclusive)."
     )
+
+    @field_validator("device_id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        return validate_device_id(value)  # `kcity-…` is the platform's: 422 before any work
 
 
 class CredentialsOut(BaseModel):
@@ -192,8 +198,30 @@ def provision_device(
     """Provision a device (or rotate an existing one's password) in the registry and the
     broker; the MQTT password is in this answer only."""
     pilot_of(conn, pilot)
+    creds = provision_via_broker(
+        conn,
+        settings,
+        pilot,
+        body.device_id,
+        body.kind,
+        commissioned_on=body.commissioned_on,
+        decommissioned_on=body.decommissioned_on,
+    )
+    return CredentialsOut(**creds.to_json())
+
+
+def provision_via_broker(
+    conn: psycopg.Connection,
+    s: Settings,
+    pilot: str,
+    device: str,
+    kind: str | None = None,
+    *,
+    commissioned_on: date | None = None,
+    decommissioned_on: date | None = None,
+) -> provisioning.Credentials:
+    """Provision (or rotate) through the running broker; used by routes and the console."""
     conn.commit()  # end the read transaction: provisioning commits its own, broker included
-    s = settings
     with broker_admin(
         s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
     ) as admin:
@@ -201,16 +229,16 @@ def provision_device(
             conn,
             admin,
             pilot,
-            body.device_id,
-            body.kind,
+            device,
+            kind,
             mqtt_host=s.mqtt_host,
             mqtt_port=s.mqtt_port,
             mqtt_tls_port=s.mqtt_tls_port,
-            commissioned_on=body.commissioned_on,
-            decommissioned_on=body.decommissioned_on,
+            commissioned_on=commissioned_on,
+            decommissioned_on=decommissioned_on,
         )
     conn.commit()
-    return CredentialsOut(**creds.to_json())
+    return creds
 
 
 @router.delete(

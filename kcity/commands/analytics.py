@@ -92,6 +92,8 @@ def coverage(
         from kcity.analyses import run_coverage
 
         body, _ = run_coverage(conn, pilot, window)
+    for warning in body.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     revisit = body["revisit_s"]
     _print(
         body,
@@ -122,6 +124,11 @@ def coverage(
             ),
             ("fuel L", _num(body["fuel_l"])),
             ("generator share %", _num(body["generator_share_pct"])),
+            ("energy split", body["energy_split"]),
+            (
+                "sensor source",
+                ", ".join(f"{d}: {s}" for d, s in body["sensor_source"].items()) or "—",
+            ),
         ],
     )
 

@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
-from dashboards.build import build_all, write
 from dashboards.errors import DashboardsError
 from dashboards.push import DEFAULT_FOLDER, connect, datasource_definition, push
 from kcity.errors import KcityError
+from kcity.grafana import DEFAULT_LANG, build_all, write, write_alerting
+
+LANG_HELP = "Language of titles, panels and descriptions: ko or en."
 
 app = typer.Typer(
     help="Grafana dashboards (built with Grafana's Foundation SDK).", no_args_is_help=True
@@ -22,10 +24,17 @@ def build(
     out: Annotated[Path, typer.Option("--out", help="Directory for the <uid>.json files.")] = Path(
         "dashboards/build"
     ),
+    lang: Annotated[str, typer.Option("--lang", help=LANG_HELP)] = DEFAULT_LANG,
+    alerting: Annotated[
+        Path | None,
+        typer.Option("--alerting", help="Also write the alert rules, contact point and policy."),
+    ] = None,
 ) -> None:
     """Write every dashboard as Grafana JSON (what file provisioning loads)."""
     try:
-        paths = write(out)
+        paths = write(out, lang)
+        if alerting is not None:
+            paths.append(write_alerting(alerting, lang))
     except DashboardsError as exc:
         raise KcityError(str(exc)) from exc
     for path in paths:
@@ -60,6 +69,7 @@ def push_command(
             "--database-url", help="Database the data source reads (default: KCITY_DATABASE_URL)."
         ),
     ] = None,
+    lang: Annotated[str, typer.Option("--lang", help=LANG_HELP)] = DEFAULT_LANG,
 ) -> None:
     """Create or update the dashboards in a folder of a running Grafana (idempotent)."""
     try:
@@ -68,7 +78,7 @@ def push_command(
             if create_datasource
             else None
         )
-        result = push(connect(url, token), build_all(), folder=folder, datasource=datasource)
+        result = push(connect(url, token), build_all(lang), folder=folder, datasource=datasource)
     except DashboardsError as exc:
         raise KcityError(str(exc)) from exc
     if result.datasource:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kcity import provisioning, registry
+from kcity import onboarding, provisioning, registry
 from kcity.db import connect
 from kcity.settings import Settings
 from kcity.stack.broker_admin import broker_admin
@@ -47,15 +47,21 @@ def provision(
     commissioned: Commissioned = None,
     decommissioned: Decommissioned = None,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    dev_eui: str | None = typer.Option(
+        None, "--dev-eui", help="LoRaWAN DevEUI (16 hex digits), for the pilot's bridge."
+    ),
 ) -> None:
     """Create a device and print its MQTT credentials; on an existing device, rotate them."""
     s: Settings = ctx.obj
+    eui = onboarding.normalize_dev_eui(dev_eui) if dev_eui is not None else None
     with (
         connect(s.database_url) as conn,
         broker_admin(
             s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
         ) as admin,
     ):
+        if eui is not None:
+            onboarding.check_dev_eui(conn, device, eui)
         creds = provisioning.provision_device(
             conn,
             admin,
@@ -68,6 +74,8 @@ def provision(
             commissioned_on=commissioned.date() if commissioned else None,
             decommissioned_on=decommissioned.date() if decommissioned else None,
         )
+        if eui is not None:
+            onboarding.set_dev_eui(conn, device, eui)
     if as_json:
         print(json.dumps(creds.to_json(), indent=2))
         return

@@ -1,11 +1,10 @@
-"""`kcity import tlog FILE --pilot P --device D`: replay a drone's MAVLink log through MQTT.
+"""`kcity import log FILE --pilot P --device D` (alias `import tlog`): a drone's flight log.
 
-The log goes through the device SDK with the device's own credentials, exactly as a live
-gateway would send it, so it is checked, deduplicated and stored by the same ingest path.
-Credentials: pass `--password`; without it a device that does not exist yet is provisioned
-on the fly (its new password is printed once), while an existing device is refused rather
-than having its password rotated under a gateway in the field. The device's outbox lives
-in `<data_dir>/outbox/`, so an import cut short is completed by the next one.
+Reads a MAVLink .tlog, an ArduPilot DataFlash .bin or a PX4 .ulg (the format is detected
+from the content), converts it with the pilot's settings (patrol modes, gap and speed
+limits) and stores it for a provisioned drone through the ingest pipeline, in-process
+(`kcity.log_import`): no device password, no broker account, the same validation, dedupe
+and dead letters as live data.
 """
 
 from __future__ import annotations
@@ -15,143 +14,116 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from devices.mavlink import read_tlog
-from devices.payloads import MAX_ITEMS, DroneRecord
-from devices.sdk import DeviceClient
-from kcity import provisioning, registry
+from devices.flight_log import FlightLog, LogError, LogOptions
+from devices.log_formats import read_log
+from kcity import log_import, registry
 from kcity.db import connect
-from kcity.errors import BrokerError, KcityError
+from kcity.errors import KcityError
+from kcity.progress import progress_bar
 from kcity.settings import Settings
-from kcity.stack.broker_admin import broker_admin
 
 app = typer.Typer(help="Import recorded device data.", no_args_is_help=True)
 
-KIND = "hybrid_drone"
+File = Annotated[Path, typer.Argument(help="Flight log: .tlog, DataFlash .bin or PX4 .ulg.")]
+PilotOpt = Annotated[str, typer.Option("--pilot", help="Pilot id (a hybrid_drone pilot).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Device id of a provisioned drone.")]
+FlightOpt = Annotated[
+    str | None, typer.Option("--flight-id", help="Flight id (default: the file name).")
+]
+HfovOpt = Annotated[
+    float | None, typer.Option("--hfov", help="Camera horizontal field of view [deg].")
+]
+FuelOpt = Annotated[
+    float | None, typer.Option("--fuel-capacity-l", help="Tank size, for fuel remaining.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-@app.command()
-def tlog(
+@app.command("log")
+def log_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="MAVLink telemetry log (.tlog).")],
-    pilot: Annotated[str, typer.Option("--pilot", help="Pilot id (a hybrid_drone pilot).")],
-    device: Annotated[str, typer.Option("--device", help="Device id of the drone.")],
-    password: Annotated[
-        str | None, typer.Option("--password", help="The device's MQTT password.")
-    ] = None,
-    flight_id: Annotated[
-        str | None, typer.Option("--flight-id", help="Flight id (default: the file name).")
-    ] = None,
-    hfov: Annotated[
-        float | None, typer.Option("--hfov", help="Camera horizontal field of view [deg].")
-    ] = None,
-    fuel_capacity_l: Annotated[
-        float | None, typer.Option("--fuel-capacity-l", help="Tank size, for fuel remaining.")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 120.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    file: File,
+    pilot: PilotOpt,
+    device: DeviceOpt,
+    flight_id: FlightOpt = None,
+    hfov: HfovOpt = None,
+    fuel_capacity_l: FuelOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Stream a MAVLink telemetry log as hybrid_drone records of one device."""
+    """Store a drone's flight log as records and events of one provisioned device."""
     s: Settings = ctx.obj
     flight = flight_id or file.stem[:64] or "flight"
-    good, skipped, first_problem = _convert(file, flight, hfov, fuel_capacity_l)
-    if not good:
-        raise KcityError(f"{file}: no usable GLOBAL_POSITION_INT in the log")
     with connect(s.database_url) as conn:
-        if registry.get_pilot(conn, pilot).kind != KIND:
-            raise KcityError(f"pilot {pilot!r} is not a {KIND} pilot")
-        provisioned = None
-        if password is None:
-            if registry.device_exists(conn, device):
-                raise KcityError(
-                    f"device {device!r} exists: pass its --password (or issue a new one with "
-                    "'kcity devices provision', which cuts off the old one)"
-                )
-            with broker_admin(
-                s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-            ) as admin:
-                provisioned = provisioning.provision_device(
-                    conn,
-                    admin,
-                    pilot,
-                    device,
-                    KIND,
-                    mqtt_host=s.mqtt_host,
-                    mqtt_port=s.mqtt_port,
-                    mqtt_tls_port=s.mqtt_tls_port,
-                )
-            password = provisioned.password
-        else:
-            found = registry.get_device(conn, device)
-            if found.pilot_id != pilot or found.kind != KIND:
-                raise KcityError(f"device {device!r} is a {found.kind} of pilot {found.pilot_id}")
-            if not registry.check_password(conn, device, password):
-                raise KcityError(f"wrong password for device {device!r} (or it is revoked)")
-    outbox = s.data_dir / "outbox" / f"{device}.sqlite"
-    with DeviceClient(
-        pilot, device, KIND, s.mqtt_host, s.mqtt_port, device, password, outbox_path=outbox
-    ) as client:
-        if not client.connect(timeout=min(timeout, 15.0)):
-            raise BrokerError(f"cannot reach the broker at {s.mqtt_host}:{s.mqtt_port}")
-        for start in range(0, len(good), MAX_ITEMS):
-            client.publish(good[start : start + MAX_ITEMS])
-        if not client.flush(timeout):
-            raise BrokerError(
-                f"the broker has not acknowledged {client.backlog} records within {timeout} s; "
-                f"they wait in {outbox} and go out with the next import"
-            )
-    _report(file, flight, device, pilot, len(good), skipped, first_problem, provisioned, as_json)
-
-
-def _convert(
-    file: Path, flight: str, hfov: float | None, fuel_capacity_l: float | None
-) -> tuple[list[dict[str, Any]], int, str | None]:
-    """Records that pass the contract, how many did not, and the first reason why."""
-    good: list[dict[str, Any]] = []
-    skipped = 0
-    first: str | None = None
-    for record in read_tlog(file, flight, hfov, fuel_capacity_l=fuel_capacity_l):
+        log_import.check_device(conn, pilot, device)
+        drone = registry.get_pilot(conn, pilot).drone
+        assert drone is not None
+        opts = LogOptions(
+            flight,
+            hfov_deg=hfov,
+            fuel_capacity_l=fuel_capacity_l,
+            patrol_modes=drone.patrol_modes,
+            max_gap_s=drone.max_gap_s,
+            max_speed_mps=drone.max_speed_mps,
+        )
         try:
-            DroneRecord.model_validate(record)
-        except ValidationError as exc:
-            skipped += 1
-            if first is None:
-                err = exc.errors(include_url=False)[0]
-                first = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            continue
-        good.append(record)
-    return good, skipped, first
+            flight_log = read_log(file, opts)
+        except LogError as exc:
+            raise KcityError(str(exc)) from exc
+        messages = list(log_import.payloads(flight_log, log_import.file_boot(file)))
+        with progress_bar(stderr=True) as bar:
+            task = bar.add_task(f"importing {file.name}", total=len(messages))
+            summary = log_import.store(
+                conn, pilot, device, messages, lambda n: bar.advance(task, n)
+            )
+    _report(file, flight, pilot, device, flight_log, summary, as_json)
+
+
+@app.command("tlog")
+def tlog(
+    ctx: typer.Context,
+    file: File,
+    pilot: PilotOpt,
+    device: DeviceOpt,
+    flight_id: FlightOpt = None,
+    hfov: HfovOpt = None,
+    fuel_capacity_l: FuelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Alias of `kcity import log` (kept for scripts written against it)."""
+    log_(ctx, file, pilot, device, flight_id, hfov, fuel_capacity_l, as_json)
 
 
 def _report(
     file: Path,
     flight: str,
-    device: str,
     pilot: str,
-    sent: int,
-    skipped: int,
-    first_problem: str | None,
-    provisioned: provisioning.Credentials | None,
+    device: str,
+    log: FlightLog,
+    summary: log_import.ImportSummary,
     as_json: bool,
 ) -> None:
+    body: dict[str, Any] = {
+        "file": str(file),
+        "pilot": pilot,
+        "device_id": device,
+        "flight_id": flight,
+        **log.summary(),
+        **summary.to_json(),
+    }
     if as_json:
-        body: dict[str, Any] = {
-            "file": str(file),
-            "pilot": pilot,
-            "device_id": device,
-            "flight_id": flight,
-            "records": sent,
-            "skipped": skipped,
-            "skipped_reason": first_problem,
-            "provisioned": provisioned is not None,
-        }
-        if provisioned is not None:
-            body["password"] = provisioned.password
         print(json.dumps(body, indent=2))
         return
-    if provisioned is not None:
-        print(f"provisioned device {device} for pilot {pilot}; password: {provisioned.password}")
-    print(f"sent {sent} records of flight {flight} from {file} as {device}")
-    if skipped:
-        print(f"skipped {skipped} records that break the contract, e.g. {first_problem}")
+    skipped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in body["skipped"].items())
+    dead = ", ".join(f"{n} {why}" for why, n in body["dead_letters"].items())
+    dups = summary.duplicate_messages
+    print(
+        f"{file.name} ({log.fmt}, {log.vehicle}): sent {len(log.records)} records and "
+        f"{len(log.events)} events of flight {flight} as {device}; stored "
+        f"{body['stored_records']} records, {body['stored_events']} events"
+        f"{f'; {summary.duplicate_messages} messages already stored' if dups else ''}"
+        f"; skipped {skipped or 'none'}{f'; dead letters: {dead}' if dead else ''}"
+    )
+    if log.unknown_modes:
+        names = ", ".join(f"{m} ({n} points)" for m, n in log.unknown_modes.items())
+        print(f"unknown flight modes (no patrol/transit class): {names}")

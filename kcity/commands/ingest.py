@@ -31,7 +31,9 @@ def ingest_config(settings: Settings, worker: str) -> IngestConfig:
         batch_size=settings.ingest_batch_size,
         batch_age_s=settings.ingest_batch_age_s,
         max_inflight=settings.ingest_max_inflight,
+        feedback_per_minute=settings.ingest_feedback_per_minute,
         metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from kcity.db import connect
+from kcity.device_commands import profile_in_force
 from kcity.progress import progress_bar
 from kcity.registry import get_pilot
 from kcity.settings import Settings
@@ -37,8 +38,21 @@ def run(
 
     with connect(settings.database_url) as conn:
         pilot = get_pilot(conn, pilot_id)
+        options: dict[str, object] = {}
+        if kind == "streetlights":
+            # The luminaires obey the pilot's newest acknowledged dimming profile, if any.
+            options["dimming"] = profile_in_force(conn, pilot_id)
+            if options["dimming"] is not None:
+                print("luminaires follow the pilot's acknowledged dimming profile")
         sim = simulator(
-            pilot, kind, devices=devices, days=days, start=start, seed=seed, faults=faults
+            pilot,
+            kind,
+            devices=devices,
+            days=days,
+            start=start,
+            seed=seed,
+            faults=faults,
+            **options,
         )
         if truth:
             truth.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,101 @@ from typing import Final
 LANGS: Final = ("en", "ko")
 
 _TEXT: Final[dict[str, tuple[str, str]]] = {
+    # --- the firm's console (kcity/api/console) ---------------------------------------
+    "c_console": ("Firm console", "기업 콘솔"),
+    "c_skip": ("Skip to content", "본문으로 건너뛰기"),
+    "c_language": ("Language", "언어"),
+    "c_signin": ("Sign in", "로그인"),
+    "c_signout": ("Sign out", "로그아웃"),
+    "c_token": ("API token", "API 토큰"),
+    "c_token_help": (
+        "An operator or evaluator token (kcity tokens create).",
+        "운영사 또는 평가자 토큰 (kcity tokens create 로 발급).",
+    ),
+    "c_bad_token": ("Unknown, revoked or expired token.", "알 수 없거나 폐기·만료된 토큰입니다."),
+    "c_viewer_refused": (
+        "This console is for operators and evaluators.",
+        "이 콘솔은 운영사와 평가자 전용입니다.",
+    ),
+    "c_role": ("Signed in as", "로그인 역할"),
+    "c_role_admin": ("admin", "관리자"),
+    "c_role_operator": ("operator", "운영사"),
+    "c_role_evaluator": ("evaluator", "평가자"),
+    "c_pilots": ("Pilots", "실증 사업 목록"),
+    "c_overview": ("Overview", "개요"),
+    "c_devices": ("Devices", "장치 목록"),
+    "c_dead_letters": ("Rejected data", "거부된 데이터"),
+    "c_commands": ("Commands", "원격 명령"),
+    "c_command": ("Command", "명령"),
+    "c_created": ("Created", "생성 시각"),
+    "c_closed": ("Closed", "종료 시각"),
+    "c_cmd_queued": ("queued", "대기"),
+    "c_cmd_sent": ("sent", "전송됨"),
+    "c_cmd_acked": ("acknowledged", "수행 완료"),
+    "c_cmd_rejected": ("rejected by the device", "장치가 거부"),
+    "c_cmd_expired": ("expired", "만료"),
+    "c_devices_online": ("Devices online / registered", "접속 장치 / 등록 장치"),
+    "c_silent_count": ("Silent devices", "무응답 장치"),
+    "c_completeness_yesterday": ("Completeness yesterday", "어제 데이터 완전성"),
+    "c_completeness_today": ("Completeness today", "오늘 데이터 완전성"),
+    "c_headline": ("Headline figure", "대표 지표"),
+    "c_savings": ("Verified savings", "검증 절감량"),
+    "c_coverage": ("Area / border coverage", "면적 / 국경선 커버리지"),
+    "c_no_result": ("No analysis yet.", "아직 분석 결과가 없습니다."),
+    "c_reports": ("Latest reports", "최근 보고서"),
+    "c_window": ("Window", "기간"),
+    "c_device": ("Device", "장치"),
+    "c_kind": ("Kind", "종류"),
+    "c_state": ("State", "상태"),
+    "c_state_online": ("online", "접속"),
+    "c_state_offline": ("offline", "접속 끊김"),
+    "c_last_seen": ("Last seen", "최근 수신"),
+    "c_never": ("never", "수신 없음"),
+    "c_silent": ("Silent", "무응답"),
+    "c_reporting": ("Reporting", "정상 수신"),
+    "c_revoked": ("Revoked", "폐기됨"),
+    "c_last_rejection": ("Last rejection", "최근 거부"),
+    "c_rotate": ("Rotate credential", "자격 증명 교체"),
+    "c_new_password": ("New MQTT password", "새 MQTT 비밀번호"),
+    "c_shown_once": (
+        "Shown only once: store it on the device now. The old password no longer works.",
+        "이번 한 번만 표시됩니다. 지금 장치에 저장하세요. 이전 비밀번호는 더 이상 쓸 수 없습니다.",
+    ),
+    "c_username": ("Username", "사용자 이름"),
+    "c_broker": ("Broker", "브로커"),
+    "c_received": ("Received", "수신 시각"),
+    "c_stage": ("Stage", "단계"),
+    "c_reason": ("Reason", "사유"),
+    "c_topic": ("Topic", "토픽"),
+    "c_payload": ("Raw payload", "원본 페이로드"),
+    "c_bytes": ("bytes", "바이트"),
+    "c_truncated": ("truncated", "일부만 표시"),
+    "c_nothing": ("Nothing here.", "항목이 없습니다."),
+    "c_open": ("Open", "열기"),
+    "c_filter": ("Filter", "필터"),
+    "c_older": ("Older", "이전 항목"),
+    "c_check": ("Check a corrected payload", "수정한 페이로드 검사"),
+    "c_check_help": (
+        "Runs the ingest service's own validation; nothing is stored.",
+        "수집 서비스와 같은 검증을 실행하며, 아무것도 저장하지 않습니다.",
+    ),
+    "c_channel": ("Channel", "채널"),
+    "c_run_check": ("Check", "검사"),
+    "c_verdict": ("Verdict", "판정"),
+    "c_accepted": ("Accepted", "수락"),
+    "c_rejected": ("Rejected", "거부"),
+    "c_record": ("Record", "레코드"),
+    "c_message_rejected": ("The whole message would be rejected", "메시지 전체가 거부됩니다"),
+    "c_records_summary": (
+        "{ok} record(s) would be stored, {bad} rejected",
+        "레코드 {ok}건 저장, {bad}건 거부 예정",
+    ),
+    "c_forbidden": ("Not allowed", "권한 없음"),
+    "c_not_found": ("Not found", "찾을 수 없음"),
+    "c_reason_note": (
+        "reasons are the ingest service's own words",
+        "사유는 수집 서비스의 원문입니다",
+    ),
     # --- header and common --------------------------------------------------------------
     "programme": ("K-City Network — overseas demonstration", "K-City Network 해외실증 사업"),
     "title_streetlight": (
@@ -52,6 +147,184 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "time_utc": ("Time (UTC)", "시각 (UTC)"),
     "type": ("Type", "유형"),
     "code": ("Code", "코드"),
+    # --- Grafana dashboards (dashboards/, built by `kcity dashboards build --lang`) --------
+    "dash_links": ("K-City dashboards", "K-City 대시보드"),
+    "dash_open_device": ("Open this device", "이 장치 보기"),
+    "dash_ann_events": ("Device events", "장치 이벤트"),
+    "dash_ann_outages": ("Communication outages", "통신 두절"),
+    "dash_ov_title": ("K-City pilots — ministry overview", "K-City 실증 사업 — 부처 종합 현황"),
+    "dash_ov_desc": (
+        "All K-City Network pilots: devices online, data, verified results.",
+        "K-City Network 전체 실증 사업: 온라인 장치, 데이터, 검증 결과.",
+    ),
+    "dash_ov_totals": ("Pilots and devices", "실증 사업과 장치"),
+    "dash_ov_verified": ("Verified to date (all pilots)", "현재까지 검증 결과 (전체 사업)"),
+    "dash_ov_verified_desc": (
+        "Sum of each pilot's latest savings and coverage result.",
+        "각 사업의 최신 절감량·커버리지 결과의 합계.",
+    ),
+    "dash_ov_ingest": ("Ingest in range", "기간 내 수신"),
+    "dash_ov_pilots": ("Pilots", "실증 사업"),
+    "dash_ov_pilots_desc": (
+        "Online: seen within the last hour or status 'online'. Completeness: telemetry records"
+        " received in the time range against the pilot's record interval. Savings and"
+        " coverage: the latest verified result. Click a row to drill down.",
+        "온라인: 최근 1시간 내 수신 또는 상태 'online'. 완전성: 기간 내 수신된 측정 레코드 수 대비"
+        " 사업의 기록 주기 기준 기대 레코드 수. 절감량·커버리지: 최신 검증 결과. 행을 누르면 해당"
+        " 사업 대시보드로 이동.",
+    ),
+    "dash_ov_open": ("Open ${__data.fields.name}", "${__data.fields.name} 보기"),
+    "dash_ov_map": ("Where the pilots are", "실증 사업 위치"),
+    "dash_sl_title": ("K-City streetlight pilot", "K-City 스마트 가로등 실증"),
+    "dash_sl_desc": (
+        "Adaptive streetlights: power, dimming, traffic and verified savings.",
+        "적응형 가로등: 전력, 디밍, 교통량, 검증 절감량.",
+    ),
+    "dash_sl_savings": ("Savings to date", "현재까지 절감량"),
+    "dash_sl_savings_desc": (
+        "The latest verified savings (IPMVP Option B) for this pilot.",
+        "이 사업의 최신 검증 절감량 (IPMVP Option B).",
+    ),
+    "dash_sl_latest": ("Latest savings result", "최신 절감량 산출"),
+    "dash_sl_power": ("Power and dim level", "전력과 디밍 수준"),
+    "dash_sl_vehicles": ("Vehicles detected", "감지된 차량"),
+    "dash_sl_nightly": ("Nightly energy: actual vs counterfactual", "야간 에너지: 실측 대 기준"),
+    "dash_sl_nightly_desc": (
+        "Per night, from the latest savings run (savings_nightly).",
+        "최신 절감량 산출의 야간별 값 (savings_nightly).",
+    ),
+    "dash_sl_faults": ("Faults", "고장"),
+    "dash_sl_silent": ("Devices silent for more than an hour", "1시간 이상 무응답 장치"),
+    "dash_sl_silent_desc": (
+        "Not revoked, and no data for over an hour (or never).",
+        "폐기되지 않았고 1시간 넘게 (또는 한 번도) 데이터가 없는 장치.",
+    ),
+    "dash_dr_title": ("K-City drone patrol pilot", "K-City 드론 순찰 실증"),
+    "dash_dr_desc": (
+        "Hybrid drone patrol: tracks, coverage, revisit, energy and link.",
+        "하이브리드 드론 순찰: 항적, 커버리지, 재방문, 에너지, 통신 링크.",
+    ),
+    "dash_dr_map": ("Tracks and detections", "항적과 탐지"),
+    "dash_dr_map_desc": (
+        "Track points are time-bucketed averages; detections are event positions.",
+        "항적 점은 시간 구간 평균, 탐지는 이벤트 위치.",
+    ),
+    "dash_dr_tracks": ("Tracks", "항적"),
+    "dash_dr_detections": ("Detections", "탐지"),
+    "dash_dr_coverage": ("Coverage to date", "현재까지 커버리지"),
+    "dash_dr_coverage_desc": (
+        "The latest persisted coverage result for this pilot.",
+        "이 사업의 최신 커버리지 산출 결과.",
+    ),
+    "dash_dr_cov_daily": ("Coverage per day", "일별 커버리지"),
+    "dash_dr_energy": ("Energy per day: battery vs generator", "일별 에너지: 배터리 대 발전기"),
+    "dash_dr_power": ("Battery vs generator power", "배터리 대 발전기 출력"),
+    "dash_dr_fuel": ("Fuel remaining", "잔여 연료"),
+    "dash_dr_link": ("Link quality", "통신 링크 품질"),
+    "dash_in_title": ("K-City ingest health", "K-City 데이터 수신 상태"),
+    "dash_in_desc": (
+        "MQTT ingest: throughput, dead letters, lost messages, latency.",
+        "MQTT 수신: 처리량, 거부 메시지, 유실 메시지, 지연.",
+    ),
+    "dash_in_totals": ("In range", "기간 내 합계"),
+    "dash_in_throughput": ("Throughput", "처리량"),
+    "dash_in_counters": ("Worker counters per interval", "수신 작업자 구간별 카운터"),
+    "dash_in_counters_desc": (
+        "Increase of each worker's counters (ingest_stats) per interval; workers serve every"
+        " pilot.",
+        "구간별 각 작업자 카운터 증가량 (ingest_stats); 작업자는 모든 사업을 처리.",
+    ),
+    "dash_in_dead": ("Dead letters by stage", "단계별 거부 메시지"),
+    "dash_in_dead_desc": (
+        "Dead letters whose pilot could not be read from the topic are shown for every pilot.",
+        "토픽에서 사업을 알 수 없는 거부 메시지는 모든 사업 보기에 표시.",
+    ),
+    "dash_in_latency": ("Batch latency (worst per interval)", "배치 지연 (구간별 최대)"),
+    "dash_in_reasons": ("Dead letters by reason", "사유별 거부 메시지"),
+    "dash_in_gaps": ("Sequence gaps (lost messages)", "시퀀스 공백 (유실 메시지)"),
+    "dash_in_gaps_desc": (
+        "Holes in each device's seq within a boot, for messages received in the time range.",
+        "기간 내 수신 메시지에서 부팅별 장치 seq의 빈 번호.",
+    ),
+    "dash_in_last_seen": ("Devices: last seen", "장치: 최근 수신"),
+    "dash_in_last_seen_desc": (
+        "max_skew_s: worst received_at − sent_at in the range (clock skew plus delivery delay).",
+        "max_skew_s: 기간 내 received_at − sent_at 최댓값 (시계 오차와 전달 지연).",
+    ),
+    "dash_f_power": ("Power", "전력"),
+    "dash_f_dim": ("Dim level", "디밍 수준"),
+    "dash_f_vehicles": ("Vehicles", "차량"),
+    "dash_f_actual": ("Actual", "실측"),
+    "dash_f_counterfactual": ("Counterfactual", "기준 (미적용 시)"),
+    "dash_f_completeness": ("Data completeness", "데이터 완전성"),
+    "dash_f_area_cov": ("Area coverage", "면적 커버리지"),
+    "dash_f_border_cov": ("Border coverage", "국경선 커버리지"),
+    "dash_f_covered": ("Area covered", "커버 면적"),
+    "dash_f_revisit_mean": ("Revisit, mean", "평균 재방문 간격"),
+    "dash_f_revisit_p95": ("Revisit, 95th percentile", "재방문 간격 95 백분위"),
+    "dash_f_revisit_max": ("Revisit, longest", "최장 재방문 간격"),
+    "dash_f_flight_hours": ("Flight time", "비행 시간"),
+    "dash_f_gen_share": ("Generator share", "발전기 비중"),
+    "dash_f_battery": ("Battery", "배터리"),
+    "dash_f_generator": ("Generator", "발전기"),
+    "dash_f_fuel": ("Fuel", "연료"),
+    "dash_f_rssi_mean": ("Mean RSSI", "평균 RSSI"),
+    "dash_f_rssi_worst": ("Worst RSSI", "최저 RSSI"),
+    "dash_f_messages": ("Messages", "메시지"),
+    "dash_f_records": ("Records", "레코드"),
+    "dash_f_dead_letters": ("Dead letters", "거부 메시지"),
+    "dash_f_messages_per_s": ("Messages per second", "초당 메시지"),
+    "dash_f_records_per_s": ("Records per second", "초당 레코드"),
+    "dash_f_pilots": ("Pilots", "실증 사업"),
+    "dash_f_online": ("Online", "온라인"),
+    "dash_f_name": ("Name", "사업명"),
+    "dash_f_country": ("Country", "국가"),
+    "dash_f_solution": ("Solution", "솔루션"),
+    "dash_f_last_data": ("Last data", "최근 데이터"),
+    # --- Grafana alert rules ({placeholders}: dashboards/alerts.py TEMPLATES) -----------
+    "alert_device_silent_title": ("Device silent", "장치 무응답"),
+    "alert_device_silent_summary": (
+        "{pilot}: device {device} has sent nothing for {value} min (over 3 record intervals).",
+        "{pilot}: 장치 {device}이(가) {value}분 동안 데이터를 보내지 않았습니다"
+        " (기록 주기 3회 초과).",
+    ),
+    "alert_pilot_no_data_title": ("Pilot without data", "실증 사업 데이터 없음"),
+    "alert_pilot_no_data_summary": (
+        "{pilot}: no data from any device for {value} min.",
+        "{pilot}: {value}분 동안 어떤 장치에서도 데이터가 없습니다.",
+    ),
+    "alert_completeness_title": ("Data completeness yesterday", "어제 데이터 완전성"),
+    "alert_completeness_summary": (
+        "{pilot}: yesterday's data completeness was {value} % (below 90 %).",
+        "{pilot}: 어제 데이터 완전성이 {value} %였습니다 (90 % 미만).",
+    ),
+    "alert_lamp_faults_title": ("Lamp fault", "가로등 고장"),
+    "alert_lamp_faults_summary": (
+        "{pilot}: luminaire {device} has {value} active fault(s): {codes}.",
+        "{pilot}: 가로등 {device}에 해소되지 않은 고장 {value}건: {codes}.",
+    ),
+    "alert_day_burning_title": ("Day-burning luminaire", "주간 점등 가로등"),
+    "alert_day_burning_summary": (
+        "{pilot}: luminaire {device} was lit {value} h between 10:00 and 14:00 in the last 24 h.",
+        "{pilot}: 가로등 {device}이(가) 최근 24시간 중 10:00–14:00에 {value}시간 점등되었습니다.",
+    ),
+    "alert_border_uncovered_title": ("Border segment not patrolled", "국경 구간 미순찰"),
+    "alert_border_uncovered_summary": (
+        "{pilot}: border segment {segment} not covered for {value} min (over the pilot's"
+        " max_revisit_s).",
+        "{pilot}: 국경 구간 {segment}이(가) {value}분 동안 촬영되지 않았습니다 (사업의"
+        " max_revisit_s 초과).",
+    ),
+    "alert_dead_letters_title": ("Dead-letter spike", "거부 메시지 급증"),
+    "alert_dead_letters_summary": (
+        "{pilot}: {value} messages refused in 15 min (over 20 and 5× the day's mean).",
+        "{pilot}: 15분 동안 {value}건의 메시지가 거부되었습니다 (20건 및 일평균의 5배 초과).",
+    ),
+    "alert_worker_title": ("Ingest worker disconnected", "수신 작업자 연결 끊김"),
+    "alert_worker_summary": (
+        "Ingest worker {worker} (all pilots) last reported {value} min ago.",
+        "수신 작업자 {worker} (전체 사업)의 마지막 보고가 {value}분 전입니다.",
+    ),
     # --- streetlight summary -----------------------------------------------------------
     "savings_kwh": ("Verified savings", "검증 절감량"),
     "savings_pct": ("Savings", "절감률"),
@@ -284,16 +557,20 @@ SOURCES_STREETLIGHT: Final = (
     "TALQ Consortium, Smart City Protocol — LampMonitor attributes (activePower, activeEnergy,"
     " operatingHours, lampFailure).",
 )
-SOURCES_DRONE: Final = (
-    "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling: an"
-    " empirical analysis of alternative architectures — idleness as the patrol metric.",
-    "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
-    " EFI_STATUS units.",
-    "EPSG:32648, WGS 84 / UTM zone 48N (Mukdahan); pyproj / PROJ for the projection; GEOS"
-    " (shapely) for the footprint union.",
-    "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L sweeps"
-    " L·W + π(W/2)².",
-)
+
+
+def drone_sources(epsg: int, crs_name: str, city: str) -> tuple[str, ...]:
+    """The drone method's sources; the projection and place are the pilot's own."""
+    return (
+        "Machado, A., Ramalho, G., Zucker, J.-D. & Drogoul, A. (2002), Multi-agent patrolling:"
+        " an empirical analysis of alternative architectures — idleness as the patrol metric.",
+        "MAVLink common message set — GLOBAL_POSITION_INT, BATTERY_STATUS, GENERATOR_STATUS,"
+        " EFI_STATUS units; ArduPilot and PX4 flight-mode numbering.",
+        f"EPSG:{epsg}, {crs_name} ({city}); pyproj / PROJ for the projection; GEOS"
+        " (shapely) for the footprint union.",
+        "Footprint of a nadir camera W = 2·h_AGL·tan(HFOV/2); a straight track of length L"
+        " sweeps L·W + π(W/2)².",
+    )
 
 
 def labels(lang: str) -> Mapping[str, str]:
@@ -302,4 +579,4 @@ def labels(lang: str) -> Mapping[str, str]:
     return {key: pair[k] for key, pair in _TEXT.items()}
 
 
-__all__ = ["LANGS", "SOURCES_DRONE", "SOURCES_STREETLIGHT", "labels"]
+__all__ = ["LANGS", "SOURCES_STREETLIGHT", "drone_sources", "labels"]

@@ -26,12 +26,12 @@ from markupsafe import Markup, escape
 from analytics.geo import LINEAR, POLYGONAL, geometry_from_geojson
 from analytics.nights import night_calendar
 from devices.pilots import Pilot
-from kcity.reports import figures
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.errors import KcityError
 from kcity.registry import get_pilot, list_devices
+from kcity.reports import figures
 from kcity.reports.data import hour_profile, night_completeness
-from kcity.reports.i18n import LANGS, SOURCES_DRONE, SOURCES_STREETLIGHT, labels
+from kcity.reports.i18n import LANGS, SOURCES_STREETLIGHT, drone_sources, labels
 
 DISTRIBUTION = "kcity-pilot-telemetry"
 POINT_COLUMNS = ("points", "not_airborne", "not_patrol", "camera_off", "bad_fix", "no_footprint",
@@ -107,9 +107,9 @@ def _parameters_text(parameters: dict[str, Any]) -> str:
 
 
 def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
-                 t: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    body, _ = run_savings(conn, pilot.id, window)
-    quality = run_quality(conn, pilot.id, window)
+                 t: dict[str, str], persist: bool) -> dict[str, Any]:  # fmt: skip
+    body, _ = run_savings(conn, pilot.id, window, persist=persist)
+    quality = run_quality(conn, pilot.id, window, persist=persist)
     params = body["parameters"]
     sl = pilot.streetlight
     assert sl is not None
@@ -172,9 +172,9 @@ def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: P
 
 
 def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
-           t: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    body, result = run_coverage(conn, pilot.id, window)
-    quality = run_quality(conn, pilot.id, window)
+           t: dict[str, str], persist: bool) -> dict[str, Any]:  # fmt: skip
+    body, result = run_coverage(conn, pilot.id, window, persist=persist)
+    quality = run_quality(conn, pilot.id, window, persist=persist)
     d = pilot.drone
     assert d is not None
     proj = result.projection
@@ -205,7 +205,7 @@ def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
         "primary_hash": _repro("coverage", body, t)["input_hash"],
         "parameters": _parameters_text(parameters),
         "verb": "coverage",
-        "sources": SOURCES_DRONE,
+        "sources": drone_sources(proj.epsg, proj.crs_name, pilot.city),
     }  # fmt: skip
 
 
@@ -214,11 +214,13 @@ def _png(stem: Path, name: str) -> Path:
 
 
 def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path,
-          lang: str = "en", *, now: dt.datetime | None = None) -> ReportFiles:  # fmt: skip
+          lang: str = "en", *, now: dt.datetime | None = None,
+          persist: bool = True) -> ReportFiles:  # fmt: skip
     """Compute the pilot's analyses for `window` and write the report into `out_dir`.
 
     Files: ``<pilot>-<from>-<to>-<lang>.html`` and ``.pdf`` and the figures
     ``<pilot>-<from>-<to>-<lang>-<figure>.png`` the HTML links to (relative paths).
+    The analyses' runs are stored unless `persist` is false (a GET must write nothing).
     """
     if lang not in LANGS:
         raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
@@ -230,9 +232,9 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
     stem = out_dir / f"{pilot.id}-{window.start}-{window.end}-{lang}"
     t = dict(labels(lang))
     if pilot.kind == "streetlight":
-        context = _streetlight(conn, pilot, window, stem, t)
+        context = _streetlight(conn, pilot, window, stem, t, persist)
     elif pilot.kind == "hybrid_drone":
-        context = _drone(conn, pilot, window, stem, t)
+        context = _drone(conn, pilot, window, stem, t, persist)
     else:
         raise ReportError(f"no evaluation report for {pilot.kind} pilots yet ({pilot.id})")
     generated = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)

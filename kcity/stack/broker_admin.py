@@ -16,7 +16,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from devices.ids import is_reserved
 from kcity.errors import BrokerError
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -24,7 +27,7 @@ INGEST_ROLE = "kcity-ingest"
 
 
 def device_acls(pilot: str, device: str) -> list[dict[str, Any]]:
-    """DESIGN §4: publish only under its own prefix, read only its own `cmd` topic."""
+    """DESIGN §4: publish only under its own prefix, read only its own `cmd` and `feedback`."""
     prefix = f"kcity/v1/{pilot}/{device}"
     return [
         {"acltype": "publishClientSend", "topic": f"{prefix}/telemetry", "allow": True},
@@ -32,6 +35,8 @@ def device_acls(pilot: str, device: str) -> list[dict[str, Any]]:
         {"acltype": "publishClientSend", "topic": f"{prefix}/status", "allow": True},
         {"acltype": "subscribePattern", "topic": f"{prefix}/cmd", "allow": True},
         {"acltype": "publishClientReceive", "topic": f"{prefix}/cmd", "allow": True},
+        {"acltype": "subscribePattern", "topic": f"{prefix}/feedback", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{prefix}/feedback", "allow": True},
     ]
 
 
@@ -41,6 +46,7 @@ def ingest_acls() -> list[dict[str, Any]]:
         {"acltype": "subscribePattern", "topic": "$share/kcity-ingest/kcity/v1/#", "allow": True},
         {"acltype": "publishClientReceive", "topic": "kcity/v1/#", "allow": True},
         {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/cmd", "allow": True},
+        {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/feedback", "allow": True},
     ]
 
 
@@ -138,14 +144,22 @@ class BrokerAdmin:
         self.command({"command": "deleteRole", "rolename": rolename}, ok_errors=("not found",))
 
     def add_device(self, pilot: str, device: str, password: str) -> None:
+        _not_platform(device)
         self._put(device, password, f"device-{device}", device_acls(pilot, device))
 
     def remove_device(self, device: str) -> None:
         """Delete the device's client (the plugin disconnects it) and its role."""
+        _not_platform(device)
         self._delete(device, f"device-{device}")
 
     def add_ingest_account(self, username: str, password: str) -> None:
         self._put(username, password, INGEST_ROLE, ingest_acls())
+
+
+def _not_platform(username: str) -> None:
+    """Device operations never delete or recreate the platform's own clients (`kcity-…`)."""
+    if is_reserved(username):
+        raise BrokerError(f"refused: {username!r} is one of the platform's own broker accounts")
 
 
 @contextmanager
@@ -155,3 +169,63 @@ def broker_admin(host: str, port: int, username: str, password: str) -> Iterator
         yield admin
     finally:
         admin.close()
+
+
+def create_session(
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    *,
+    client_id: str,
+    topic_filters: tuple[str, ...],
+    expiry_s: int,
+    timeout: float = 10.0,
+) -> None:
+    """Open a persistent MQTT 5 session subscribed to `topic_filters`, then leave it.
+
+    `kcity up` does this for the ingest consumer before any device can publish: from then on
+    the broker queues device messages for it (instead of answering "no matching subscribers"
+    and dropping them) until the consumer connects and takes the session over.
+    """
+    done = threading.Event()
+    outcome: list[str] = []
+    # Never acknowledge: messages already queued in an existing session are delivered to us
+    # at once; unacknowledged, the broker keeps them for the real consumer.
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+    )
+    client.username_pw_set(username, password)
+
+    def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            outcome.append(f"refused: {rc}")
+            done.set()
+        elif flags.session_present:
+            done.set()  # the consumer's session is there, with its subscriptions
+        else:
+            c.subscribe([(f, 1) for f in topic_filters])
+
+    def on_subscribe(c: mqtt.Client, u: Any, mid: int, codes: list[Any], props: Any) -> None:
+        outcome.extend(str(rc) for rc in codes if rc.is_failure)
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = expiry_s
+    props.ReceiveMaximum = 1
+    try:
+        client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+    except OSError as exc:
+        raise BrokerError(f"cannot reach the broker at {host}:{port}: {exc}") from exc
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise BrokerError(f"the broker did not set up the {client_id} session in time")
+        if outcome:
+            raise BrokerError(f"the broker refused the {client_id} session: {outcome[0]}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        client._reset_sockets()  # paho frees its socket pair only in __del__

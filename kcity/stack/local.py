@@ -12,11 +12,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.config import IngestConfig
 from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.schema import migrate
 from kcity.settings import STACK_ENV, Settings, load_settings
-from kcity.stack.broker_admin import broker_admin
+from kcity.stack.broker_admin import broker_admin, create_session
 from kcity.stack.mosquitto import MosquittoServer, new_secret
 from kcity.stack.postgres import PostgresServer
 from kcity.stack.processes import port_open, read_pid, spawn, stop_pid, wait_for_port
@@ -77,18 +78,54 @@ class LocalStack:
             ) as admin:
                 admin.add_ingest_account(s.mqtt_username, s.mqtt_password)
             started.append("mosquitto")
+        if services and read_pid(self._service_files("ingest")[0]) is None:
+            self.ensure_ingest_session()
         if urlhost(s.database_url) in LOCAL_HOSTS and not self.postgres.running():
             self.postgres.start()
             self.postgres.create_database(s.database_name)
             started.append("timescaledb")
         with connect(s.database_url) as conn:
             migrate(conn)
+            bridged = conn.execute(
+                "SELECT count(*) FROM pilots WHERE jsonb_typeof(definition->'lorawan') = 'object'"
+            ).fetchone()
         if services:
             for name in ("ingest", "api"):
                 if not self._service_healthy(name):
                     self._start_service(name)
                     started.append(name)
+            bridge_pid, bridge_log = self._service_files("bridge")
+            if bridged and bridged[0] and read_pid(bridge_pid) is None:
+                # A pilot declares a LoRaWAN network server: its bridge runs beside ingest.
+                spawn(
+                    [sys.executable, "-m", "kcity", "bridge", "run"],
+                    log=bridge_log,
+                    pid_file=bridge_pid,
+                )
+                started.append("bridge")
         return started
+
+    def ensure_ingest_session(self) -> None:
+        """The ingest consumer's persistent session, before any device can publish: until
+        the service connects, the broker queues device messages for it."""
+        s = self.settings
+        config = IngestConfig(
+            database_url=s.database_url,
+            mqtt_host=s.mqtt_host,
+            mqtt_port=s.mqtt_port,
+            mqtt_username=s.mqtt_username,
+            mqtt_password=s.mqtt_password,
+            shared=s.ingest_shared,
+        )
+        create_session(
+            s.mqtt_host,
+            s.mqtt_port,
+            s.mqtt_username,
+            s.mqtt_password,
+            client_id=config.client_id,
+            topic_filters=config.topic_filters,
+            expiry_s=config.session_expiry_s,
+        )
 
     def _start_service(self, name: str) -> None:
         pid_file, log = self._service_files(name)
@@ -110,12 +147,12 @@ class LocalStack:
                     return bool(r.status == 200)
             except OSError:
                 return False
-        return port_open("127.0.0.1", self.settings.metrics_port)
+        return ingest_healthy(f"http://127.0.0.1:{self.settings.metrics_port}/metrics")
 
     def down(self) -> list[str]:
         """Stop everything that runs; return the names of what was stopped."""
         stopped = []
-        for name in ("api", "ingest"):
+        for name in ("bridge", "api", "ingest"):
             if stop_pid(self._service_files(name)[0]):
                 stopped.append(name)
         if self.mosquitto.running():
@@ -149,6 +186,19 @@ class LocalStack:
                 "api": self._service_healthy("api"),
             },
         }
+
+
+def ingest_healthy(metrics_url: str) -> bool:
+    """Healthy ingest is connected to the broker *and* holds its subscriptions: a live
+    process whose session was taken over, or whose subscriptions were refused, is not."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2) as r:
+            page = r.read().decode()
+    except OSError:
+        return False
+    values = dict(line.split(" ", 1) for line in page.splitlines() if line[:1].isalpha())
+    wanted = ("kcity_ingest_broker_connected", "kcity_ingest_subscribed")
+    return all(float(values.get(name, "0")) == 1.0 for name in wanted)
 
 
 def urlhost(url: str) -> str:

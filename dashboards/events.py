@@ -1,0 +1,54 @@
+"""Annotations every pilot dashboard draws from stored facts: device events (faults and
+their clearing, detections, take-offs and landings, alarms) and communication outages
+(no message received from a device for over an hour, from ``ingest_messages``).
+
+Outages are read from reception times, not record times: a device that buffered its data
+through an outage and sent it later has no hole in its readings, only in what arrived.
+"""
+
+from __future__ import annotations
+
+from dashboards.panels import Labels
+from dashboards.sql import SqlAnnotation
+
+EVENTS_SQL = """
+    SELECT e.ts AS time,
+           e.device_id || ': ' || e.type || coalesce(' (' || (e.data->>'code') || ')', '')
+             AS text,
+           e.type AS tags
+    FROM events e
+    JOIN devices d ON d.id = e.device_id
+    WHERE $__timeFilter(e.ts) AND d.pilot_id = '$pilot'
+      AND e.type IN ('fault', 'fault_cleared', 'detection', 'alarm', 'takeoff', 'landing')
+    ORDER BY e.ts
+    LIMIT 1000
+"""
+
+OUTAGES_SQL = """
+    SELECT prev_at AS time,
+           received_at AS timeend,
+           device_id || ': ' || round(extract(epoch FROM received_at - prev_at) / 3600, 1)
+             || ' h' AS text,
+           'outage' AS tags
+    FROM (
+      SELECT m.device_id, m.received_at,
+             lag(m.received_at) OVER (PARTITION BY m.device_id ORDER BY m.received_at)
+               AS prev_at
+      FROM ingest_messages m
+      JOIN devices d ON d.id = m.device_id
+      WHERE d.pilot_id = '$pilot'
+        AND m.received_at BETWEEN $__timeFrom()::timestamptz - interval '1 day' AND $__timeTo()
+    ) g
+    WHERE received_at - prev_at > interval '1 hour'
+      AND received_at >= $__timeFrom()::timestamptz
+    ORDER BY prev_at
+    LIMIT 1000
+"""
+
+
+def event_annotations(t: Labels) -> list[SqlAnnotation]:
+    """Device events and communication outages of the selected pilot."""
+    return [
+        SqlAnnotation(t["dash_ann_events"], EVENTS_SQL, "orange"),
+        SqlAnnotation(t["dash_ann_outages"], OUTAGES_SQL, "red"),
+    ]
