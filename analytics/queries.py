@@ -142,6 +142,16 @@ def _sees_what_others_see(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def night_bounds(nights: NightCalendar, lead_s: float) -> list[datetime]:
+    """Alternating starts and ends of the spans whose records savings reads (besides every
+    lamp-on record): each night, from `lead_s` before its dusk. A record is read when an odd
+    number of bounds are at or before it (SQL `width_bucket`)."""
+    bounds = nights.boundaries()
+    bounds[0::2] -= lead_s + 1.0  # a second of slack either side: the exact
+    bounds[1::2] += 1.0  # assignment to nights is the method's, in numpy
+    return [datetime.fromtimestamp(b, tz=UTC) for b in bounds]
+
+
 def load_luminaires(
     conn: psycopg.Connection,
     device_ids: Sequence[str],
@@ -159,10 +169,7 @@ def load_luminaires(
     """
     keep: tuple[str, Sequence[object]] = ("true", ())
     if nights is not None:
-        bounds = nights.boundaries()
-        bounds[0::2] -= lead_s + 1.0  # a second of slack either side: the exact
-        bounds[1::2] += 1.0  # assignment to nights is the method's, in numpy
-        stamps = [datetime.fromtimestamp(b, tz=UTC) for b in bounds]
+        stamps = night_bounds(nights, lead_s)
         keep = ("lamp_on OR width_bucket(ts, %s::timestamptz[]) %% 2 = 1", (stamps,))
     columns = ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on")
     luminaires = _Arrays("streetlight_readings", columns, device_ids, keep)
@@ -184,7 +191,7 @@ def load_events(
 ) -> list[NonRoutineEvent]:
     rows = conn.execute(
         "SELECT device_id, extract(epoch FROM ts)::float8, type, data->>'code' FROM events"
-        " WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY ts",
+        " WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY ts, device_id, type",
         (list(device_ids), start, end),
     ).fetchall()
     return [NonRoutineEvent(device_id=r[0], ts=r[1], type=r[2], code=r[3]) for r in rows]
