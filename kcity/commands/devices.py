@@ -105,6 +105,29 @@ def revoke(
     print(f"revoked device {device}")
 
 
+@app.command()
+def acls(
+    ctx: typer.Context,
+    pilot: str | None = typer.Argument(None, help="Only this pilot's devices."),
+) -> None:
+    """Re-apply the broker ACLs of every active device (after an upgrade adds a topic)."""
+    s: Settings = ctx.obj
+    with (
+        connect(s.database_url) as conn,
+        broker_admin(
+            s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
+        ) as admin,
+    ):
+        active = [
+            d
+            for d in registry.list_devices(conn)
+            if d.active and (pilot is None or d.pilot_id == pilot)
+        ]
+        for d in active:
+            admin.sync_device_acls(d.pilot_id, d.id)
+    print(f"re-applied the ACLs of {len(active)} device(s)")
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,
