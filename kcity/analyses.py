@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -18,11 +18,19 @@ from psycopg import sql
 from analytics import queries
 from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
 from analytics.luminaire_nights import GAP_FACTOR
+from analytics.nights import NightCalendar
 from analytics.quality import METHOD as QUALITY_METHOD
-from analytics.quality import QualityResult
+from analytics.quality import DeviceDay, QualityResult, RegisteredDevice
 from analytics.results import input_hash, save_result
-from analytics.savings import SavingsParams, SavingsResult, compute_savings
+from analytics.savings import (
+    LuminaireSeries,
+    NonRoutineEvent,
+    SavingsParams,
+    SavingsResult,
+    compute_savings,
+)
 from analytics.savings_frame import savings_calendar
+from analytics.tracks import DroneSeries
 from devices.pilots import Pilot
 from kcity.device_commands import profiles_by_night
 from kcity.registry import get_pilot
@@ -32,6 +40,16 @@ from kcity.window import Window, WindowError
 def _devices(conn: psycopg.Connection, pilot_id: str) -> list[str]:
     rows = conn.execute("SELECT id FROM devices WHERE pilot_id = %s ORDER BY id", (pilot_id,))
     return [r[0] for r in rows.fetchall()]
+
+
+def _registered(conn: psycopg.Connection, pilot_id: str) -> list[RegisteredDevice]:
+    """Every registered device of the pilot with its service dates: what is expected."""
+    rows = conn.execute(
+        "SELECT id, commissioned_on, decommissioned_on FROM devices WHERE pilot_id = %s"
+        " ORDER BY id",
+        (pilot_id,),
+    )
+    return [RegisteredDevice(*r) for r in rows.fetchall()]
 
 
 def _require_kind(pilot: Pilot, kind: str, what: str) -> None:
@@ -58,22 +76,43 @@ def savings_params(pilot: Pilot) -> SavingsParams:
     )
 
 
+def savings_span(pilot: Pilot, window: Window) -> tuple[datetime, datetime]:
+    """The UTC span of the rows savings reads: full power is measured in the baseline
+    window, wherever it lies, and nights run past midnight."""
+    params = savings_params(pilot)
+    load = Window(min(window.start, params.baseline_start or window.start), window.end)
+    return load.utc(pilot.timezone, extra_days=1)
+
+
+def savings_selection(pilot: Pilot, window: Window) -> tuple[NightCalendar, float]:
+    """The nights and the lead before each dusk that pick the rows savings reads."""
+    params = savings_params(pilot)
+    return savings_calendar(params, window.start, window.end), GAP_FACTOR * params.record_interval_s
+
+
+def savings_from(
+    pilot: Pilot,
+    window: Window,
+    series: Sequence[LuminaireSeries],
+    events: Sequence[NonRoutineEvent],
+) -> tuple[dict[str, Any], SavingsResult]:
+    """Savings from loaded rows: the one call the database path and `kcity verify` share."""
+    result = compute_savings(series, events, savings_params(pilot), window.start, window.end)
+    return {**result.to_json(), **window.keys(pilot.id)}, result
+
+
 def run_savings(
     conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
 ) -> tuple[dict[str, Any], SavingsResult]:
     pilot = get_pilot(conn, pilot_id)
     _require_kind(pilot, "streetlight", "savings")
     params = savings_params(pilot)
-    # Full power is measured in the baseline window, wherever it lies; nights run past midnight.
-    load = Window(min(window.start, params.baseline_start or window.start), window.end)
-    start_utc, end_utc = load.utc(pilot.timezone, extra_days=1)
+    start_utc, end_utc = savings_span(pilot, window)
     ids = _devices(conn, pilot.id)
-    nights = savings_calendar(params, window.start, window.end)
-    lead = GAP_FACTOR * params.record_interval_s
+    nights, lead = savings_selection(pilot, window)
     series = queries.load_luminaires(conn, ids, start_utc, end_utc, nights, lead)
     events = queries.load_events(conn, ids, start_utc, end_utc)
-    result = compute_savings(series, events, params, window.start, window.end)
-    body = {**result.to_json(), **window.keys(pilot.id)}
+    body, result = savings_from(pilot, window, series, events)
     # What was commanded beside what was measured: the dimming profiles in force per night.
     days = [window.start + timedelta(days=d) for d in range((window.end - window.start).days)]
     body["dimming_profiles"] = profiles_by_night(conn, pilot.id, days, pilot.timezone)
@@ -108,6 +147,28 @@ def coverage_params(pilot: Pilot) -> CoverageParams:
     )
 
 
+def coverage_from(
+    pilot: Pilot, window: Window, series: Sequence[DroneSeries], detections: int
+) -> tuple[dict[str, Any], CoverageResult]:
+    """Coverage from loaded rows: the one call the database path and `kcity verify` share."""
+    start_utc, end_utc = window.utc(pilot.timezone)
+    result = compute_coverage(
+        series,
+        coverage_params(pilot),
+        start_utc.timestamp(),
+        end_utc.timestamp(),
+        detections=detections,
+    )
+    body = {**result.to_json(), **window.keys(pilot.id)}
+    if not any(len(s) for s in series):
+        body["warnings"] = [
+            f"no drone records of pilot {pilot.id} from {window.start} to {window.end} "
+            f"(local dates, {pilot.timezone}); the figures are empty, not measured zeros",
+            *body["warnings"],
+        ]
+    return body, result
+
+
 def run_coverage(
     conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
 ) -> tuple[dict[str, Any], CoverageResult]:
@@ -118,16 +179,7 @@ def run_coverage(
     ids = _devices(conn, pilot.id)
     series = queries.load_drones(conn, ids, start_utc, end_utc)
     detections = queries.count_events(conn, ids, "detection", start_utc, end_utc)
-    result = compute_coverage(
-        series, params, start_utc.timestamp(), end_utc.timestamp(), detections=detections
-    )
-    body = {**result.to_json(), **window.keys(pilot.id)}
-    if not any(len(s) for s in series):
-        body["warnings"] = [
-            f"no drone records of pilot {pilot.id} from {window.start} to {window.end} "
-            f"(local dates, {pilot.timezone}); the figures are empty, not measured zeros",
-            *body["warnings"],
-        ]
+    body, result = coverage_from(pilot, window, series, detections)
     if persist:
         parameters = {k: v for k, v in asdict(params).items() if k not in ("aoi", "border")}
         body["result_id"] = _persist(
@@ -153,29 +205,42 @@ def run_coverage(
     return body, result
 
 
+def quality_interval(pilot: Pilot) -> float | None:
+    """The nominal record interval data quality expects [s], if the kind has one."""
+    if pilot.streetlight:
+        return pilot.streetlight.record_interval_s
+    return pilot.drone.record_interval_s if pilot.drone else None
+
+
+def quality_from(
+    pilot: Pilot,
+    window: Window,
+    rows: Sequence[DeviceDay],
+    devices: Sequence[RegisteredDevice] = (),
+) -> dict[str, Any]:
+    """Quality from counted rows: the one call the database path and `kcity verify` share."""
+    body = {**QualityResult(tuple(rows), tuple(devices)).to_json(), **window.keys(pilot.id)}
+    body["input_hash"] = input_hash([repr(list(rows))])
+    return body
+
+
 def run_quality(
     conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
 ) -> dict[str, Any]:
     pilot = get_pilot(conn, pilot_id)
-    interval = (
-        pilot.streetlight.record_interval_s
-        if pilot.streetlight
-        else pilot.drone.record_interval_s
-        if pilot.drone
-        else None
-    )
+    interval = quality_interval(pilot)
+    devices = _registered(conn, pilot.id)
     rows = queries.quality_rows(
         conn,
         kind=pilot.kind,
-        device_ids=_devices(conn, pilot.id),
+        devices=devices,
         timezone=pilot.timezone,
         interval_s=interval,
         start=window.start,
         end=window.end,
     )
-    body = {**QualityResult(tuple(rows)).to_json(), **window.keys(pilot.id)}
+    body = quality_from(pilot, window, rows, devices)
     if persist:
-        body["input_hash"] = input_hash([repr(rows)])
         parameters = {"record_interval_s": interval, "timezone": pilot.timezone}
         body["result_id"] = _persist(
             conn,

@@ -24,6 +24,7 @@ from devices.commands import DimmingProfile, check_params, command_message
 from devices.ids import cmd_topic
 from kcity import registry
 from kcity.errors import BrokerError, KcityError, NotFound
+from kcity.settings import Settings
 
 DEFAULT_EXPIRES_MIN: Final = 60
 MAX_EXPIRES_MIN: Final = 7 * 24 * 60
@@ -240,3 +241,38 @@ def profiles_by_night(
             group["devices"].append(device)
         out.append({"night": night.isoformat(), "profiles": list(groups.values())})
     return out
+
+
+def send_command(
+    conn: psycopg.Connection,
+    settings: Settings,
+    pilot_id: str,
+    device_id: str,
+    command_type: str,
+    params: dict[str, Any],
+    *,
+    created_by: str,
+    expires_min: int = DEFAULT_EXPIRES_MIN,
+) -> Command:
+    """Queue a command, then publish it on the device's ``cmd`` topic — unless the pilot is
+    behind a LoRaWAN network server, whose bridge sends it as a downlink."""
+    queued = queue_command(
+        conn,
+        pilot_id,
+        device_id,
+        command_type,
+        params,
+        created_by=created_by,
+        expires_min=expires_min,
+    )
+    if uses_lorawan(conn, pilot_id):
+        conn.commit()
+        return queued
+    return deliver_mqtt(
+        conn,
+        queued,
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password,
+    )

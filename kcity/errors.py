@@ -5,7 +5,8 @@ KcityError                 one readable line for the user, exit code 1
 ├── StackError             the local stack could not start, stop or be reached
 ├── DatabaseError          the database is unreachable or a query failed
 ├── BrokerError            the broker refused or did not answer an admin command
-└── NotFound               a pilot, device or token that does not exist
+├── NotFound               a pilot, device or token that does not exist
+└── BundleError            an evidence bundle cannot be written or read
 """
 
 
@@ -31,3 +32,8 @@ class BrokerError(KcityError):
 
 class NotFound(KcityError):
     pass
+
+
+class BundleError(KcityError):
+    """An evidence bundle that cannot be written or read (not a tamper finding: those are
+    reported figure by figure by `kcity verify`)."""

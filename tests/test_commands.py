@@ -21,7 +21,7 @@ from devices.commands import DimmingProfile, check_params, encode_downlink
 from devices.errors import PayloadError
 from devices.sdk import DeviceClient
 from ingest.lorawan_bridge import BridgeConfig
-from kcity import device_commands, onboarding, provisioning, registry, tokens
+from kcity import device_commands, provisioning, registry, tokens
 from kcity.api import create_app
 from kcity.settings import Settings
 from kcity.stack.broker_admin import BrokerAdmin
@@ -31,7 +31,7 @@ from tests.test_lorawan import (
     CHIRPSTACK_ACK,
     CHIRPSTACK_UP,
     NS_PASSWORD,
-    lorawan_pilot,
+    lorawan_world,
     network_server,
     network_server_account,
     publish,
@@ -196,12 +196,8 @@ def test_chirpstack_downlink(
 ) -> None:
     ns_user = f"nsc-{uid}"
     network_server_account(broker_admin, ns_user)
-    pilot_id, app = f"cd-{uid}", str(uuid.uuid4())
-    pilot = lorawan_pilot(pilot_id, "chirpstack", app, settings)
-    registry.apply_pilot(conn, pilot)
-    name, eui = f"lamp-{uid}", f"{uid}00001234"
-    registry.create_device(conn, pilot_id, name)
-    onboarding.set_dev_eui(conn, name, eui)
+    pilot, app, name, eui = lorawan_world(conn, settings, "cd", uid)
+    pilot_id = pilot.id
     operator = bearer(conn, "operator", pilot_id)
     downlinks: list[tuple[str, dict[str, Any]]] = []
     assert pilot.lorawan is not None

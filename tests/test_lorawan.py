@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -163,6 +164,20 @@ def lorawan_pilot(pilot_id: str, network: str, app: str, settings: Settings) -> 
     return Pilot.from_json(data)
 
 
+def lorawan_world(
+    conn: psycopg.Connection, settings: Settings, tag: str, uid: str, network: str = "chirpstack"
+) -> tuple[Pilot, str, str, str]:
+    """A LoRaWAN pilot ``{tag}-{uid}`` with one luminaire and its DevEUI: (pilot, app,
+    device, dev_eui)."""
+    app = str(uuid.uuid4()) if network == "chirpstack" else f"app-{tag}-{uid}@ttn"
+    pilot = lorawan_pilot(f"{tag}-{uid}", network, app, settings)
+    registry.apply_pilot(conn, pilot)
+    device, eui = f"lamp{tag}-{uid}", f"{uid}{zlib.crc32(tag.encode()):08x}"
+    registry.create_device(conn, pilot.id, device)
+    onboarding.set_dev_eui(conn, device, eui)
+    return pilot, app, device, eui
+
+
 def network_server_account(admin: BrokerAdmin, username: str) -> None:
     """A broker account for the stand-in network server and the bridge (ACL: its topics)."""
     role = f"ns-{username}"
@@ -226,12 +241,8 @@ def ns_user(broker_admin: BrokerAdmin, uid: str) -> str:
 def test_chirpstack_uplinks_join_and_dead_letters(
     conn: psycopg.Connection, settings: Settings, db_url: str, ns_user: str, uid: str
 ) -> None:
-    pilot_id, app = f"lw-{uid}", str(uuid.uuid4())
-    pilot = lorawan_pilot(pilot_id, "chirpstack", app, settings)
-    registry.apply_pilot(conn, pilot)
-    device, eui = f"lamp-{uid}", f"{uid}0000beef"
-    registry.create_device(conn, pilot_id, device)
-    onboarding.set_dev_eui(conn, device, eui)
+    pilot, app, device, eui = lorawan_world(conn, settings, "lw", uid)
+    pilot_id = pilot.id
     assert pilot.lorawan is not None
     config = BridgeConfig(db_url, pilot_id, pilot.lorawan, ns_user, NS_PASSWORD)
 
@@ -292,12 +303,8 @@ def test_chirpstack_uplinks_join_and_dead_letters(
 def test_chirpstack_downlink_ack_closes_the_command(
     conn: psycopg.Connection, settings: Settings, db_url: str, ns_user: str, uid: str
 ) -> None:
-    pilot_id, app = f"lwa-{uid}", str(uuid.uuid4())
-    pilot = lorawan_pilot(pilot_id, "chirpstack", app, settings)
-    registry.apply_pilot(conn, pilot)
-    device, eui = f"lampa-{uid}", f"{uid}0000cafe"
-    registry.create_device(conn, pilot_id, device)
-    onboarding.set_dev_eui(conn, device, eui)
+    pilot, app, device, eui = lorawan_world(conn, settings, "lwa", uid)
+    pilot_id = pilot.id
     acked, refused = uuid.uuid4(), uuid.uuid4()
     for command in (acked, refused):
         conn.execute(
@@ -341,13 +348,8 @@ def test_chirpstack_downlink_ack_closes_the_command(
 def test_tts_uplink(
     conn: psycopg.Connection, settings: Settings, db_url: str, ns_user: str, uid: str
 ) -> None:
-    pilot_id = f"lwt-{uid}"
-    app = f"app-{uid}@ttn"
-    pilot = lorawan_pilot(pilot_id, "tts", app, settings)
-    registry.apply_pilot(conn, pilot)
-    device, eui = f"lampt-{uid}", f"{uid}0000f00d"
-    registry.create_device(conn, pilot_id, device)
-    onboarding.set_dev_eui(conn, device, eui)
+    pilot, app, device, eui = lorawan_world(conn, settings, "lwt", uid, "tts")
+    pilot_id = pilot.id
     body = copy.deepcopy(TTS_UP)
     body["end_device_ids"]["dev_eui"] = eui.upper()
     assert pilot.lorawan is not None
@@ -410,11 +412,8 @@ def test_bridge_run_command(
     uid: str,
     tmp_path: Path,
 ) -> None:
-    pilot_id, app = f"lwc-{uid}", str(uuid.uuid4())
-    registry.apply_pilot(conn, lorawan_pilot(pilot_id, "chirpstack", app, settings))
-    device, eui = f"lampc-{uid}", f"{uid}0000d00d"
-    registry.create_device(conn, pilot_id, device)
-    onboarding.set_dev_eui(conn, device, eui)
+    pilot, app, device, eui = lorawan_world(conn, settings, "lwc", uid)
+    pilot_id = pilot.id
     env = cli_env(settings, tmp_path)
     missing = kcity(env, "bridge", "run", "--pilot", pilot_id)
     assert missing.returncode == 1 and "set the environment variable NS_USER" in missing.stderr

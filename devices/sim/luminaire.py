@@ -83,6 +83,16 @@ def _burning(
     )
 
 
+def _slices(a: float, b: float, clock: SiteClock) -> tuple[Any, FloatArray, FloatArray]:
+    """The intervals a burning period [a, b) touches, and its part of each."""
+    k0 = int((a - clock.t0) // clock.step)
+    k1 = min(int(np.ceil((b - clock.t0) / clock.step)), clock.n)
+    ks = np.arange(k0, k1)
+    lo = np.clip(clock.t0 + ks * clock.step, a, b)
+    hi = np.clip(clock.t0 + (ks + 1) * clock.step, a, b)
+    return ks, lo, hi
+
+
 def _light(
     burn: Burning, busy: BusyProfile, clock: SiteClock
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -91,11 +101,7 @@ def _light(
     t_full = np.zeros(clock.n)
     full_per = np.zeros(len(burn.start))
     for j, (a, b) in enumerate(zip(burn.start.tolist(), burn.end.tolist(), strict=True)):
-        k0 = int((a - clock.t0) // clock.step)
-        k1 = min(int(np.ceil((b - clock.t0) / clock.step)), clock.n)
-        ks = np.arange(k0, k1)
-        lo = np.clip(clock.t0 + ks * clock.step, a, b)
-        hi = np.clip(clock.t0 + (ks + 1) * clock.step, a, b)
+        ks, lo, hi = _slices(a, b, clock)
         full = hi - lo if burn.full[j] else busy.measure(hi) - busy.measure(lo)
         t_on[ks] += hi - lo
         t_full[ks] += full
@@ -124,11 +130,7 @@ def _profiled(
     lamp_frac, level_sum = np.zeros(clock.n), np.zeros(clock.n)
     lamp_per = np.zeros(len(burn.start))
     for j, (a, b) in enumerate(zip(burn.start.tolist(), burn.end.tolist(), strict=True)):
-        k0 = int((a - clock.t0) // clock.step)
-        k1 = min(int(np.ceil((b - clock.t0) / clock.step)), clock.n)
-        ks = np.arange(k0, k1)
-        lo = np.clip(clock.t0 + ks * clock.step, a, b)
-        hi = np.clip(clock.t0 + (ks + 1) * clock.step, a, b)
+        ks, lo, hi = _slices(a, b, clock)
         if burn.full[j]:
             frac, level = FULL * (hi - lo), hi - lo
         else:

@@ -74,26 +74,15 @@ def send_command(
     """Queue a command and send it (MQTT at once; LoRaWAN through the pilot's bridge)."""
     device_of(conn, pilot, device)
     conn.commit()
-    queued = device_commands.queue_command(
+    sent = device_commands.send_command(
         conn,
+        settings,
         pilot,
         device,
         body.type,
         body.params,
         created_by=f"token:{caller.token_id}",
         expires_min=body.expires_min,
-    )
-    if device_commands.uses_lorawan(conn, pilot):
-        conn.commit()
-        return CommandOut.of(queued)
-    s = settings
-    sent = device_commands.deliver_mqtt(
-        conn,
-        queued,
-        host=s.mqtt_host,
-        port=s.mqtt_port,
-        username=s.mqtt_username,
-        password=s.mqtt_password,
     )
     return CommandOut.of(sent)
 

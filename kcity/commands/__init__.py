@@ -11,6 +11,7 @@ from kcity.commands import dashboards as dashboards_cmd
 from kcity.commands import db, downlink, onboard, stack
 from kcity.commands import demo as demo_cmd
 from kcity.commands import devices as devices_cmd
+from kcity.commands import evidence as evidence_cmd
 from kcity.commands import imports as imports_cmd
 from kcity.commands import ingest as ingest_cmd
 from kcity.commands import payload as payload_cmd
@@ -25,6 +26,7 @@ def register(app: typer.Typer) -> None:
     analytics_cmd.register(app)
     demo_cmd.register(app)
     report_cmd.register(app)
+    evidence_cmd.register(app)
     app.add_typer(db.app, name="db")
     app.add_typer(pilots_cmd.app, name="pilots")
     app.add_typer(simulate_cmd.app, name="simulate")

@@ -44,8 +44,9 @@ def command(
     if not isinstance(parsed, dict):
         raise KcityError("--params must be a JSON object")
     with connect(s.database_url) as conn:
-        queued = device_commands.queue_command(
+        sent = device_commands.send_command(
             conn,
+            s,
             pilot,
             device,
             command_type,
@@ -53,17 +54,6 @@ def command(
             created_by=f"cli:{getpass.getuser()}",
             expires_min=expires,
         )
-        if device_commands.uses_lorawan(conn, pilot):
-            sent = queued  # the pilot's bridge sends it as a downlink
-        else:
-            sent = device_commands.deliver_mqtt(
-                conn,
-                queued,
-                host=s.mqtt_host,
-                port=s.mqtt_port,
-                username=s.mqtt_username,
-                password=s.mqtt_password,
-            )
     if as_json:
         print(json.dumps(sent.to_json(), indent=2))
         return
