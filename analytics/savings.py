@@ -307,7 +307,22 @@ def compute_savings(
         full_power_source=kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none"),
         per_luminaire=tuple(per_luminaire_rows(f, fp, use, actual, cf)),
         per_night=tuple(per_night_rows(f, use, actual, cf, night_half)),
-        excluded_nights=tuple(excluded_nights(f, windows, params.sufficiency)),
+        excluded_nights=(
+            *excluded_nights(f, windows, params.sufficiency),
+            # A registered luminaire without a row misses each reporting night, like any other.
+            *(
+                {
+                    "device_id": d,
+                    "night": f.cal.dates[n].isoformat(),
+                    "reason": "no usable records",
+                    "completeness_pct": 0.0,
+                    "window": "reporting",
+                    "group": "treated",
+                }
+                for d in absent
+                for n in np.flatnonzero(f.rep)
+            ),
+        ),
         control_group=_control_group(f, params.confidence, warnings),
         regression=_regression(f, params.confidence, warnings),
         non_routine_events=tuple(

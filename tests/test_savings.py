@@ -470,6 +470,12 @@ def test_a_silent_treated_luminaire_is_named_and_counted_missing(
     assert clean.completeness_pct == pytest.approx(100.0)
     assert result.completeness_pct == pytest.approx(100.0 * 4 / 5)
     assert result.savings_kwh == pytest.approx(clean.savings_kwh)
+    # ... and each of its 31 reporting nights is an excluded night, as the truth says.
+    dark = [row for row in result.excluded_nights if row["device_id"] == "sl-t9"]
+    assert sorted(str(row["night"]) for row in dark) == [
+        (START + dt.timedelta(days=k)).isoformat() for k in range((END - START).days)
+    ]
+    assert {row["reason"] for row in dark} == {"no usable records"}
 
 
 def test_a_window_without_readings_warns(pilot: list[Luminaire]) -> None:
