@@ -291,10 +291,36 @@ def test_without_faults_everything_is_complete_and_on_time() -> None:
         {"batch_records": 1001},
         {"baseline_start": START},
         {"baseline_start": START, "baseline_end": START - dt.timedelta(days=1)},
-        {"days": 3},  # too short to place the faults
     ],
 )
 def test_impossible_configs_are_refused(bad: dict[str, Any]) -> None:
     args: dict[str, Any] = {"start": START, "days": 9, "seed": 1} | bad
     with pytest.raises(SimConfigError):
         StreetlightSimConfig(**args)
+
+
+@pytest.mark.parametrize(
+    ("days", "devices", "left_out"),
+    [
+        (2, 60, ["lamp_failure", "outage", "gap"]),
+        (3, 60, ["lamp_failure", "outage"]),
+        (9, 8, ["outage", "reboot", "gap"]),  # 6 of 8 in the control group: two fit
+        (4, 60, []),
+    ],
+)
+def test_short_or_small_runs_leave_out_what_does_not_fit(
+    days: int, devices: int, left_out: list[str]
+) -> None:
+    cfg = StreetlightSimConfig(start=START, days=days, seed=3, devices=devices)
+    assert cfg.faults_left_out() == left_out
+    truth = simulate_streetlights(cfg).truth()
+    codes = {
+        "lamp_failure": "lamp_failure",
+        "day_burning": "day_burning",
+        "outage": "comm_failure",
+        "reboot": "register_reset",
+        "gap": "data_gap",
+    }
+    got = Counter(e["code"] for e in truth["non_routine"])
+    assert got == {codes[f]: 1 for f in codes if f not in left_out}
+    assert not {e["device_id"] for e in truth["non_routine"]} & set(cfg.control_group)
