@@ -300,27 +300,27 @@ def test_impossible_configs_are_refused(bad: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("days", "devices", "left_out"),
+    ("days", "present", "left_out"),
     [
-        (2, 60, ["lamp_failure", "outage", "gap"]),
-        (3, 60, ["lamp_failure", "outage"]),
-        (9, 8, ["outage", "reboot", "gap"]),  # 6 of 8 in the control group: two fit
-        (4, 60, []),
+        (2, {"day_burning", "register_reset"}, ["lamp_failure", "outage", "gap"]),
+        (3, {"day_burning", "register_reset", "data_gap"}, ["lamp_failure", "outage"]),
+        (4, {"lamp_failure", "day_burning", "comm_failure", "register_reset", "data_gap"}, []),
     ],
 )
-def test_short_or_small_runs_leave_out_what_does_not_fit(
-    days: int, devices: int, left_out: list[str]
+def test_a_short_run_leaves_out_the_faults_it_has_no_room_for(
+    days: int, present: set[str], left_out: list[str]
 ) -> None:
-    cfg = StreetlightSimConfig(start=START, days=days, seed=3, devices=devices)
-    assert cfg.faults_left_out() == left_out
-    truth = simulate_streetlights(cfg).truth()
-    codes = {
-        "lamp_failure": "lamp_failure",
-        "day_burning": "day_burning",
-        "outage": "comm_failure",
-        "reboot": "register_reset",
-        "gap": "data_gap",
-    }
-    got = Counter(e["code"] for e in truth["non_routine"])
-    assert got == {codes[f]: 1 for f in codes if f not in left_out}
-    assert not {e["device_id"] for e in truth["non_routine"]} & set(cfg.control_group)
+    truth = simulate_streetlights(StreetlightSimConfig(start=START, days=days, seed=2)).truth()
+    assert {e["code"] for e in truth["non_routine"]} == present
+    assert [f.split(" ")[0] for f in truth["faults_omitted"]] == left_out
+    assert all("needs" in f for f in truth["faults_omitted"])
+
+
+def test_too_few_luminaires_for_every_fault_names_the_ones_left_out() -> None:
+    cfg = StreetlightSimConfig(start=START, days=5, seed=2, devices=12)
+    treated = len(cfg.device_ids()) - len(cfg.controls())
+    few = StreetlightSimConfig(start=START, days=5, seed=2, devices=12 - (treated - 2))
+    truth = simulate_streetlights(few).truth()
+    assert len({e["device_id"] for e in truth["non_routine"]}) == 2
+    assert len(truth["faults_omitted"]) == 3
+    assert all("luminaire" in f for f in truth["faults_omitted"])

@@ -39,7 +39,7 @@ from devices.sim.lighting import (
 )
 from devices.sim.luminaire import Luminaire, simulate_luminaire
 from devices.sim.luminaire_run import LuminaireSetup, SiteClock
-from devices.sim.streetlight_faults import FaultPlan, faults_that_fit, plan_faults
+from devices.sim.streetlight_faults import FaultPlan, plan_faults
 
 AMBIENT_C = np.array(
     [25.0, 24.6, 24.3, 24.0, 23.8, 23.6, 23.8, 24.8, 26.3, 27.8, 29.2, 30.3,
@@ -92,12 +92,6 @@ class StreetlightSimConfig:
                 raise SimConfigError(
                     f"dimming step {step.from_} is not on the {self.record_interval_s} s grid"
                 )
-
-    def faults_left_out(self) -> list[str]:
-        """Faults this run is too short or too small for (each needs its own luminaire)."""
-        if not self.faults:
-            return []
-        return faults_that_fit(self.days, self.devices - len(self.controls()))[1]
 
     def device_ids(self) -> list[str]:
         """The luminaire ids, ``{pilot}-sl-001`` onwards."""
@@ -285,6 +279,7 @@ def _truth(
         "luminaires": lum_rows,
         "nights": nights,
         "non_routine": [e for lum in lums for e in lum.non_routine],
+        "faults_omitted": list(faults.omitted),
         "totals": totals,
         "totals_by_dimming": {
             mode: sums([n for n in nights if n["dimming"] == mode])

@@ -34,7 +34,6 @@ def run(
     faults: bool = True,
 ) -> int:
     """Simulate and stream; return the number of records published."""
-    from devices.sim import StreetlightSimConfig
     from kcity.simulation import simulator, stream
 
     with connect(settings.database_url) as conn:
@@ -55,13 +54,8 @@ def run(
             faults=faults,
             **options,
         )
-        config = getattr(sim, "config", None)
-        left_out = config.faults_left_out() if isinstance(config, StreetlightSimConfig) else []
-        if left_out:
-            print(
-                f"faults left out (the run is too short or has too few luminaires):"
-                f" {', '.join(left_out)}"
-            )
+        if omitted := sim.truth_data.get("faults_omitted"):
+            print(f"faults left out of this short run: {'; '.join(omitted)}")
         if truth:
             truth.parent.mkdir(parents=True, exist_ok=True)
             truth.write_text(json.dumps(sim.truth()))
