@@ -352,6 +352,7 @@ def test_broker_config_and_init_work_on_a_real_mosquitto(broker_dir: Path) -> No
         "KCITY_MQTT_ADMIN_USERNAME": "kcity-admin",
         "KCITY_MQTT_ADMIN_PASSWORD": admin_pw,
         "MQTT_TLS_HOSTNAME": "localhost",
+        "KCITY_PYTHON": sys.executable,
     }
     init = subprocess.run(
         ["sh", str(ROOT / "deploy/mosquitto/init.sh")], env=env, capture_output=True, text=True
