@@ -22,6 +22,7 @@ from kcity.api import (
     routes_commands,
     routes_dead_letters,
     routes_device_ops,
+    routes_evidence,
     routes_ingest,
     routes_pilots,
     routes_reports,
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_ingest,
         routes_dead_letters,
         routes_commands,
+        routes_evidence,
     ):
         app.include_router(module.router)
     app.include_router(console.router)
