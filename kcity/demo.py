@@ -28,6 +28,7 @@ from kcity.evidence.verify import verify_bundle
 from kcity.grafana import write as write_dashboards
 from kcity.progress import progress_bar
 from kcity.registry import apply_pilot, get_pilot
+from kcity.reports.render import BundleRef
 from kcity.reports.render import build as build_report
 from kcity.settings import Settings
 from kcity.simulation import Streamed, simulator, stream, wait_until_stored
@@ -122,19 +123,21 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
         coverage, _ = run_coverage(conn, "mukdahan", REPORT_WINDOW)
         quality = {p: run_quality(conn, p, REPORT_WINDOW) for p in ("madiun", "mukdahan")}
 
-        console.print("[bold]5/6[/] writing the evaluation reports (HTML and PDF, en and ko)")
+        console.print("[bold]5/6[/] evidence bundles (verified offline) and the evaluation")
+        console.print("    reports (HTML and PDF, en and ko) that name them")
+        bundles = {pilot_id: write_bundle(conn, pilot_id, REPORT_WINDOW, paths.reports)
+                   for pilot_id in ("madiun", "mukdahan")}  # fmt: skip
         reports: list[Path] = []
         with progress_bar() as bar:
             task = bar.add_task("reports", total=4)
             for pilot_id in ("madiun", "mukdahan"):
+                ref = BundleRef(Path(bundles[pilot_id]["path"]).name, bundles[pilot_id]["sha256"])
                 for lang in ("en", "ko"):
-                    files = build_report(conn, pilot_id, REPORT_WINDOW, paths.reports, lang)
+                    files = build_report(
+                        conn, pilot_id, REPORT_WINDOW, paths.reports, lang, bundle=ref
+                    )
                     reports += [files.html, files.pdf]
                     bar.advance(task)
-
-        console.print("[bold]   [/] evidence bundles of each pilot, verified offline")
-        bundles = [write_bundle(conn, pilot_id, REPORT_WINDOW, paths.reports)
-                   for pilot_id in ("madiun", "mukdahan")]  # fmt: skip
 
     console.print("[bold]6/6[/] building the Grafana dashboards")
     dashboards = write_dashboards(paths.dashboards)
@@ -143,7 +146,7 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
         "coverage": coverage,
         "quality": quality,
         "reports": [str(p) for p in reports],
-        "bundles": bundles,
+        "bundles": list(bundles.values()),
         "dashboards": [str(p) for p in dashboards],
     }
     _print_summary(console, summary, paths)
