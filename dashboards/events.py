@@ -1,6 +1,7 @@
 """Annotations every pilot dashboard draws from stored facts: device events (faults and
-their clearing, detections, take-offs and landings, alarms) and communication outages
-(no message received from a device for over an hour, from ``ingest_messages``).
+their clearing, detections, take-offs and landings, alarms), downlink commands (``commands``)
+and communication outages (no message received from a device for over an hour, from
+``ingest_messages``).
 
 Outages are read from reception times, not record times: a device that buffered its data
 through an outage and sent it later has no hole in its readings, only in what arrived.
@@ -46,9 +47,21 @@ OUTAGES_SQL = """
 """
 
 
+COMMANDS_SQL = """
+    SELECT c.created_at AS time,
+           c.device_id || ': ' || c.type || ' (' || c.state || ')' AS text,
+           'command' AS tags
+    FROM commands c
+    WHERE $__timeFilter(c.created_at) AND c.pilot_id = '$pilot'
+    ORDER BY c.created_at
+    LIMIT 1000
+"""
+
+
 def event_annotations(t: Labels) -> list[SqlAnnotation]:
     """Device events and communication outages of the selected pilot."""
     return [
         SqlAnnotation(t["dash_ann_events"], EVENTS_SQL, "orange"),
         SqlAnnotation(t["dash_ann_outages"], OUTAGES_SQL, "red"),
+        SqlAnnotation(t["dash_ann_commands"], COMMANDS_SQL, "blue"),
     ]

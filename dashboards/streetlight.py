@@ -9,6 +9,7 @@ Faults, detections and outages are drawn as annotations (dashboards/events.py).
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import geomap
 
 from dashboards.events import event_annotations
 from dashboards.panels import (
@@ -16,6 +17,8 @@ from dashboards.panels import (
     device_links,
     device_variable,
     fields,
+    map_panel,
+    markers,
     new_dashboard,
     pilot_variable,
     right_axis,
@@ -23,6 +26,7 @@ from dashboards.panels import (
     table,
     timeseries,
 )
+from dashboards.sql import Sql
 
 UID = "kcity-streetlight"
 KIND = "streetlight"
@@ -99,6 +103,31 @@ SILENT_SQL = """
 """
 
 
+# Devices with a registered location (devices.latitude/longitude, from bulk onboarding).
+DEVICE_MAP_SQL = """
+    SELECT d.id AS device_id, d.pilot_id, d.latitude, d.longitude,
+           CASE WHEN s.state = 'offline' THEN 'offline'
+                WHEN d.last_seen > now() - interval '1 hour' THEN 'online'
+                ELSE 'silent' END AS state,
+           d.last_seen
+    FROM devices d
+    LEFT JOIN device_status s ON s.device_id = d.id
+    WHERE d.pilot_id = '$pilot' AND d.id IN ($device) AND d.revoked_at IS NULL
+      AND d.latitude IS NOT NULL AND d.longitude IS NOT NULL
+    ORDER BY d.id
+"""
+
+
+def _map(t: Labels) -> geomap.Panel:
+    return (
+        map_panel(t["dash_sl_map"], description=t["dash_sl_map_desc"])
+        .with_target(Sql(DEVICE_MAP_SQL).ref_id("A").table())
+        .layers([markers(t["devices"], "A", "green", 6)])
+        .span(24)
+        .height(10)
+    )
+
+
 def build(t: Labels) -> dash.Dashboard:
     """The streetlight dashboard, for the pilot and devices picked in its variables."""
     power = right_axis(
@@ -162,6 +191,7 @@ def build(t: Labels) -> dash.Dashboard:
         .with_panel(power)
         .with_panel(vehicles)
         .with_panel(nightly)
+        .with_panel(_map(t))
         .with_panel(device_links(table(t["dash_sl_faults"], FAULTS_SQL), t, UID))
         .with_panel(
             device_links(

@@ -198,10 +198,10 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
     _pilot_row(conn, "mukdahan.toml")
     for i, dev in enumerate(LIGHTS):  # 001 fresh, 002 silent for 3 h, 003 never seen
         seen = [now - timedelta(minutes=5), now - timedelta(hours=3), None][i]
-        conn.execute(
-            "INSERT INTO devices (id, pilot_id, kind, password_hash, last_seen)"
-            " VALUES (%s, 'madiun', 'streetlight', 'x', %s)",
-            (dev, seen),
+        conn.execute(  # 001 and 002 have a registered location, 003 has none
+            "INSERT INTO devices (id, pilot_id, kind, password_hash, last_seen, latitude,"
+            " longitude) VALUES (%s, 'madiun', 'streetlight', 'x', %s, %s, %s)",
+            (dev, seen, *([-7.63 + i / 1000, 111.52] if i < 2 else [None, None])),
         )
     for dev in DRONES:
         conn.execute(
@@ -209,6 +209,16 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
             " VALUES (%s, 'mukdahan', 'hybrid_drone', 'x', %s)",
             (dev, now - timedelta(minutes=1)),
         )
+    conn.execute(
+        "INSERT INTO commands (id, pilot_id, device_id, type, created_by, expires_at, created_at)"
+        " VALUES (gen_random_uuid(), 'madiun', 'madiun-sl-001', 'set_level', 'cli:test', %s, %s)",
+        (now + timedelta(hours=1), now - timedelta(minutes=20)),
+    )
+    conn.execute(
+        "INSERT INTO commands (id, pilot_id, device_id, type, created_by, expires_at, created_at)"
+        " VALUES (gen_random_uuid(), 'mukdahan', 'mukdahan-dr-01', 'ping', 'cli:test', %s, %s)",
+        (now + timedelta(hours=1), now - timedelta(minutes=20)),
+    )
     # dr-01 says it is online; dr-02 sent data a minute ago but its Last Will has fired since.
     conn.execute("INSERT INTO device_status VALUES ('mukdahan-dr-01', 'online', '{}', %s)", (now,))
     conn.execute("INSERT INTO device_status VALUES ('mukdahan-dr-02', 'offline', '{}', %s)", (now,))
@@ -791,3 +801,13 @@ def test_korean_dashboards_are_korean() -> None:
             assert [t["rawSql"] for t in p_en.get("targets", [])] == [
                 t["rawSql"] for t in p_ko.get("targets", [])
             ]
+
+
+def test_luminaire_map_shows_located_devices_only(conn: psycopg.Connection, seeded: Seeded) -> None:
+    rows = _run(conn, seeded, "kcity-streetlight", "Where the luminaires are")
+    assert [(r["device_id"], r["state"]) for r in rows] == [
+        ("madiun-sl-001", "online"),
+        ("madiun-sl-002", "silent"),
+    ]
+    commands = _run(conn, seeded, "kcity-streetlight", "annotation Commands", "Anno")
+    assert [r["text"] for r in commands] == ["madiun-sl-001: set_level (queued)"]

@@ -152,6 +152,12 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "dash_open_device": ("Open this device", "이 장치 보기"),
     "dash_ann_events": ("Device events", "장치 이벤트"),
     "dash_ann_outages": ("Communication outages", "통신 두절"),
+    "dash_ann_commands": ("Commands", "원격 명령"),
+    "dash_sl_map": ("Where the luminaires are", "가로등 위치"),
+    "dash_sl_map_desc": (
+        "Devices with a registered location; the tooltip gives state and last data.",
+        "위치가 등록된 장치; 툴팁에 상태와 최근 데이터 시각 표시.",
+    ),
     "dash_ov_title": ("K-City pilots — ministry overview", "K-City 실증 사업 — 부처 종합 현황"),
     "dash_ov_desc": (
         "All K-City Network pilots: devices online, data, verified results.",
