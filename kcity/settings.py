@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     ingest_batch_age_s: float = 0.2
     ingest_max_inflight: int = 20000
     ingest_shared: bool = False
+    http_ingest_per_minute: int = 600  # messages a device may POST a minute
     ingest_feedback_per_minute: int = 30  # verdicts per device and minute; 0 turns them off
 
     @field_validator("database_url")

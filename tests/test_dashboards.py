@@ -462,6 +462,11 @@ def test_overview_reports_each_pilot(conn: psycopg.Connection, seeded: Seeded) -
     assert madiun["savings_kwh"] == pytest.approx(123.4)
     assert mukdahan["area_coverage_pct"] == pytest.approx(62.5)
     assert madiun["dashboard"] == "kcity-streetlight" and mukdahan["dashboard"] == "kcity-drone"
+    madiun_toml = load_pilot(ROOT / "pilots" / "madiun.toml")
+    assert (madiun["programme_year"], madiun["firm"]) == (
+        madiun_toml.programme_year,
+        madiun_toml.firm,
+    )
     # 46 five-minute records of 3 luminaires over 24 h: a few percent, never above 100.
     assert 0 < float(madiun["completeness_pct"]) < 10
     assert 0 < float(mukdahan["completeness_pct"]) <= 100

@@ -16,6 +16,7 @@ from devices.payloads import MAX_PAYLOAD_BYTES
 from devices.pilots import load_pilot
 from kcity import registry
 from kcity.api import create_app
+from kcity.api.device_gate import DeviceGate
 from kcity.settings import Settings
 from tests.fixtures.ingest import count
 
@@ -140,3 +141,37 @@ def test_oversize_and_unusable(
         f"{V1}/ingest/{pilot}/{device}/cmd", content=b"{}", auth=(device, password)
     )
     assert bad_channel.status_code == 422
+
+
+def test_rate_limit_per_device(
+    settings: Settings, devices: dict[str, tuple[str, str, str]], db_url: str
+) -> None:
+    pilot, device, password = devices["a"]
+    _, other, other_password = devices["b"]
+    limited = settings.model_copy(update={"http_ingest_per_minute": 3})
+    with TestClient(create_app(limited)) as c:
+        url = f"{V1}/ingest/{pilot}/{device}/telemetry"
+        codes = [
+            c.post(url, content=lamp_message(seq, 1), auth=(device, password)).status_code
+            for seq in range(5)
+        ]
+        assert codes == [200, 200, 200, 429, 429]
+        refused = c.post(url, content=lamp_message(9, 1), auth=(device, password))
+        assert int(refused.headers["retry-after"]) >= 1
+        # another device of the same pilot is not held back by the first one's flood
+        url_b = f"{V1}/ingest/{pilot}/{other}/telemetry"
+        ok_b = c.post(url_b, content=lamp_message(1, 1), auth=(other, other_password))
+        assert ok_b.status_code == 200
+    messages = "SELECT count(*) FROM ingest_messages WHERE device_id = %s"
+    assert count(db_url, messages, (device,)) == 3
+
+
+def test_gate_refills_and_remembers_only_the_same_hash() -> None:
+    gate = DeviceGate(per_minute=60)  # one a second
+    assert [gate.admit("d", 100.0) for _ in range(60)] == [0.0] * 60
+    assert gate.admit("d", 100.0) == pytest.approx(1.0)
+    assert gate.admit("d", 101.0) == 0.0  # a second later, one more
+    gate.remember("d", "hash-1", "secret")
+    assert gate.known("d", "hash-1", "secret")
+    assert not gate.known("d", "hash-2", "secret")  # rotated: verify again
+    assert not gate.known("d", "hash-1", "other")

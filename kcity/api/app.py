@@ -30,6 +30,7 @@ from kcity.api import (
 )
 from kcity.api.console import pages as console_pages
 from kcity.api.deps import LIGHT_CONNECTIONS, SharedPool
+from kcity.api.device_gate import DeviceGate
 from kcity.api.jobs import HeavyWork
 from kcity.api.metrics import ApiMetrics, MetricsMiddleware
 from kcity.errors import DatabaseError
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.pool = pool
     app.state.heavy = heavy
     app.state.metrics = metrics
+    app.state.device_gate = DeviceGate(settings.http_ingest_per_minute)
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

@@ -8,6 +8,7 @@ dedupe and dead letters are the MQTT ones; the answer comes after the commit.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -23,6 +24,7 @@ from ingest import direct
 from ingest.registry import DeviceInfo
 from kcity import registry
 from kcity.api.deps import API_PREFIX, Conn
+from kcity.api.device_gate import DeviceGate
 from kcity.api.errors import error_responses
 from kcity.api.params import is_id
 
@@ -56,24 +58,47 @@ def _unauthorized(detail: str) -> HTTPException:
 def device_caller(
     pilot: str,
     device: str,
+    request: Request,
     conn: Conn,
     credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)],
 ) -> DeviceInfo:
-    """401 for missing or wrong device credentials, 403 for another device's path."""
+    """401 for missing or wrong device credentials, 403 for another device's path, 429 for
+    a device over its rate (DeviceGate)."""
     if credentials is None:
         raise _unauthorized("send the device's MQTT username and password (HTTP Basic)")
-    user = credentials.username
-    if not is_id(user) or not registry.check_password(conn, user, credentials.password):
-        raise _unauthorized("unknown device, revoked device or wrong password")
-    found = registry.get_device(conn, user)
+    user, password = credentials.username, credentials.password
+    row = (
+        conn.execute(
+            "SELECT password_hash, pilot_id, kind FROM devices"
+            " WHERE id = %s AND revoked_at IS NULL",
+            (user,),
+        ).fetchone()
+        if is_id(user)
+        else None
+    )
     conn.commit()  # end the read: the writer commits its own transaction
-    if user != device or found.pilot_id != pilot:
+    gate: DeviceGate = request.app.state.device_gate
+    if row is None:
+        raise _unauthorized("unknown device, revoked device or wrong password")
+    stored, device_pilot, kind = row
+    if not gate.known(user, stored, password):
+        if not registry.verify_password(password, stored):
+            raise _unauthorized("unknown device, revoked device or wrong password")
+        gate.remember(user, stored, password)
+    if user != device or device_pilot != pilot:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"device {user!r} of pilot {found.pilot_id!r} may post only to"
-            f" {API_PREFIX}/ingest/{found.pilot_id}/{user}/{{channel}}",
+            f"device {user!r} of pilot {device_pilot!r} may post only to"
+            f" {API_PREFIX}/ingest/{device_pilot}/{user}/{{channel}}",
         )
-    return DeviceInfo(found.pilot_id, found.kind, not found.active)
+    wait = gate.admit(user)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"device {user!r} posts more than {gate.per_minute} messages a minute",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    return DeviceInfo(device_pilot, kind, False)
 
 
 async def _body(request: Request) -> bytes:
@@ -112,6 +137,7 @@ def _ingest(
     response_model=IngestResult,
     responses={
         **error_responses(401, 403, 503),
+        429: {"description": "The device posts faster than its limit; see Retry-After."},
         413: {"description": "The body exceeds the payload limit (256 KiB)."},
         422: {"description": "Nothing of the message is usable; it was dead-lettered."},
     },
