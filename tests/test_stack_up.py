@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +37,36 @@ ROOT = Path(__file__).resolve().parents[1]
 def ok(done: object) -> str:
     assert done.returncode == 0, done.stderr  # type: ignore[attr-defined]
     return str(done.stdout)  # type: ignore[attr-defined]
+
+
+class ArgvScanner:
+    """Reads every process's command line, over and over, while something runs."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread()
+
+    def _scan(self) -> None:
+        while not self._stop.is_set():
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    self.seen.add((proc / "cmdline").read_bytes())
+                except OSError:
+                    continue  # ended meanwhile
+
+    def __enter__(self) -> ArgvScanner:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._scan, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def leaked(self, *secrets: str) -> list[str]:
+        return [s[:4] + "…" for s in secrets if any(s.encode() in c for c in self.seen)]
 
 
 def reading(seq: int) -> bytes:
@@ -76,16 +107,23 @@ def test_up_makes_the_ingest_session_first_and_status_tells_the_truth(
     env.update(ports)
     for key, value in ports.items():
         monkeypatch.setenv(key, value)
-    ok(kcity(["up"], env, tmp_path))
+    with ArgvScanner() as argv:
+        ok(kcity(["up"], env, tmp_path))
     try:
         assert services(env, tmp_path) == dict.fromkeys(
             ("timescaledb", "mosquitto", "ingest", "api"), True
         )
         ok(kcity(["pilots", "apply", str(ROOT / "pilots" / "madiun.toml")], env, tmp_path))
         device = f"sl-up-{uuid.uuid4().hex[:6]}"
-        creds = json.loads(
-            ok(kcity(["devices", "provision", "madiun", device, "--json"], env, tmp_path))
-        )
+        with argv:
+            creds = json.loads(
+                ok(kcity(["devices", "provision", "madiun", device, "--json"], env, tmp_path))
+            )
+        # No password of the platform or of the device was on any command line meanwhile.
+        stack_env = (tmp_path / ".kcity" / "stack.env").read_text()
+        secrets = [line.split("=", 1)[1] for line in stack_env.splitlines() if "=" in line]
+        assert len(secrets) >= 2 and len(argv.seen) > 10
+        assert argv.leaked(*secrets, creds["password"]) == []
         # The ingest service stops and its session is gone (the attack's state): status says
         # so and the broker drops a device's message (0x10). The session `kcity up` makes
         # first queues the next one (PUBACK 0) until the service is back.

@@ -17,7 +17,8 @@ from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.schema import migrate
 from kcity.settings import STACK_ENV, Settings, load_settings
-from kcity.stack.broker_admin import broker_admin, create_session
+from kcity.stack.broker_admin import create_session
+from kcity.stack.dynsec_file import write_private
 from kcity.stack.mosquitto import MosquittoServer, new_secret
 from kcity.stack.postgres import PostgresServer
 from kcity.stack.processes import port_open, read_pid, spawn, stop_pid, wait_for_port
@@ -30,12 +31,11 @@ def ensure_secrets(settings: Settings) -> Settings:
     if settings.mqtt_password and settings.mqtt_admin_password:
         return settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.data_dir / STACK_ENV
-    path.write_text(
+    write_private(
+        settings.data_dir / STACK_ENV,
         f"KCITY_MQTT_PASSWORD={settings.mqtt_password or new_secret()}\n"
-        f"KCITY_MQTT_ADMIN_PASSWORD={settings.mqtt_admin_password or new_secret()}\n"
+        f"KCITY_MQTT_ADMIN_PASSWORD={settings.mqtt_admin_password or new_secret()}\n",
     )
-    path.chmod(0o600)
     return load_settings(data_dir=settings.data_dir)
 
 
@@ -60,6 +60,8 @@ class LocalStack:
             s.mqtt_tls_port,
             s.mqtt_admin_username,
             s.mqtt_admin_password,
+            ingest_username=s.mqtt_username,
+            ingest_password=s.mqtt_password,
         )
 
     def _service_files(self, name: str) -> tuple[Path, Path]:
@@ -72,11 +74,7 @@ class LocalStack:
         s = self.settings
         started = []
         if s.mqtt_host in LOCAL_HOSTS and not self.mosquitto.running():
-            self.mosquitto.start()
-            with broker_admin(
-                s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-            ) as admin:
-                admin.add_ingest_account(s.mqtt_username, s.mqtt_password)
+            self.mosquitto.start()  # the ingest account is in its security file already
             started.append("mosquitto")
         if services and read_pid(self._service_files("ingest")[0]) is None:
             self.ensure_ingest_session()

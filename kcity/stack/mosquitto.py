@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcity.errors import StackError
+from kcity.stack.broker_admin import INGEST_ROLE, ingest_acls
+from kcity.stack.dynsec_file import ADMIN_ACLS, platform_accounts
 from kcity.stack.processes import (
     give_to,
     make_traversable,
@@ -47,6 +49,8 @@ class MosquittoServer:
     admin_username: str
     admin_password: str
     host: str = "127.0.0.1"
+    ingest_username: str = ""  # written into the security file with the admin, if given
+    ingest_password: str = ""
 
     @property
     def conf(self) -> Path:
@@ -64,25 +68,26 @@ class MosquittoServer:
     def log(self) -> Path:
         return self.root / "mosquitto.log"
 
+    @property
+    def dynsec(self) -> Path:
+        return self.root / "dynamic-security.json"
+
     def init(self) -> None:
-        """Write certificates, the dynamic-security file and the config, once each."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Write certificates and the config once; bring the platform's accounts in the
+        dynamic-security file up to date (0600, strong hashes, no password in any argv)."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         make_traversable(self.root)
-        (self.root / "data").mkdir(exist_ok=True)
+        (self.root / "data").mkdir(mode=0o700, exist_ok=True)
         self._make_certs()
-        dynsec = self.root / "dynamic-security.json"
-        if not dynsec.exists():
-            run_as(
-                None,
-                [
-                    require("mosquitto_ctrl"),
-                    "dynsec",
-                    "init",
-                    str(dynsec),
-                    self.admin_username,
-                    self.admin_password,
-                ],
-            )
+        if not self.running():  # the running plugin owns the file
+            accounts = {self.admin_username: (self.admin_password, "admin", ADMIN_ACLS)}
+            if self.ingest_username:
+                accounts[self.ingest_username] = (
+                    self.ingest_password,
+                    INGEST_ROLE,
+                    ingest_acls(),
+                )
+            platform_accounts(self.dynsec, accounts)
         self.conf.write_text(self._config())
         give_to(SERVER_USER, self.root)
 
@@ -93,7 +98,7 @@ class MosquittoServer:
             "per_listener_settings false\n"
             "allow_anonymous false\n"
             f"plugin {dynsec_plugin()}\n"
-            f"plugin_opt_config_file {self.root / 'dynamic-security.json'}\n"
+            f"plugin_opt_config_file {self.dynsec}\n"
             "persistence true\n"
             f"persistence_location {self.root / 'data'}/\n"
             "autosave_interval 2\n"
