@@ -20,14 +20,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from typer.testing import CliRunner
 
 from devices.ids import feedback_topic
 from devices.sdk import DeviceClient
 from ingest.feedback import FeedbackLimiter, verdict
 from ingest.registry import DeviceInfo
 from ingest.validate import Outcome, Received, validate
+from kcity import cli
 from kcity.settings import Settings
-from kcity.stack.broker_admin import BrokerAdmin
+from kcity.stack.broker_admin import BrokerAdmin, device_acls
 from tests.fixtures.ingest import (
     DEVICE_PASSWORD,
     add_device,
@@ -213,3 +215,34 @@ def test_a_flooding_device_gets_a_bounded_number_of_verdicts(
         listener.loop_stop()
         listener._reset_sockets()
     assert len(got) <= 3
+
+
+def test_devices_provisioned_before_feedback_get_it_from_kcity_devices_acls(
+    settings: Settings,
+    conn: psycopg.Connection,
+    broker_admin: BrokerAdmin,
+    uid: str,
+    tmp_path: Path,
+) -> None:
+    pilot, device = f"up-{uid}", f"up-lamp-{uid}"
+    add_device(conn, broker_admin, pilot, device)
+    # The role as provisioning made it before the feedback topic existed.
+    old = [a for a in device_acls(pilot, device) if not a["topic"].endswith("/feedback")]
+    broker_admin._put(device, DEVICE_PASSWORD, f"device-{device}", old)
+    assert _subscribe_as(settings, device, feedback_topic(pilot, device)) >= 0x80
+
+    env = {
+        "KCITY_DATA_DIR": str(tmp_path / ".kcity"),
+        "KCITY_DATABASE_URL": settings.database_url,
+        "KCITY_MQTT_URL": settings.mqtt_url,
+        "KCITY_MQTT_ADMIN_USERNAME": settings.mqtt_admin_username,
+        "KCITY_MQTT_ADMIN_PASSWORD": settings.mqtt_admin_password,
+    }
+    for _ in range(2):  # idempotent: the second run finds every ACL in place
+        done = CliRunner().invoke(cli.app, ["devices", "acls", pilot], env=env)
+        assert done.exit_code == 0, done.output
+        assert "re-applied the ACLs of 1 device(s)" in done.stdout
+    assert _subscribe_as(settings, device, feedback_topic(pilot, device)) < 0x80
+    # Its password still works: the client was not re-created.
+    with publisher(settings, device):
+        pass

@@ -106,10 +106,22 @@ def sent(settings: Settings, world: World, broker_admin: BrokerAdmin) -> dict[st
 def test_dead_letters_newest_first_with_reason_and_payload(
     client: TestClient, world: World, sent: dict[str, Any]
 ) -> None:
-    r = client.get(f"{V1}/pilots/{world.madiun}/dead-letters", headers=auth(world, "operator"))
+    # The session broker is shared: other modules' retained statuses under `madiun` reach this
+    # module's ingest too (as unknown devices), so the lamp's letters are picked by device.
+    everything = client.get(
+        f"{V1}/pilots/{world.madiun}/dead-letters", headers=auth(world, "operator")
+    ).json()
+    ids = [d["id"] for d in everything]
+    assert ids == sorted(ids, reverse=True)
+    r = client.get(
+        f"{V1}/pilots/{world.madiun}/dead-letters",
+        params={"device": world.lamp},
+        headers=auth(world, "operator"),
+    )
     assert r.status_code == 200, r.text
     got = r.json()
     assert [d["id"] for d in got] == sorted((row[0] for row in sent["letters"]), reverse=True)
+    assert {d["id"] for d in got} <= set(ids)
     assert got[0]["stage"] == "decode" and got[0]["payload"] == "{not json"
     assert got[0]["payload_bytes"] == len(b"{not json") and not got[0]["truncated"]
     assert {d["stage"] for d in got[1:]} == {"record", "time"}
@@ -120,7 +132,8 @@ def test_dead_letters_newest_first_with_reason_and_payload(
     ).json()
     assert [d["stage"] for d in only] == ["time"]
     page = client.get(
-        f"{V1}/pilots/{world.madiun}/dead-letters?limit=1&before={got[0]['id']}",
+        f"{V1}/pilots/{world.madiun}/dead-letters"
+        f"?limit=1&before={got[0]['id']}&device={world.lamp}",
         headers=auth(world, "operator"),
     ).json()
     assert [d["id"] for d in page] == [got[1]["id"]]

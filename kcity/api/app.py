@@ -24,6 +24,7 @@ from kcity.api import (
     routes_device_ops,
     routes_evidence,
     routes_ingest,
+    routes_logs,
     routes_pilots,
     routes_reports,
     routes_telemetry,
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_dead_letters,
         routes_commands,
         routes_evidence,
+        routes_logs,
     ):
         app.include_router(module.router)
     app.include_router(console.router)

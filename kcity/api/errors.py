@@ -9,6 +9,7 @@ becomes a 500:
     DeviceConflict                  409  the device id is this pilot's, of another kind
     IdUnavailable                   422  the device id is taken (its owner is not named)
     WindowError, TokenError         422  bad window, wrong kind of pilot, bad role
+    DeviceDates                     422  decommissioned before commissioned
     ReportError                     422  no report for this kind of pilot, bad language
     Busy                            429  every heavy-work slot is taken (with Retry-After)
     DatabaseError, OperationalError 503  the database is unreachable
@@ -35,7 +36,7 @@ from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
 from kcity.api.jobs import Busy
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
-from kcity.registry import DeviceConflict, IdUnavailable
+from kcity.registry import DeviceConflict, DeviceDates, IdUnavailable
 from kcity.reports.render import ReportError
 from kcity.tokens import TokenError
 from kcity.window import WindowError
@@ -110,7 +111,14 @@ def status_of(exc: Exception) -> int:
     if isinstance(exc, DeviceConflict):
         return status.HTTP_409_CONFLICT
     if isinstance(
-        exc, IdUnavailable | WindowError | TokenError | ReportError | DevicesError | AnalyticsError
+        exc,
+        IdUnavailable
+        | WindowError
+        | TokenError
+        | ReportError
+        | DevicesError
+        | AnalyticsError
+        | DeviceDates,
     ):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, DatabaseError | BrokerError | psycopg.OperationalError):

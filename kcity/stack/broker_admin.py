@@ -147,6 +147,15 @@ class BrokerAdmin:
         _not_platform(device)
         self._put(device, password, f"device-{device}", device_acls(pilot, device))
 
+    def sync_device_acls(self, pilot: str, device: str) -> None:
+        """Add what `device_acls` grants today to an existing device's role (an upgrade that
+        adds a topic, such as `feedback`), without touching its password or connection."""
+        for acl in device_acls(pilot, device):
+            self.command(
+                {"command": "addRoleACL", "rolename": f"device-{device}", **acl},
+                ok_errors=("already exists",),
+            )
+
     def remove_device(self, device: str) -> None:
         """Delete the device's client (the plugin disconnects it) and its role."""
         _not_platform(device)

@@ -41,6 +41,7 @@ from kcity.api.params import window
 from kcity.api.routes_device_ops import rotate_credentials
 from kcity.api.routes_pilots import device_of, pilot_of
 from kcity.api.routes_reports import download_now
+from kcity.device_commands import list_commands
 from kcity.device_status import DeviceStatus, device_statuses
 from kcity.errors import KcityError
 from kcity.payload_check import check_payload
@@ -367,19 +368,14 @@ def commands(request: Request, pilot: str, conn: Conn, caller: ConsoleCaller) ->
     """Downlink commands and their state (queued → sent → acked | rejected | expired)."""
     require(caller, Action.READ_DEVICES, pilot)
     p = pilot_of(conn, pilot)
-    rows = conn.execute(
-        "SELECT id, device_id, type, state, created_at, closed_at, reason FROM commands"
-        " WHERE pilot_id = %s ORDER BY created_at DESC LIMIT %s",
-        (pilot, PAGE_SIZE),
-    ).fetchall()
-    keys = ("id", "device_id", "type", "state", "created_at", "closed_at", "reason")
+    rows = list_commands(conn, pilot, limit=PAGE_SIZE)
     return render(
         request,
         "commands.html",
         caller=caller,
         pilot=p,
         section="commands",
-        rows=[dict(zip(keys, r, strict=True)) for r in rows],
+        rows=rows,
     )
 
 
