@@ -166,9 +166,15 @@ def test_role_scope(
 
 
 def test_evidence_export_streams_a_bundle_that_verifies(
-    client: TestClient, world: World, tmp_path: Path
+    client: TestClient, world: World, conn: psycopg.Connection, tmp_path: Path
 ) -> None:
     from kcity.evidence.verify import verify_bundle
+
+    # Other tests register devices after storing results: store fresh ones, so the bundle's
+    # stored figures are those of today's registry (a stale one would rightly not verify).
+    window = Window(date(2026, 10, 1), date(2026, 10, 3))
+    run_savings(conn, world.madiun, window)
+    run_quality(conn, world.madiun, window)
 
     url = f"{V1}/pilots/{world.madiun}/export?{SL_WINDOW}"
     answer = client.get(url, headers=as_role(world, "evaluator"))
