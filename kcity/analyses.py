@@ -95,10 +95,15 @@ def savings_from(
     window: Window,
     series: Sequence[LuminaireSeries],
     events: Sequence[NonRoutineEvent],
+    expected: Sequence[str] = (),
 ) -> tuple[dict[str, Any], SavingsResult]:
-    """Savings from loaded rows: the one call the database path and `kcity verify` share."""
-    result = compute_savings(series, events, savings_params(pilot), window.start, window.end)
-    return {**result.to_json(), **window.keys(pilot.id)}, result
+    """Savings from loaded rows: the one call the database path and `kcity verify` share.
+    `expected`: the registered luminaires (a silent treated one is named, not dropped)."""
+    result = compute_savings(
+        series, events, savings_params(pilot), window.start, window.end, expected
+    )
+    body = {**result.to_json(), **window.keys(pilot.id), "window": window.describe(pilot.timezone)}
+    return body, result
 
 
 def run_savings(
@@ -112,7 +117,7 @@ def run_savings(
     nights, lead = savings_selection(pilot, window)
     series = queries.load_luminaires(conn, ids, start_utc, end_utc, nights, lead)
     events = queries.load_events(conn, ids, start_utc, end_utc)
-    body, result = savings_from(pilot, window, series, events)
+    body, result = savings_from(pilot, window, series, events, ids)
     # What was commanded beside what was measured: the dimming profiles in force per night.
     days = [window.start + timedelta(days=d) for d in range((window.end - window.start).days)]
     body["dimming_profiles"] = profiles_by_night(conn, pilot.id, days, pilot.timezone)
@@ -219,7 +224,11 @@ def quality_from(
     devices: Sequence[RegisteredDevice] = (),
 ) -> dict[str, Any]:
     """Quality from counted rows: the one call the database path and `kcity verify` share."""
-    body = {**QualityResult(tuple(rows), tuple(devices)).to_json(), **window.keys(pilot.id)}
+    body = {
+        **QualityResult(tuple(rows), tuple(devices)).to_json(),
+        **window.keys(pilot.id),
+        "window": window.describe(pilot.timezone),
+    }
     body["input_hash"] = input_hash([repr(list(rows))])
     return body
 

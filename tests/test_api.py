@@ -738,6 +738,14 @@ def test_tokens_commands(tmp_path: Path, db_url: str, world: World, client: Test
     assert str(refused.exception) == "an operator token is bound to one pilot: give --pilot PILOT"
     missing = kcity(["tokens", "revoke", "99999"], tmp_path, db_url)
     assert isinstance(missing.exception, NotFound)
+    week = kcity(
+        ["tokens", "create", "--role", "viewer", "--expires", "7", "--json"], tmp_path, db_url
+    )
+    made_week = json.loads(week.stdout)
+    lifetime = date.fromisoformat(made_week["expires_at"][:10]) - date.today()
+    assert timedelta(days=6) <= lifetime <= timedelta(days=8)
+    never = kcity(["tokens", "create", "--role", "viewer", "--expires", "0"], tmp_path, db_url)
+    assert isinstance(never.exception, TokenError) and "expires" in str(never.exception)
 
 
 def test_api_run_serves_until_stopped(tmp_path: Path, db_url: str, world: World) -> None:
@@ -773,3 +781,23 @@ def test_api_run_serves_until_stopped(tmp_path: Path, db_url: str, world: World)
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+def test_tokens_expire(client: TestClient, conn: psycopg.Connection) -> None:
+    secret, token = tokens.create_token(conn, "viewer", label="short-lived", days=1)
+    left = token.expires_at - token.created_at
+    assert timedelta(hours=23) < left <= timedelta(days=1)
+    default = tokens.create_token(conn, "viewer")[1]
+    assert default.expires_at - default.created_at == timedelta(days=90)
+    assert client.get(f"{V1}/pilots", headers=bearer(secret)).status_code == 200
+    conn.execute(
+        "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = %s",
+        (token.id,),
+    )
+    answer = client.get(f"{V1}/pilots", headers=bearer(secret))
+    assert answer.status_code == 401 and "expired" in answer.json()["detail"]
+    assert tokens.resolve_token(conn, secret) is None
+    listed = {t.id: t for t in tokens.list_tokens(conn)}
+    assert not listed[token.id].active and listed[default.id].active
+    with pytest.raises(TokenError, match="expires"):
+        tokens.create_token(conn, "viewer", days=0)

@@ -5,6 +5,8 @@ message numbers are counted, never dropped (DESIGN §5, §6)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -166,3 +168,38 @@ def test_a_window_without_data_warns(
         body = run_quality(c, pilot, Window(date(2025, 1, 1), date(2025, 1, 2)))
     assert body["warnings"] and body["records"] == 0
     assert body["silent_devices"] == [f"sl-{uid}"] and body["completeness_pct"] == 0
+
+
+def test_the_cli_warns_on_stderr_and_says_what_the_dates_mean(
+    settings: Settings, conn: psycopg.Connection, broker_admin: BrokerAdmin, uid: str
+) -> None:
+    pilot = _pilot(conn, broker_admin, uid, {f"sl-{uid}": {}})
+    env = {
+        "KCITY_DATABASE_URL": settings.database_url,
+        "PATH": "/usr/bin:/bin",
+        "KCITY_DATA_DIR": str(settings.data_dir),
+    }
+    args = ["--from", "2025-01-01", "--to", "2025-01-02", "--json"]
+    for verb in ("quality", "savings"):
+        done = subprocess.run(
+            [sys.executable, "-m", "kcity", verb, pilot, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kcity: warning:"), done.stderr
+        body = json.loads(done.stdout)
+        assert body["warnings"] and body["window"]["timezone"] == "Asia/Jakarta"
+        assert "'to' excluded" in body["window"]["meaning"]
+    usage = subprocess.run(
+        [sys.executable, "-m", "kcity", "quality", "--help"],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "local date in the pilot's time zone" in usage.stdout
+    assert "exclusive" in usage.stdout

@@ -99,7 +99,7 @@ def current_caller(secret: Annotated[str, Depends(presented_token)], conn: Conn)
     """401 unless the request carries an active token."""
     token = resolve_token(conn, secret)
     if token is None:
-        raise _unauthorized("unknown or revoked token")
+        raise _unauthorized("unknown, revoked or expired token")
     return Caller(token.id, token.role, token.pilot_id)
 
 

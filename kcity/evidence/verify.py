@@ -120,7 +120,7 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
         nights, lead = analyses.savings_selection(pilot, window)
         series = inputs.luminaires(readings, ids, start, end, nights, lead)
         body, _ = analyses.savings_from(
-            pilot, window, series, inputs.events(events, ids, start, end)
+            pilot, window, series, inputs.events(events, ids, start, end), ids
         )
         return body
     if analysis == "coverage":

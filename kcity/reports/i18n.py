@@ -343,6 +343,10 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "control_luminaires": ("Control luminaires", "대조군 가로등"),
     "completeness_pct": ("Data completeness", "데이터 완전성"),
     "excluded_count": ("Excluded luminaire-nights", "제외된 가로등-야간"),
+    "missing_luminaires": (
+        "Treated luminaires without usable data",
+        "유효 데이터 없는 처리군 가로등",
+    ),
     "burning_hours": ("Metered / astronomical burning hours", "실측 / 천문 점등 시간"),
     "d_e": ("EN 13201-5 D_E (as operated / full power)", "EN 13201-5 D_E (운영 / 최대출력)"),
     # --- M&V plan ----------------------------------------------------------------------
