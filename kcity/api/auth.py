@@ -38,13 +38,16 @@ class Action(StrEnum):
     READ_TELEMETRY = "read raw telemetry"
     DOWNLOAD_REPORTS = "download reports"
     SEND_COMMANDS = "send commands to devices"
+    EXPORT_EVIDENCE = "export evidence bundles"
 
 
 _ALL: Final = frozenset(Action)
 GRANTS: Final[Mapping[Role, frozenset[Action]]] = MappingProxyType(
     {
         "admin": _ALL,
-        "operator": _ALL,  # ... within its own pilot only, see Caller.may
+        # ... within its own pilot only, see Caller.may; a firm does not export the
+        # evidence it is judged on (evaluators and admins do)
+        "operator": _ALL - {Action.EXPORT_EVIDENCE},
         "evaluator": _ALL - {Action.MANAGE_DEVICES, Action.SEND_COMMANDS},
         "viewer": frozenset({Action.LIST_PILOTS, Action.READ_PILOT, Action.READ_SUMMARIES}),
     }
