@@ -167,7 +167,7 @@ def count_device_days(
             expected = (
                 0.0
                 if kind == "hybrid_drone"
-                else seconds[k % ndays] / interval_s
+                else float(seconds[k % ndays]) / interval_s
                 if interval_s
                 else None
             )
@@ -188,13 +188,13 @@ def count_device_days(
                 day=start + dt.timedelta(days=k % ndays),
                 records=n,
                 expected=expected,
-                seq_gaps=gaps.get(k, 0),
-                duplicates=dups.get(k, 0),
+                seq_gaps=int(gaps.get(k, 0)),
+                duplicates=int(dups.get(k, 0)),
                 dead_letters=int(dead.get(k, 0)),
                 skew_p50_s=percentile_cont(np.sort(values), 0.5) if n else None,
                 skew_p95_s=percentile_cont(np.sort(values), 0.95) if n else None,
                 conflicts=int(conflicts.get(k, 0)),
-                seq_reuse=reuses.get(k, 0),
+                seq_reuse=int(reuses.get(k, 0)),
                 in_service=k in service,
             )
         )

@@ -214,3 +214,17 @@ def test_cli_export_and_errors(bundles: dict[str, Any], settings: Settings, tmp_
         )  # fmt: skip
         assert run.returncode == 1, run.stderr
         assert run.stderr.startswith("kcity: error:") and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_report_names_the_bundle_and_the_command(bundles: dict[str, Any], tmp_path: Path) -> None:
+    from kcity.reports.render import BundleRef, build
+
+    made = bundles["made"]["sl"]
+    ref = BundleRef(made.path.name, made.sha256)
+    with psycopg.connect(bundles["db"]) as conn:
+        named = build(conn, SL_PILOT, SL_WINDOW, tmp_path / "a", "en", persist=False, bundle=ref)
+        plain = build(conn, SL_PILOT, SL_WINDOW, tmp_path / "b", "ko", persist=False)
+    html = named.html.read_text(encoding="utf-8")
+    assert f"sha256:{made.sha256}" in html and f"kcity verify {made.path.name}" in html
+    other = plain.html.read_text(encoding="utf-8")
+    assert f"kcity export {SL_PILOT} --from {SL_WINDOW.start}" in other

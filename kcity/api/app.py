@@ -22,6 +22,7 @@ from kcity.api import (
     routes_commands,
     routes_dead_letters,
     routes_device_ops,
+    routes_evidence,
     routes_ingest,
     routes_logs,
     routes_pilots,
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes_ingest,
         routes_dead_letters,
         routes_commands,
+        routes_evidence,
         routes_logs,
     ):
         app.include_router(module.router)

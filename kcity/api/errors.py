@@ -57,7 +57,7 @@ class ValidationErrorBody(ErrorBody):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the error statuses a route may answer."""
     described = {
-        401: "Missing, unknown or revoked bearer token.",
+        401: "Missing, unknown, revoked or expired bearer token.",
         403: "The token's role or pilot does not cover this request.",
         404: "Unknown pilot or device.",
         409: "The request contradicts the registry (this device id is of another kind).",
