@@ -30,6 +30,7 @@ from tests.test_report import (
     DR_WINDOW,
     LUMINAIRES,
     REPORT_FROM,
+    SILENT,
     SL_PILOT,
     SL_WINDOW,
     seed_drones,
@@ -98,14 +99,14 @@ def test_bundle_holds_the_rows_and_results(bundles: dict[str, Any]) -> None:
         ).fetchone() or (0,)
     assert m["tables"]["streetlight_readings"]["rows"] == n > 10_000
     assert m["tables"]["dead_letters"]["rows"] == 2 and m["tables"]["ingest_messages"]["rows"] == 5
-    assert m["timezone"] == "Asia/Jakarta" and m["devices"] == LUMINAIRES
+    assert m["timezone"] == "Asia/Jakarta" and m["devices"] == [*LUMINAIRES, SILENT]
     assert m["results"]["savings"]["input_sha256"] == stored["savings"]["input_sha256"]
     assert m["results"]["savings"]["result_id"] == stored["savings"]["result_id"]
     assert m["results"]["quality"]["input_sha256"] == stored["sl-quality"]["input_hash"]
     with zipfile.ZipFile(made.path) as zf:
         registry = pq.read_table(io.BytesIO(zf.read("data/devices.parquet")))
         readings = pq.read_table(io.BytesIO(zf.read("data/streetlight_readings.parquet")))
-        assert "password_hash" not in registry.column_names and registry.num_rows == 6
+        assert "password_hash" not in registry.column_names and registry.num_rows == 7
         assert str(readings.schema.field("ts").type) == "timestamp[us, tz=UTC]"
         assert readings.schema.metadata[b"kcity.timezone"] == b"Asia/Jakarta"
         for name, entry in m["files"].items():
