@@ -1,6 +1,12 @@
-"""Data quality per device and day: completeness, sequence gaps, duplicates, dead letters,
-clock skew. The counting is done in SQL (see `queries.quality_rows`); this module turns the
-rows into the result an evaluator reads, as records — never exceptions.
+"""Data quality per registered device and day: completeness, sequence gaps, duplicates,
+conflicts, `(boot, seq)` reuse, dead letters, clock skew.
+
+Expectation comes from the registry, not from the data: every registered device is expected
+for every nominal interval of each day it is in service (from its optional commissioning
+date, up to its optional decommissioning date, exclusive), so a device that went dark shows
+at 0 % and is named in `silent_devices`. The counting is done in SQL (see
+`queries.quality_rows`); this module turns the rows into the result an evaluator reads, as
+records — never exceptions.
 """
 
 from __future__ import annotations
@@ -10,7 +16,21 @@ from datetime import date
 from typing import Any
 
 METHOD = "data-quality"
-METHOD_VERSION = "1.0"
+METHOD_VERSION = "2.0"  # 2.0: expectation from the registry; conflicts and seq reuse
+
+
+@dataclass(frozen=True)
+class RegisteredDevice:
+    """A device of the pilot and the local dates it is expected to report."""
+
+    device_id: str
+    commissioned_on: date | None = None  # first day expected; None: the window's start
+    decommissioned_on: date | None = None  # first day no longer expected; None: never
+
+    def in_service(self, day: date) -> bool:
+        return (self.commissioned_on is None or day >= self.commissioned_on) and (
+            self.decommissioned_on is None or day < self.decommissioned_on
+        )
 
 
 @dataclass(frozen=True)
@@ -18,12 +38,15 @@ class DeviceDay:
     device_id: str
     day: date
     records: int
-    expected: float | None  # None where the kind has no nominal interval
+    expected: float | None  # None where the kind has no nominal interval; 0 out of service
     seq_gaps: int
     duplicates: int
-    dead_letters: int
+    dead_letters: int  # conflicts included (they are dead letters of stage `conflict`)
     skew_p50_s: float | None
     skew_p95_s: float | None
+    conflicts: int = 0
+    seq_reuse: int = 0
+    in_service: bool = True
 
     @property
     def completeness_pct(self) -> float | None:
@@ -32,36 +55,41 @@ class DeviceDay:
         return min(100.0, 100.0 * self.records / self.expected)
 
 
+_COUNTS = ("records", "seq_gaps", "duplicates", "conflicts", "seq_reuse", "dead_letters")
+
+
 @dataclass(frozen=True)
 class QualityResult:
     rows: tuple[DeviceDay, ...]
+    devices: tuple[RegisteredDevice, ...] = ()  # every registered device, silent ones too
+
+    def silent_devices(self) -> list[str]:
+        """In service on some day of the window, and not one record in it."""
+        in_service = {r.device_id for r in self.rows if r.in_service}
+        reporting = {r.device_id for r in self.rows if r.records}
+        return sorted(in_service - reporting)
+
+    def warnings(self) -> list[str]:
+        if any(r.records for r in self.rows):
+            return []
+        return ["no records from any device of the pilot in this window"]
 
     def to_json(self) -> dict[str, Any]:
-        expected = sum(r.expected or 0.0 for r in self.rows if r.expected)
-        counted = sum(min(float(r.records), r.expected or 0.0) for r in self.rows if r.expected)
-        per_device: dict[str, dict[str, Any]] = {}
+        expected = sum(r.expected or 0.0 for r in self.rows)
+        counted = sum(min(float(r.records), r.expected or 0.0) for r in self.rows)
+        per_device = {d.device_id: _device(d.device_id) for d in self.devices}
         for r in self.rows:
-            d = per_device.setdefault(
-                r.device_id,
-                {
-                    "device_id": r.device_id,
-                    "records": 0,
-                    "expected": 0.0,
-                    "seq_gaps": 0,
-                    "duplicates": 0,
-                    "dead_letters": 0,
-                },
-            )
-            d["records"] += r.records
+            d = per_device.setdefault(r.device_id, _device(r.device_id))
+            for key in _COUNTS:
+                d[key] += getattr(r, key)
             d["expected"] += r.expected or 0.0
-            d["seq_gaps"] += r.seq_gaps
-            d["duplicates"] += r.duplicates
-            d["dead_letters"] += r.dead_letters
+            d["counted"] += min(float(r.records), r.expected or 0.0)
+            d["days_in_service"] += int(r.in_service)
         for d in per_device.values():
+            counted_d = d.pop("counted")
+            d["expected"] = round(d["expected"], 1)
             d["completeness_pct"] = (
-                round(min(100.0, 100.0 * d["records"] / d["expected"]), 2)
-                if d["expected"]
-                else None
+                round(100.0 * counted_d / d["expected"], 2) if d["expected"] else None
             )
         return {
             "method": METHOD,
@@ -70,9 +98,9 @@ class QualityResult:
             "records": sum(r.records for r in self.rows),
             "expected_records": round(expected, 1),
             "completeness_pct": round(100.0 * counted / expected, 2) if expected else None,
-            "seq_gaps": sum(r.seq_gaps for r in self.rows),
-            "duplicates": sum(r.duplicates for r in self.rows),
-            "dead_letters": sum(r.dead_letters for r in self.rows),
+            "silent_devices": self.silent_devices(),
+            **{key: sum(getattr(r, key) for r in self.rows) for key in _COUNTS[1:]},
+            "warnings": self.warnings(),
             "per_device": sorted(per_device.values(), key=lambda d: d["device_id"]),
             "per_device_day": [
                 {
@@ -83,6 +111,16 @@ class QualityResult:
                 for r in self.rows
             ],
         }
+
+
+def _device(device_id: str) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        **dict.fromkeys(_COUNTS, 0),
+        "expected": 0.0,
+        "counted": 0.0,
+        "days_in_service": 0,
+    }
 
 
 def _round(value: float | None) -> float | None:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from analytics.quality import DeviceDay
+from analytics.quality import DeviceDay, RegisteredDevice
 
 IntArray = npt.NDArray[np.int64]
 StrArray = npt.NDArray[np.str_]
@@ -40,12 +40,16 @@ class Messages:
     seq: IntArray
     copies: IntArray
     day_us: IntArray
+    reuses: IntArray | None = None  # arrivals of a (boot, seq) with other content
 
 
 @dataclass(frozen=True)
 class DeadLetters:
+    """`received_us` is coalesce(record time, received time), as data quality counts it."""
+
     device_id: StrArray
     received_us: IntArray
+    conflict: npt.NDArray[np.bool_] | None = None  # stage `conflict`
 
 
 def day_edges_us(start: dt.date, end: dt.date, timezone: str) -> IntArray:
@@ -93,9 +97,11 @@ def count_device_days(
     readings: Readings,
     messages: Messages,
     dead_letters: DeadLetters,
+    registered: Sequence[RegisteredDevice] = (),
 ) -> list[DeviceDay]:
-    """Per device with data and local day in [start, end): the counts of `DeviceDay`."""
-    ids = sorted(device_ids)
+    """Per device and local day in [start, end): the counts of `DeviceDay`, for every day a
+    registered device is in service and every other day with rows (as the SQL does)."""
+    ids = sorted(set(device_ids) | {d.device_id for d in registered})
     edges = day_edges_us(start, end, timezone)
     ndays = len(edges) - 1
     key, inside = _keys(readings.device_id, readings.ts_us, ids, edges)
@@ -109,6 +115,10 @@ def count_device_days(
     mkey, minside = _keys(messages.device_id, messages.day_us, ids, edges)
     gaps: dict[int, int] = {}
     dups: dict[int, int] = {}
+    reuses: dict[int, int] = {}
+    mreuses = messages.reuses if messages.reuses is not None else np.zeros_like(messages.seq)
+    for k, r in zip(mkey[minside], mreuses[minside], strict=True):
+        reuses[int(k)] = reuses.get(int(k), 0) + int(r)
     per_boot: dict[tuple[int, int], list[int]] = {}
     for k, boot, seq, copies in zip(
         mkey[minside],
@@ -126,12 +136,42 @@ def count_device_days(
     dkey, dinside = _keys(dead_letters.device_id, dead_letters.received_us, ids, edges)
     dead_k, dead_n = np.unique(dkey[dinside], return_counts=True)
     dead = dict(zip(dead_k.tolist(), dead_n.tolist(), strict=True))
+    conflict = (
+        dead_letters.conflict
+        if dead_letters.conflict is not None
+        else np.zeros(len(dkey), dtype=bool)
+    )
+    conf_k, conf_n = np.unique(dkey[dinside & conflict], return_counts=True)
+    conflicts = dict(zip(conf_k.tolist(), conf_n.tolist(), strict=True))
+    seconds = np.diff(edges) / 1e6
+    codes = {d: i for i, d in enumerate(ids)}
+    service = {
+        codes[d.device_id] * ndays + j
+        for d in registered
+        for j in range(ndays)
+        if d.in_service(start + dt.timedelta(days=j))
+    }
+    found = dict(
+        zip(groups.tolist(), zip(first.tolist(), counts.tolist(), strict=True), strict=True)
+    )
+    keys = sorted(service | set(found) | set(dups) | set(gaps) | set(dead))
 
     rows = []
-    for k, i, n in zip(groups.tolist(), first.tolist(), counts.tolist(), strict=True):
+    for k in keys:
+        i, n = found.get(k, (0, 0))
         values = skew[i : i + n]
         expected: float | None = None
-        if kind == "hybrid_drone":
+        if k not in service:
+            expected = 0.0 if interval_s else None
+        elif not n:
+            expected = (
+                0.0
+                if kind == "hybrid_drone"
+                else float(seconds[k % ndays]) / interval_s
+                if interval_s
+                else None
+            )
+        elif kind == "hybrid_drone":
             assert flights is not None
             span_us = 0
             names = flights[i : i + n]
@@ -141,18 +181,21 @@ def count_device_days(
             nflights = len(np.unique(names))
             expected = float(span_us) / 1e6 / (interval_s or 1.0) + nflights
         elif interval_s:
-            expected = 86400.0 / interval_s
+            expected = float(seconds[k % ndays]) / interval_s
         rows.append(
             DeviceDay(
                 device_id=ids[k // ndays],
                 day=start + dt.timedelta(days=k % ndays),
                 records=n,
                 expected=expected,
-                seq_gaps=gaps.get(k, 0),
-                duplicates=dups.get(k, 0),
+                seq_gaps=int(gaps.get(k, 0)),
+                duplicates=int(dups.get(k, 0)),
                 dead_letters=int(dead.get(k, 0)),
-                skew_p50_s=percentile_cont(np.sort(values), 0.5),
-                skew_p95_s=percentile_cont(np.sort(values), 0.95),
+                skew_p50_s=percentile_cont(np.sort(values), 0.5) if n else None,
+                skew_p95_s=percentile_cont(np.sort(values), 0.95) if n else None,
+                conflicts=int(conflicts.get(k, 0)),
+                seq_reuse=int(reuses.get(k, 0)),
+                in_service=k in service,
             )
         )
     return rows

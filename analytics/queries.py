@@ -18,7 +18,7 @@ import numpy as np
 import psycopg
 
 from analytics.nights import NightCalendar
-from analytics.quality import DeviceDay
+from analytics.quality import DeviceDay, RegisteredDevice
 from analytics.savings import LuminaireSeries, NonRoutineEvent
 from analytics.tracks import DroneSeries
 
@@ -266,30 +266,46 @@ def quality_rows(
     conn: psycopg.Connection,
     *,
     kind: str,
-    device_ids: Sequence[str],
+    devices: Sequence[RegisteredDevice],
     timezone: str,
     interval_s: float | None,
     start: date,
     end: date,
 ) -> list[DeviceDay]:
-    """Per device and local day in [start, end): the counts `analytics.quality` reports."""
+    """Per registered device and local day in [start, end): the counts `analytics.quality`
+    reports. Every day a device is in service is a row, with or without records; a day
+    outside its service that has records (or dead letters) is a row expecting nothing."""
     table = READINGS_TABLE[kind]
     # Drones report only while flying: expect records over each flight's span, not all day.
     expected = (
-        "sum(span) / %(interval)s + count(*)"
+        "coalesce(f.expected, 0)"
         if kind == "hybrid_drone"
-        else "86400.0 / %(interval)s"
+        else "g.seconds / %(interval)s"
         if interval_s
         else "NULL"
     )
-    span_sql = (
-        "SELECT device_id, day, extract(epoch FROM max(ts) - min(ts)) AS span FROM r"
-        " GROUP BY device_id, day, flight_id"
+    flights = (
+        """, flights AS (
+        SELECT device_id, day, sum(span) / %(interval)s + count(*) AS expected FROM (
+            SELECT device_id, day, extract(epoch FROM max(ts) - min(ts)) AS span FROM r
+            GROUP BY device_id, day, flight_id) s
+        GROUP BY device_id, day)"""
         if kind == "hybrid_drone"
-        else "SELECT device_id, day, 0.0 AS span FROM r GROUP BY device_id, day"
+        else ""
     )
     sql = f"""
-    WITH r AS (
+    WITH dev AS (
+        SELECT * FROM unnest(%(ids)s::text[], %(from)s::date[], %(until)s::date[])
+            AS d(device_id, c_on, d_on)
+    ),
+    grid AS (
+        SELECT dev.device_id, day::date AS day,
+               extract(epoch FROM ((day + interval '1 day')::timestamp AT TIME ZONE %(tz)s)
+                                - (day::timestamp AT TIME ZONE %(tz)s)) AS seconds
+        FROM dev, generate_series(%(start)s::date, %(end)s::date - 1, interval '1 day') day
+        WHERE (c_on IS NULL OR day >= c_on) AND (d_on IS NULL OR day < d_on)
+    ),
+    r AS (
         SELECT device_id, ts, received_at, {"flight_id," if kind == "hybrid_drone" else ""}
                (ts AT TIME ZONE %(tz)s)::date AS day
         FROM {table}
@@ -304,40 +320,53 @@ def quality_rows(
                percentile_cont(0.95) WITHIN GROUP
                    (ORDER BY extract(epoch FROM received_at - ts)) AS p95
         FROM r GROUP BY device_id, day
-    ),
-    spans AS (
-        SELECT device_id, day, {expected} AS expected FROM ({span_sql}) s GROUP BY device_id, day
-    ),
+    ){flights},
     msgs AS (
         SELECT device_id,
                (coalesce(first_ts, sent_at, received_at) AT TIME ZONE %(tz)s)::date AS day,
-               boot, max(seq) - min(seq) + 1 - count(*) AS gaps, sum(copies - 1) AS dups
+               boot, max(seq) - min(seq) + 1 - count(*) AS gaps, sum(copies - 1) AS dups,
+               sum(reuses) AS reuses
         FROM ingest_messages
         WHERE device_id = ANY(%(ids)s) AND channel = 'telemetry'
           AND coalesce(first_ts, sent_at, received_at) >= (%(start)s::timestamp AT TIME ZONE %(tz)s)
           AND coalesce(first_ts, sent_at, received_at) < (%(end)s::timestamp AT TIME ZONE %(tz)s)
         GROUP BY 1, 2, 3
     ),
-    seqs AS (SELECT device_id, day, sum(gaps) AS gaps, sum(dups) AS dups FROM msgs GROUP BY 1, 2),
+    seqs AS (
+        SELECT device_id, day, sum(gaps) AS gaps, sum(dups) AS dups, sum(reuses) AS reuses
+        FROM msgs GROUP BY 1, 2
+    ),
     dead AS (
-        SELECT device_id, (received_at AT TIME ZONE %(tz)s)::date AS day, count(*) AS n
+        SELECT device_id, (coalesce(record_ts, received_at) AT TIME ZONE %(tz)s)::date AS day,
+               count(*) AS n, count(*) FILTER (WHERE stage = 'conflict') AS conflicts
         FROM dead_letters
         WHERE device_id = ANY(%(ids)s)
-          AND received_at >= (%(start)s::timestamp AT TIME ZONE %(tz)s)
-          AND received_at < (%(end)s::timestamp AT TIME ZONE %(tz)s)
+          AND coalesce(record_ts, received_at) >= (%(start)s::timestamp AT TIME ZONE %(tz)s)
+          AND coalesce(record_ts, received_at) < (%(end)s::timestamp AT TIME ZONE %(tz)s)
         GROUP BY 1, 2
+    ),
+    keys AS (
+        SELECT device_id, day FROM grid UNION SELECT device_id, day FROM counts
+        UNION SELECT device_id, day FROM seqs UNION SELECT device_id, day FROM dead
     )
-    SELECT c.device_id, c.day, c.records, s.expected, coalesce(q.gaps, 0), coalesce(q.dups, 0),
-           coalesce(d.n, 0), c.p50, c.p95
-    FROM counts c
-    JOIN spans s USING (device_id, day)
+    SELECT k.device_id, k.day, coalesce(c.records, 0),
+           CASE WHEN g.device_id IS NULL THEN {"NULL" if not interval_s else "0.0"}
+                ELSE {expected} END,
+           coalesce(q.gaps, 0), coalesce(q.dups, 0), coalesce(d.n, 0), c.p50, c.p95,
+           coalesce(d.conflicts, 0), coalesce(q.reuses, 0), g.device_id IS NOT NULL
+    FROM keys k
+    LEFT JOIN grid g USING (device_id, day)
+    LEFT JOIN counts c USING (device_id, day)
     LEFT JOIN seqs q USING (device_id, day)
     LEFT JOIN dead d USING (device_id, day)
-    ORDER BY c.device_id, c.day
+    {"LEFT JOIN flights f USING (device_id, day)" if kind == "hybrid_drone" else ""}
+    ORDER BY k.device_id, k.day
     """
     params = {
         "tz": timezone,
-        "ids": list(device_ids),
+        "ids": [d.device_id for d in devices],
+        "from": [d.commissioned_on for d in devices],
+        "until": [d.decommissioned_on for d in devices],
         "start": start,
         "end": end,
         "interval": interval_s or 1.0,
@@ -353,6 +382,9 @@ def quality_rows(
             dead_letters=int(r[6]),
             skew_p50_s=None if r[7] is None else float(r[7]),
             skew_p95_s=None if r[8] is None else float(r[8]),
+            conflicts=int(r[9]),
+            seq_reuse=int(r[10]),
+            in_service=bool(r[11]),
         )
         for r in conn.execute(sql, params).fetchall()
     ]

@@ -249,8 +249,12 @@ def compute_savings(
     params: SavingsParams,
     start: dt.date,
     end: dt.date,
+    expected: Sequence[str] = (),
 ) -> SavingsResult:
-    """Verified savings over the nights whose sunset local date is in [start, end)."""
+    """Verified savings over the nights whose sunset local date is in [start, end).
+
+    `expected` are the pilot's registered luminaires: a treated one without rows counts its
+    reporting nights as expected and missing, and is named in `missing_luminaires`."""
     _check_params(params, start, end)
     for s in series:
         check_series(s)
@@ -270,6 +274,18 @@ def compute_savings(
     saved = float(cf.sum() - actual.sum()) / 1000.0
     half = z * np.sqrt(pf_total + (meter * actual.sum()) ** 2) / 1000.0
     night_half = z * np.sqrt(pf_night + (meter * actual.sum(axis=0)) ** 2) / 1000.0
+    control_ids = set(params.control_group)
+    absent = sorted(set(expected) - set(f.ids) - control_ids)
+    silent = [
+        i
+        for i, t, v in zip(f.ids, f.treated, f.table.valid[:, f.rep].sum(axis=1), strict=True)
+        if t and not v
+    ]
+    missing = tuple(sorted([*absent, *silent]))
+    if not f.table.valid[:, f.rep].any():
+        warnings.insert(0, "no readings from any luminaire of the pilot in this window")
+    if missing:
+        warnings.append(f"treated luminaires without usable data: {', '.join(missing)}")
     if not use.any():
         warnings.append("no treated luminaire-night meets the sufficiency rule")
     treated_fp = [fp[k] for k in np.flatnonzero(f.treated)]
@@ -286,12 +302,27 @@ def compute_savings(
         baseline_kwh=float(cf.sum()) / 1000.0,
         savings_kwh=saved,
         ci_kwh=(saved - half, saved + half),
-        completeness_pct=f.completenesspct(f.treated),
+        completeness_pct=f.completenesspct(f.treated, absent=len(absent)),
         full_power_w=float(np.median([p.watts for p in treated_fp])) if treated_fp else None,
         full_power_source=kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none"),
         per_luminaire=tuple(per_luminaire_rows(f, fp, use, actual, cf)),
         per_night=tuple(per_night_rows(f, use, actual, cf, night_half)),
-        excluded_nights=tuple(excluded_nights(f, windows, params.sufficiency)),
+        excluded_nights=(
+            *excluded_nights(f, windows, params.sufficiency),
+            # A registered luminaire without a row misses each reporting night, like any other.
+            *(
+                {
+                    "device_id": d,
+                    "night": f.cal.dates[n].isoformat(),
+                    "reason": "no usable records",
+                    "completeness_pct": 0.0,
+                    "window": "reporting",
+                    "group": "treated",
+                }
+                for d in absent
+                for n in np.flatnonzero(f.rep)
+            ),
+        ),
         control_group=_control_group(f, params.confidence, warnings),
         regression=_regression(f, params.confidence, warnings),
         non_routine_events=tuple(
@@ -314,4 +345,5 @@ def compute_savings(
         params=params,
         input_sha256=input_sha256(series, events),
         warnings=tuple(warnings),
+        missing_luminaires=missing,
     )

@@ -53,12 +53,14 @@ class SavingsFrame:
     def groups(self) -> list[str]:
         return ["treated" if t else "control" for t in self.treated]
 
-    def completenesspct(self, rows: BoolArray) -> float | None:
-        """Overall completeness [%] of the given luminaires over the reporting nights."""
-        if not rows.any():
+    def completenesspct(self, rows: BoolArray, *, absent: int = 0) -> float | None:
+        """Overall completeness [%] of the given luminaires over the reporting nights; `absent`
+        more luminaires were expected and sent nothing (their nights count as missing)."""
+        if not rows.any() and not absent:
             return None
         got = np.minimum(self.table.valid[rows][:, self.rep], self.expected[self.rep]).sum()
-        return 100.0 * float(got) / (float(self.expected[self.rep].sum()) * int(rows.sum()))
+        luminaires = int(rows.sum()) + absent
+        return 100.0 * float(got) / (float(self.expected[self.rep].sum()) * luminaires)
 
 
 def savings_calendar(params: SavingsParams, start: dt.date, end: dt.date) -> NightCalendar:

@@ -63,6 +63,8 @@ class SavingsResult:
     params: SavingsParams
     input_sha256: str
     warnings: tuple[str, ...] = field(default=())
+    # Treated luminaires registered but without a usable reading in the reporting nights.
+    missing_luminaires: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, object]:
         return savings_json(self)
@@ -182,6 +184,7 @@ def savings_json(r: SavingsResult) -> dict[str, object]:
         "cost_saved": r.savings_kwh * p.tariff_per_kwh,
         "currency": p.currency,
         "completeness_pct": r.completeness_pct,
+        "missing_luminaires": list(r.missing_luminaires),
         "excluded_nights": r.excluded_nights,
         "per_luminaire": r.per_luminaire,
         "per_night": r.per_night,

@@ -2,7 +2,10 @@
 ``INSERT … SELECT … ON CONFLICT DO NOTHING`` into the hypertables (DESIGN §5).
 
 Records are keyed (device, ts[, metric | type]), so a redelivered message stores nothing
-twice; its ``ingest_messages`` row conflicts and counts it as a duplicate. Should the
+twice; its ``ingest_messages`` row conflicts and counts it as a duplicate (or, with other
+content under the same ``(boot, seq)``, as a reuse). A record whose key is stored with a
+*different* reading is not dropped: it becomes a dead letter of stage ``conflict`` holding
+both readings, and the stored one stays. Should the
 database refuse a message (a value validation let through), the batch is bisected under
 savepoints and only the refused message is dead-lettered, with stage ``store``.
 Connection-level failures (``OperationalError``) propagate: the caller keeps the batch and
@@ -11,6 +14,7 @@ retries on a new connection.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,11 +146,14 @@ class BatchWriter:
         specs: dict[str, TableSpec] = {}
         messages: list[tuple[Any, ...]] = []
         letters: list[tuple[Any, ...]] = []
+        topics: dict[str, str] = {}  # device -> a topic it published on, for conflicts
         statuses: dict[str, tuple[Any, ...]] = {}
         for item in items:
             o = item.outcome
             if o.table is not None and o.rows:
                 specs[o.table.name] = o.table
+                if o.device_id is not None:
+                    topics[o.device_id] = item.topic
                 rows = by_table.setdefault(o.table.name, [])
                 if o.table is EVENTS:
                     rows.extend((*r[:4], Jsonb(r[4])) for r in o.rows)
@@ -164,6 +171,7 @@ class BatchWriter:
                         m.sent_at,
                         m.records,
                         m.first_ts,
+                        m.digest,
                     )
                 )
             if o.status is not None:
@@ -179,6 +187,7 @@ class BatchWriter:
                         d.reason,
                         d.pilot_id,
                         d.device_id,
+                        None,
                     )
                 )
                 result.dead_letters[(d.stage, d.code)] += 1
@@ -188,7 +197,11 @@ class BatchWriter:
                     result.last_seen[o.device_id] = item.received_at
         with self.conn.cursor() as cur:
             for name, rows in by_table.items():
-                result.stored[name] += self._insert(cur, specs[name], rows)
+                inserted, conflicts = self._insert(cur, specs[name], rows, topics)
+                result.stored[name] += inserted
+                if conflicts:
+                    letters += conflicts
+                    result.dead_letters[("conflict", "conflict")] += len(conflicts)
             if messages:
                 self._insert_messages(cur, messages, result)
             if letters:
@@ -214,8 +227,14 @@ class BatchWriter:
         return result
 
     def _insert(
-        self, cur: psycopg.Cursor[Any], spec: TableSpec, rows: list[tuple[Any, ...]]
-    ) -> int:
+        self,
+        cur: psycopg.Cursor[Any],
+        spec: TableSpec,
+        rows: list[tuple[Any, ...]],
+        topics: dict[str, str],
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """Insert the new rows; return how many, and a `conflict` dead letter for each row
+        whose key is stored with other values (the stored reading stays)."""
         stage = f"stage_{spec.name}"
         _copy(cur, stage, spec.columns, spec.types, rows)
         cols = ", ".join(spec.columns)
@@ -223,8 +242,10 @@ class BatchWriter:
             f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
         )
         inserted = cur.rowcount
+        # Every staged row was new: nothing can conflict (the usual case, no second look).
+        conflicts = _conflicts(cur, spec, stage, topics) if inserted < len(rows) else []
         self._empty(cur, stage)
-        return inserted
+        return inserted, conflicts
 
     def _empty(self, cur: psycopg.Cursor[Any], stage: str) -> None:
         if self._bisecting:
@@ -235,14 +256,23 @@ class BatchWriter:
     ) -> None:
         _copy(cur, "stage_ingest_messages", MESSAGES_COLUMNS, MESSAGES_TYPES, rows)
         # A message seen again (a broker redelivery or a device resending) is stored once;
-        # `copies` counts its arrivals, per device, for the data-quality figures.
+        # `copies` counts its arrivals with the stored content, `reuses` the arrivals of the
+        # same (boot, seq) with other content (a reset counter), for the data-quality figures.
         cur.execute(
             "INSERT INTO ingest_messages (device_id, boot, seq, channel, received_at, sent_at,"
-            " records, first_ts, copies) SELECT device_id, boot, seq, channel, min(received_at),"
-            " min(sent_at), max(records), min(first_ts), count(*) FROM stage_ingest_messages"
-            " GROUP BY device_id, boot, seq, channel"
-            " ON CONFLICT (device_id, boot, seq, channel)"
-            " DO UPDATE SET copies = ingest_messages.copies + excluded.copies"
+            " records, first_ts, digest, copies, reuses)"
+            " SELECT device_id, boot, seq, channel, min(received_at), min(sent_at), max(records),"
+            " min(first_ts), d0, count(*) FILTER (WHERE digest IS NOT DISTINCT FROM d0),"
+            " count(*) FILTER (WHERE digest IS DISTINCT FROM d0)"
+            " FROM (SELECT *, first_value(digest) OVER (PARTITION BY device_id, boot, seq, channel"
+            " ORDER BY received_at) AS d0 FROM stage_ingest_messages) s"
+            " GROUP BY device_id, boot, seq, channel, d0"
+            " ON CONFLICT (device_id, boot, seq, channel) DO UPDATE SET"
+            " copies = ingest_messages.copies + CASE WHEN ingest_messages.digest IS NULL"
+            " OR ingest_messages.digest = excluded.digest THEN excluded.copies ELSE 0 END,"
+            " reuses = ingest_messages.reuses + excluded.reuses + CASE WHEN"
+            " ingest_messages.digest IS NULL OR ingest_messages.digest = excluded.digest"
+            " THEN 0 ELSE excluded.copies END"
             " RETURNING device_id, boot, channel, seq, xmax = 0"
         )
         new = [row[:4] for row in cur.fetchall() if row[4]]
@@ -250,3 +280,49 @@ class BatchWriter:
         result.messages += len(rows)
         result.duplicates += len(rows) - len(new)
         result.new_messages += new
+
+
+def _conflicts(
+    cur: psycopg.Cursor[Any], spec: TableSpec, stage: str, topics: dict[str, str]
+) -> list[tuple[Any, ...]]:
+    """Dead-letter rows (as `dead_letters` COPY rows) of staged readings whose key is stored
+    with a different reading; an exact re-send matches and stays a plain duplicate."""
+    values = [c for c in spec.columns if c not in spec.key and c != "received_at"]
+    same = " AND ".join(f"s.{k} = t.{k}" for k in spec.key)
+    differs = f"({', '.join('s.' + v for v in values)}) IS DISTINCT FROM" + (
+        f" ({', '.join('t.' + v for v in values)})"
+    )
+    cur.execute(
+        f"SELECT s.device_id, s.received_at, s.ts, (to_jsonb(s) - 'received_at')::text,"
+        f" (to_jsonb(t) - 'received_at')::text, {', '.join('s.' + v for v in values)},"
+        f" {', '.join('t.' + v for v in values)}"
+        f" FROM {stage} s JOIN {spec.name} t ON {same} WHERE {differs}"
+    )
+    letters = []
+    for row in cur.fetchall():
+        device, received_at, ts, new, old = row[:5]
+        n = len(values)
+        changed = [
+            f"{name} {a!r} → {b!r}"
+            for name, a, b in zip(values, row[5 + n :], row[5 : 5 + n], strict=True)
+            if a != b
+        ]
+        key = json.loads(new)
+        where = ", ".join(f"{k} {key[k]}" for k in spec.key if k != "device_id")
+        topic = topics.get(device, "")
+        letters.append(
+            (
+                received_at,
+                topic,
+                f'{{"stored":{old},"received":{new}}}'.encode(),
+                "conflict",
+                clean_text(
+                    f"conflict: {spec.name} already holds {where} with other values"
+                    f" ({'; '.join(changed)}); the stored reading stays"
+                ),
+                topic.split("/")[2] if topic.count("/") >= 3 else None,
+                device,
+                ts,
+            )
+        )
+    return letters

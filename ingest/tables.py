@@ -124,6 +124,7 @@ MESSAGES_COLUMNS: Final = (
     "sent_at",
     "records",
     "first_ts",
+    "digest",
 )
 MESSAGES_TYPES: Final = (
     "text",
@@ -134,6 +135,7 @@ MESSAGES_TYPES: Final = (
     "timestamptz",
     "int4",
     "timestamptz",
+    "bytea",
 )
 DEAD_LETTER_COLUMNS: Final = (
     "received_at",
@@ -143,8 +145,18 @@ DEAD_LETTER_COLUMNS: Final = (
     "reason",
     "pilot_id",
     "device_id",
+    "record_ts",
 )
-DEAD_LETTER_TYPES: Final = ("timestamptz", "text", "bytea", "text", "text", "text", "text")
+DEAD_LETTER_TYPES: Final = (
+    "timestamptz",
+    "text",
+    "bytea",
+    "text",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+)
 
 
 def storable_text(value: str) -> bool:

@@ -6,12 +6,15 @@ item's time window and storability. Whatever is refused becomes a ``DeadLetter``
 stage and a reason; good records of a message with a bad one are kept.
 
 Stages: ``size``, ``topic``, ``registry``, ``decode``, ``envelope``, ``record``, ``time``
-(and ``store``, used by the batch writer when the database refuses a message).
+(and ``store`` and ``conflict``, used by the batch writer when the database refuses a
+message or a record's key is stored with another reading).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,6 +60,7 @@ class MessageRow:
     sent_at: datetime | None
     records: int
     first_ts: datetime | None  # the earliest record: the day the message belongs to
+    digest: bytes = b""  # its content (all but `sent_at`): a reused (boot, seq) differs
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,16 @@ class UnknownDevice:
     """The device is not in the registry snapshot; reload it before giving a verdict."""
 
     device_id: str
+
+
+_SENT_AT: Final = re.compile(rb'"sent_at"\s*:\s*("(?:[^"\\]|\\.)*"|[-+0-9.eE]+|null)')
+
+
+def content_digest(raw: bytes) -> bytes:
+    """A fingerprint of a message's content: the same bytes but for `sent_at` (a resend
+    stamps a new one) give the same digest; anything else under the same `(boot, seq)` is
+    a reuse of the number, not a duplicate."""
+    return hashlib.blake2b(_SENT_AT.sub(b"", raw, count=1), digest_size=16).digest()
 
 
 def clean_text(text: str, limit: int = _MAX_REASON) -> str:
@@ -215,7 +229,14 @@ def _judge(
     rows, letters = _rows(parsed, table, topic, pilot, device, received_at)
     first_ts = min((item.ts for item in parsed.items), default=None)  # type: ignore[attr-defined]
     message = MessageRow(
-        device, parsed.boot, parsed.seq, channel, parsed.sent_at, len(rows), first_ts
+        device,
+        parsed.boot,
+        parsed.seq,
+        channel,
+        parsed.sent_at,
+        len(rows),
+        first_ts,
+        content_digest(raw),
     )
     return Outcome(
         device_id=device,

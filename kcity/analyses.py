@@ -20,7 +20,7 @@ from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
 from analytics.luminaire_nights import GAP_FACTOR
 from analytics.nights import NightCalendar
 from analytics.quality import METHOD as QUALITY_METHOD
-from analytics.quality import DeviceDay, QualityResult
+from analytics.quality import DeviceDay, QualityResult, RegisteredDevice
 from analytics.results import input_hash, save_result
 from analytics.savings import (
     LuminaireSeries,
@@ -40,6 +40,16 @@ from kcity.window import Window, WindowError
 def _devices(conn: psycopg.Connection, pilot_id: str) -> list[str]:
     rows = conn.execute("SELECT id FROM devices WHERE pilot_id = %s ORDER BY id", (pilot_id,))
     return [r[0] for r in rows.fetchall()]
+
+
+def _registered(conn: psycopg.Connection, pilot_id: str) -> list[RegisteredDevice]:
+    """Every registered device of the pilot with its service dates: what is expected."""
+    rows = conn.execute(
+        "SELECT id, commissioned_on, decommissioned_on FROM devices WHERE pilot_id = %s"
+        " ORDER BY id",
+        (pilot_id,),
+    )
+    return [RegisteredDevice(*r) for r in rows.fetchall()]
 
 
 def _require_kind(pilot: Pilot, kind: str, what: str) -> None:
@@ -85,10 +95,15 @@ def savings_from(
     window: Window,
     series: Sequence[LuminaireSeries],
     events: Sequence[NonRoutineEvent],
+    expected: Sequence[str] = (),
 ) -> tuple[dict[str, Any], SavingsResult]:
-    """Savings from loaded rows: the one call the database path and `kcity verify` share."""
-    result = compute_savings(series, events, savings_params(pilot), window.start, window.end)
-    return {**result.to_json(), **window.keys(pilot.id)}, result
+    """Savings from loaded rows: the one call the database path and `kcity verify` share.
+    `expected`: the registered luminaires (a silent treated one is named, not dropped)."""
+    result = compute_savings(
+        series, events, savings_params(pilot), window.start, window.end, expected
+    )
+    body = {**result.to_json(), **window.keys(pilot.id), "window": window.describe(pilot.timezone)}
+    return body, result
 
 
 def run_savings(
@@ -102,7 +117,7 @@ def run_savings(
     nights, lead = savings_selection(pilot, window)
     series = queries.load_luminaires(conn, ids, start_utc, end_utc, nights, lead)
     events = queries.load_events(conn, ids, start_utc, end_utc)
-    body, result = savings_from(pilot, window, series, events)
+    body, result = savings_from(pilot, window, series, events, ids)
     # What was commanded beside what was measured: the dimming profiles in force per night.
     days = [window.start + timedelta(days=d) for d in range((window.end - window.start).days)]
     body["dimming_profiles"] = profiles_by_night(conn, pilot.id, days, pilot.timezone)
@@ -202,9 +217,18 @@ def quality_interval(pilot: Pilot) -> float | None:
     return pilot.drone.record_interval_s if pilot.drone else None
 
 
-def quality_from(pilot: Pilot, window: Window, rows: Sequence[DeviceDay]) -> dict[str, Any]:
+def quality_from(
+    pilot: Pilot,
+    window: Window,
+    rows: Sequence[DeviceDay],
+    devices: Sequence[RegisteredDevice] = (),
+) -> dict[str, Any]:
     """Quality from counted rows: the one call the database path and `kcity verify` share."""
-    body = {**QualityResult(tuple(rows)).to_json(), **window.keys(pilot.id)}
+    body = {
+        **QualityResult(tuple(rows), tuple(devices)).to_json(),
+        **window.keys(pilot.id),
+        "window": window.describe(pilot.timezone),
+    }
     body["input_hash"] = input_hash([repr(list(rows))])
     return body
 
@@ -214,16 +238,17 @@ def run_quality(
 ) -> dict[str, Any]:
     pilot = get_pilot(conn, pilot_id)
     interval = quality_interval(pilot)
+    devices = _registered(conn, pilot.id)
     rows = queries.quality_rows(
         conn,
         kind=pilot.kind,
-        device_ids=_devices(conn, pilot.id),
+        devices=devices,
         timezone=pilot.timezone,
         interval_s=interval,
         start=window.start,
         end=window.end,
     )
-    body = quality_from(pilot, window, rows)
+    body = quality_from(pilot, window, rows, devices)
     if persist:
         parameters = {"record_interval_s": interval, "timezone": pilot.timezone}
         body["result_id"] = _persist(

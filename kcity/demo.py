@@ -2,7 +2,8 @@
 
 Local stack → pilots → devices → 14 days of Madiun streetlights and 7 days of Mukdahan
 patrols streamed through MQTT and the ingest service → savings, coverage, data quality →
-reports (HTML and PDF, English and Korean) → dashboards → a summary. Running it twice is
+reports (HTML and PDF, English and Korean) → an evidence bundle per pilot, verified
+offline → dashboards → a summary. Running it twice is
 safe: the same seeded data is stored once.
 """
 
@@ -14,15 +15,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
 from devices.pilots import load_pilot
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.db import connect
+from kcity.errors import KcityError
+from kcity.evidence.export import export_bundle
+from kcity.evidence.verify import verify_bundle
 from kcity.grafana import write as write_dashboards
 from kcity.progress import progress_bar
 from kcity.registry import apply_pilot, get_pilot
+from kcity.reports.render import BundleRef
 from kcity.reports.render import build as build_report
 from kcity.settings import Settings
 from kcity.simulation import Streamed, simulator, stream, wait_until_stored
@@ -117,13 +123,19 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
         coverage, _ = run_coverage(conn, "mukdahan", REPORT_WINDOW)
         quality = {p: run_quality(conn, p, REPORT_WINDOW) for p in ("madiun", "mukdahan")}
 
-        console.print("[bold]5/6[/] writing the evaluation reports (HTML and PDF, en and ko)")
+        console.print("[bold]5/6[/] evidence bundles (verified offline) and the evaluation")
+        console.print("    reports (HTML and PDF, en and ko) that name them")
+        bundles = {pilot_id: write_bundle(conn, pilot_id, REPORT_WINDOW, paths.reports)
+                   for pilot_id in ("madiun", "mukdahan")}  # fmt: skip
         reports: list[Path] = []
         with progress_bar() as bar:
             task = bar.add_task("reports", total=4)
             for pilot_id in ("madiun", "mukdahan"):
+                ref = BundleRef(Path(bundles[pilot_id]["path"]).name, bundles[pilot_id]["sha256"])
                 for lang in ("en", "ko"):
-                    files = build_report(conn, pilot_id, REPORT_WINDOW, paths.reports, lang)
+                    files = build_report(
+                        conn, pilot_id, REPORT_WINDOW, paths.reports, lang, bundle=ref
+                    )
                     reports += [files.html, files.pdf]
                     bar.advance(task)
 
@@ -134,10 +146,30 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
         "coverage": coverage,
         "quality": quality,
         "reports": [str(p) for p in reports],
+        "bundles": list(bundles.values()),
         "dashboards": [str(p) for p in dashboards],
     }
     _print_summary(console, summary, paths)
     return summary
+
+
+def write_bundle(
+    conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
+) -> dict[str, Any]:
+    """Export the pilot's evidence bundle beside its reports and verify it offline; a
+    bundle that does not verify stops the demo."""
+    out = out_dir / f"{pilot_id}-{window.start}-{window.end}-evidence.zip"
+    done = export_bundle(conn, pilot_id, window, out)
+    verdict = verify_bundle(out)
+    figures = sum(c.kind == "figure" for c in verdict.checks)
+    if not verdict.ok:
+        bad = [f"{c.analysis} {c.name}" for c in verdict.checks if not c.ok]
+        raise KcityError(f"the evidence bundle {out} does not verify: {', '.join(bad[:5])}")
+    return {
+        "path": str(out),
+        "sha256": done.sha256,
+        "verdict": f"{figures} figures re-computed and matching (kcity verify {out})",
+    }
 
 
 def _print_summary(console: Console, s: dict[str, Any], paths: DemoPaths) -> None:
@@ -179,6 +211,8 @@ def _print_summary(console: Console, s: dict[str, Any], paths: DemoPaths) -> Non
     table.add_row("", "data completeness", f"{q['mukdahan']['completeness_pct']:.1f} %")
     console.print(table)
     console.print(f"reports:    {paths.reports.resolve()}/")
+    for b in s["bundles"]:
+        console.print(f"evidence:   {b['path']} (sha256:{b['sha256'][:16]}…): {b['verdict']}")
     console.print(f"dashboards: {paths.dashboards.resolve()}/")
 
 

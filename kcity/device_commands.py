@@ -4,8 +4,8 @@ A command is stored first (``queued``), then delivered: on the device's MQTT ``c
 at once by whoever created it (the CLI, the API), or — for a pilot behind a LoRaWAN network
 server — by that pilot's bridge, which holds the network server's connection. The device's
 ``command_ack`` event closes it, whichever way it arrives: a trigger on ``events``
-(migration 008) does it. Expiry is computed when read (no read writes) and persisted by
-writers.
+(migration 008) does it, unless the command has expired. Expiry is computed when read
+(no read writes): a queued or sent command past ``expires_at`` reads as ``expired``.
 """
 
 from __future__ import annotations
@@ -147,16 +147,6 @@ def list_commands(
         (pilot_id, device_id, device_id, limit),
     ).fetchall()
     return [Command(*r) for r in rows]
-
-
-def expire_due(conn: psycopg.Connection) -> int:
-    """Persist the expiry of commands past their time; return how many."""
-    cur = conn.execute(
-        "UPDATE commands SET state = 'expired', closed_at = expires_at"
-        " WHERE state IN ('queued', 'sent') AND expires_at <= now()"
-    )
-    conn.commit()
-    return cur.rowcount
 
 
 def uses_lorawan(conn: psycopg.Connection, pilot_id: str) -> bool:

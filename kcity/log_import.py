@@ -22,7 +22,8 @@ from typing import Any
 
 import psycopg
 
-from devices.flight_log import FlightLog
+from devices.flight_log import FlightLog, LogOptions
+from devices.log_formats import read_log
 from devices.payloads import MAX_PAYLOAD_BYTES
 from ingest.batch_writer import BatchWriter
 from ingest.registry import load_devices
@@ -128,3 +129,42 @@ def store(
             summary.dead_letters[code] += n
         progress(len(batch))
     return summary
+
+
+def import_file(
+    conn: psycopg.Connection,
+    pilot_id: str,
+    device_id: str,
+    path: Path,
+    *,
+    flight_id: str,
+    hfov_deg: float | None = None,
+    fuel_capacity_l: float | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[FlightLog, ImportSummary]:
+    """Check the device, read the log with the pilot's settings, store it; for CLI and API.
+
+    ``progress(done, total)`` is called with messages stored so far.
+    """
+    check_device(conn, pilot_id, device_id)
+    drone = registry.get_pilot(conn, pilot_id).drone
+    assert drone is not None  # a hybrid_drone pilot always has its [drone] section
+    opts = LogOptions(
+        flight_id,
+        hfov_deg=hfov_deg,
+        fuel_capacity_l=fuel_capacity_l,
+        patrol_modes=drone.patrol_modes,
+        max_gap_s=drone.max_gap_s,
+        max_speed_mps=drone.max_speed_mps,
+    )
+    log = read_log(path, opts)
+    messages = list(payloads(log, file_boot(path)))
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, len(messages))
+
+    progress(0, len(messages))
+    return log, store(conn, pilot_id, device_id, messages, step)

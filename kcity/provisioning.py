@@ -9,6 +9,7 @@ also disconnects the device if it is connected.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -48,11 +49,20 @@ def provision_device(
     mqtt_host: str = "127.0.0.1",
     mqtt_port: int = 1883,
     mqtt_tls_port: int = 8883,
+    commissioned_on: date | None = None,
+    decommissioned_on: date | None = None,
 ) -> Credentials:
     """Create (or rotate) a device in the registry and install it in the running broker."""
     with conn.transaction():
         existed = registry.device_exists(conn, device_id)
-        password = registry.create_device(conn, pilot_id, device_id, kind)
+        password = registry.create_device(
+            conn,
+            pilot_id,
+            device_id,
+            kind,
+            commissioned_on=commissioned_on,
+            decommissioned_on=decommissioned_on,
+        )
         device = registry.get_device(conn, device_id)
         # Re-creates the client of an existing device: whoever uses the old password is cut off.
         admin.add_device(pilot_id, device_id, password)

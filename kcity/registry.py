@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 import psycopg
@@ -37,6 +37,10 @@ class DeviceConflict(KcityError):
 
 class IdUnavailable(KcityError):
     """A device id taken by another pilot: refused like an invalid id, its owner not named."""
+
+
+class DeviceDates(KcityError):
+    """Commissioning dates that contradict each other."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,9 @@ class Device:
     created_at: datetime
     revoked_at: datetime | None
     last_seen: datetime | None
+    # Expected to report from/until these local dates (DESIGN §4); None: the whole window.
+    commissioned_on: date | None = None
+    decommissioned_on: date | None = None
 
     @property
     def active(self) -> bool:
@@ -162,14 +169,25 @@ def list_pilots(conn: psycopg.Connection) -> list[PilotSummary]:
 
 
 def create_device(
-    conn: psycopg.Connection, pilot_id: str, device_id: str, kind: str | None = None
+    conn: psycopg.Connection,
+    pilot_id: str,
+    device_id: str,
+    kind: str | None = None,
+    *,
+    commissioned_on: date | None = None,
+    decommissioned_on: date | None = None,
 ) -> str:
     """Register a device (or rotate the password of an existing one); return the password.
 
     The kind defaults to the pilot's. Re-provisioning a device of the same pilot issues a new
     password and re-activates it; a device of another pilot, or of another kind, is refused.
+    Commissioning dates given are stored (on re-provisioning too); dates not given are kept.
     """
     validate_device_id(device_id, "device id")
+    if commissioned_on and decommissioned_on and decommissioned_on <= commissioned_on:
+        raise DeviceDates(
+            f"decommissioned on {decommissioned_on} must be after commissioned on {commissioned_on}"
+        )
     pilot = get_pilot(conn, pilot_id)
     kind = get_kind(kind or pilot.kind).name
     password = new_password()
@@ -181,8 +199,9 @@ def create_device(
         if existing is None:
             _exec(
                 conn,
-                "INSERT INTO devices (id, pilot_id, kind, password_hash) VALUES (%s, %s, %s, %s)",
-                (device_id, pilot_id, kind, hashed),
+                "INSERT INTO devices (id, pilot_id, kind, password_hash, commissioned_on,"
+                " decommissioned_on) VALUES (%s, %s, %s, %s, %s, %s)",
+                (device_id, pilot_id, kind, hashed, commissioned_on, decommissioned_on),
             )
             return password
         if existing[0] != pilot_id:
@@ -196,8 +215,10 @@ def create_device(
             )
         _exec(
             conn,
-            "UPDATE devices SET password_hash = %s, revoked_at = NULL WHERE id = %s",
-            (hashed, device_id),
+            "UPDATE devices SET password_hash = %s, revoked_at = NULL,"
+            " commissioned_on = coalesce(%s, commissioned_on),"
+            " decommissioned_on = coalesce(%s, decommissioned_on) WHERE id = %s",
+            (hashed, commissioned_on, decommissioned_on, device_id),
         )
     return password
 
@@ -246,7 +267,7 @@ def _devices(conn: psycopg.Connection, where: str, params: tuple[object, ...]) -
     rows = _all(
         conn,
         "SELECT d.id, d.pilot_id, d.kind, d.created_at, d.revoked_at,"
-        " greatest(d.last_seen, s.received_at)"
+        " greatest(d.last_seen, s.received_at), d.commissioned_on, d.decommissioned_on"
         " FROM devices d LEFT JOIN device_status s ON s.device_id = d.id "
         f"{where} ORDER BY d.pilot_id, d.id",
         params,

@@ -2,7 +2,8 @@
 
 The CLI creates and revokes them, the API resolves them on every request. A token is shown
 once, when it is created; only its SHA-256 hash is stored (tokens are 256-bit random
-strings, so a fast hash is enough: there is nothing to brute-force).
+strings, so a fast hash is enough: there is nothing to brute-force). Every token expires
+(90 days by default); an expired token is refused like an unknown one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, get_args
 
 import psycopg
@@ -21,7 +22,8 @@ from kcity.registry import get_pilot
 Role = Literal["admin", "operator", "evaluator", "viewer"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 TOKEN_PREFIX: Final = "kct_"
-_COLUMNS: Final = "id, role, pilot_id, label, created_at, revoked_at"
+_COLUMNS: Final = "id, role, pilot_id, label, created_at, revoked_at, expires_at"
+DEFAULT_DAYS: Final = 90
 
 
 class TokenError(KcityError):
@@ -38,10 +40,11 @@ class ApiToken:
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and self.expires_at > datetime.now(UTC)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class ApiToken:
             "label": self.label,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "expires_at": self.expires_at.isoformat(),
         }
 
 
@@ -76,18 +80,25 @@ def check_role(role: str, pilot_id: str | None) -> Role:
 
 
 def create_token(
-    conn: psycopg.Connection, role: str, pilot_id: str | None = None, label: str | None = None
+    conn: psycopg.Connection,
+    role: str,
+    pilot_id: str | None = None,
+    label: str | None = None,
+    *,
+    days: float = DEFAULT_DAYS,
 ) -> tuple[str, ApiToken]:
-    """Store a new token; return its secret (shown once) and its record."""
+    """Store a new token valid for `days`; return its secret (shown once) and its record."""
     checked = check_role(role, pilot_id)
+    if not 0 < days <= 3650:
+        raise TokenError(f"--expires must be 1 to 3650 days, not {days}")
     if pilot_id is not None:
         get_pilot(conn, pilot_id)  # NotFound for an unknown pilot
     secret = new_token()
     row = _one(
         conn,
-        f"INSERT INTO api_tokens (token_hash, role, pilot_id, label) VALUES (%s, %s, %s, %s)"
-        f" RETURNING {_COLUMNS}",
-        (hash_token(secret), checked, pilot_id, label),
+        "INSERT INTO api_tokens (token_hash, role, pilot_id, label, expires_at)"
+        f" VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) RETURNING {_COLUMNS}",
+        (hash_token(secret), checked, pilot_id, label, days * 86400.0),
     )
     assert row is not None
     return secret, ApiToken(*row)
@@ -116,10 +127,11 @@ def list_tokens(conn: psycopg.Connection) -> list[ApiToken]:
 
 
 def resolve_token(conn: psycopg.Connection, secret: str) -> ApiToken | None:
-    """The active token whose secret is `secret`, or None (unknown or revoked)."""
+    """The active token whose secret is `secret`, or None (unknown, revoked or expired)."""
     row = _one(
         conn,
-        f"SELECT {_COLUMNS} FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
+        f"SELECT {_COLUMNS} FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL"
+        " AND expires_at > now()",
         (hash_token(secret),),
     )
     return None if row is None else ApiToken(*row)

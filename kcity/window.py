@@ -28,6 +28,15 @@ class Window:
         """The pilot and window keys of every analysis's JSON (DESIGN §7)."""
         return {"pilot": pilot_id, "from": self.start.isoformat(), "to": self.end.isoformat()}
 
+    def describe(self, tz: str) -> dict[str, str]:
+        """The JSON's `window`: what the dates mean, so nobody reads them as UTC days."""
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "timezone": tz,
+            "meaning": f"local dates in {tz}; 'from' included, 'to' excluded",
+        }
+
     def utc(self, tz: str, *, extra_days: int = 0) -> tuple[datetime, datetime]:
         zone = ZoneInfo(tz)
         return (

@@ -356,3 +356,40 @@ def test_provisioned_alerting_file_is_up_to_date() -> None:
         "run: kcity dashboards build --out deploy/grafana/dashboards"
         " --alerting deploy/grafana/provisioning/alerting"
     )
+
+
+def test_border_rule_follows_the_pilots_patrol_modes_and_sensor(tx: psycopg.Connection) -> None:
+    """A pilot whose autopilot calls patrol "AUTO" and whose camera always records (sensor
+    "always") is covered by AUTO points without camera_on; plain "patrol" no longer counts."""
+    _pilot(tx, "mukdahan.toml", max_revisit_s=3600, patrol_modes=["AUTO"], sensor="always")
+    _device(tx, "mukdahan-dr-01", "mukdahan", T)
+    border = load_pilot(ROOT / "pilots" / "mukdahan.toml").drone.border
+    (lon1, lat1), (lon2, lat2) = border["coordinates"][0], border["coordinates"][1]
+    steps = math.ceil(_km([lon1, lat1], [lon2, lat2]) * 1000 / 50)
+
+    def fly(mode: str, when: datetime) -> None:
+        with tx.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO drone_readings (device_id, ts, flight_id, lat, lon, agl_m, mode,"
+                " camera_on, gps_fix) VALUES ('mukdahan-dr-01',%s,'f',%s,%s,100,%s,NULL,3)",
+                [
+                    (
+                        when + timedelta(seconds=k),
+                        lat1 + (lat2 - lat1) * k / steps,
+                        lon1 + (lon2 - lon1) * k / steps,
+                        mode,
+                    )
+                    for k in range(steps + 1)
+                ],
+            )
+
+    first_edge = _km([lon1, lat1], [lon2, lat2])
+
+    def first_edge_fired() -> set[str]:
+        fired = evaluate(tx, "kcity-border-uncovered")
+        return {s for _, s in fired if float(s.removeprefix("km ")) < first_edge}
+
+    fly("patrol", T - timedelta(minutes=30))
+    assert first_edge_fired()  # "patrol" is not this pilot's patrol mode
+    fly("AUTO", T - timedelta(minutes=20))
+    assert first_edge_fired() == set()

@@ -352,6 +352,7 @@ def test_broker_config_and_init_work_on_a_real_mosquitto(broker_dir: Path) -> No
         "KCITY_MQTT_ADMIN_USERNAME": "kcity-admin",
         "KCITY_MQTT_ADMIN_PASSWORD": admin_pw,
         "MQTT_TLS_HOSTNAME": "localhost",
+        "KCITY_PYTHON": sys.executable,
     }
     init = subprocess.run(
         ["sh", str(ROOT / "deploy/mosquitto/init.sh")], env=env, capture_output=True, text=True
@@ -402,3 +403,16 @@ def test_broker_config_and_init_work_on_a_real_mosquitto(broker_dir: Path) -> No
         broker.terminate()
         broker.wait(10)
         log.close()
+
+
+def test_plain_listeners_are_local_and_health_checks_carry_no_password() -> None:
+    """Issue #17: the API and plain MQTT are published on the host's loopback only (TLS is
+    the way in from outside), and no health check puts a password on a command line."""
+    services = _services()
+    for name, port in (("api", DEFAULTS.api_port), ("mosquitto", DEFAULTS.mqtt_port)):
+        specs = [str(p) for p in services[name]["ports"]]
+        assert f"127.0.0.1:{port}:{port}" in specs, (name, specs)
+        assert not any(s.endswith(f":{port}") and s.count(":") < 2 for s in specs), specs
+    for name, svc in services.items():
+        check = " ".join(str(w) for w in svc.get("healthcheck", {}).get("test", []))
+        assert not re.search(r"(^|\s)-P\b|PASSWORD|--pw\b", check), (name, check)

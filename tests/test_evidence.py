@@ -30,6 +30,7 @@ from tests.test_report import (
     DR_WINDOW,
     LUMINAIRES,
     REPORT_FROM,
+    SILENT,
     SL_PILOT,
     SL_WINDOW,
     seed_drones,
@@ -98,14 +99,14 @@ def test_bundle_holds_the_rows_and_results(bundles: dict[str, Any]) -> None:
         ).fetchone() or (0,)
     assert m["tables"]["streetlight_readings"]["rows"] == n > 10_000
     assert m["tables"]["dead_letters"]["rows"] == 2 and m["tables"]["ingest_messages"]["rows"] == 5
-    assert m["timezone"] == "Asia/Jakarta" and m["devices"] == LUMINAIRES
+    assert m["timezone"] == "Asia/Jakarta" and m["devices"] == [*LUMINAIRES, SILENT]
     assert m["results"]["savings"]["input_sha256"] == stored["savings"]["input_sha256"]
     assert m["results"]["savings"]["result_id"] == stored["savings"]["result_id"]
     assert m["results"]["quality"]["input_sha256"] == stored["sl-quality"]["input_hash"]
     with zipfile.ZipFile(made.path) as zf:
         registry = pq.read_table(io.BytesIO(zf.read("data/devices.parquet")))
         readings = pq.read_table(io.BytesIO(zf.read("data/streetlight_readings.parquet")))
-        assert "password_hash" not in registry.column_names and registry.num_rows == 6
+        assert "password_hash" not in registry.column_names and registry.num_rows == 7
         assert str(readings.schema.field("ts").type) == "timestamp[us, tz=UTC]"
         assert readings.schema.metadata[b"kcity.timezone"] == b"Asia/Jakarta"
         for name, entry in m["files"].items():
@@ -214,3 +215,17 @@ def test_cli_export_and_errors(bundles: dict[str, Any], settings: Settings, tmp_
         )  # fmt: skip
         assert run.returncode == 1, run.stderr
         assert run.stderr.startswith("kcity: error:") and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_report_names_the_bundle_and_the_command(bundles: dict[str, Any], tmp_path: Path) -> None:
+    from kcity.reports.render import BundleRef, build
+
+    made = bundles["made"]["sl"]
+    ref = BundleRef(made.path.name, made.sha256)
+    with psycopg.connect(bundles["db"]) as conn:
+        named = build(conn, SL_PILOT, SL_WINDOW, tmp_path / "a", "en", persist=False, bundle=ref)
+        plain = build(conn, SL_PILOT, SL_WINDOW, tmp_path / "b", "ko", persist=False)
+    html = named.html.read_text(encoding="utf-8")
+    assert f"sha256:{made.sha256}" in html and f"kcity verify {made.path.name}" in html
+    other = plain.html.read_text(encoding="utf-8")
+    assert f"kcity export {SL_PILOT} --from {SL_WINDOW.start}" in other

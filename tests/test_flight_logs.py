@@ -213,3 +213,43 @@ def test_sensor_choice_per_drone() -> None:
     assert always.camera_on.all() and always.warning is not None and "2 points" in always.warning
     strict = sensor_state(silent, "log", patrolling)
     assert not strict.camera_on.any() and strict.warning is not None
+
+
+def test_an_operator_uploads_a_log_for_its_own_drone_only(
+    settings: Settings, tmp_path: Path, uid: str
+) -> None:
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from kcity import tokens
+    from kcity.api import create_app
+
+    env = cli_env(settings, tmp_path)
+    mine, other = f"cbr-{uid}", f"cbx-{uid}"
+    for pid in (mine, other):
+        ok(kcity(env, "pilots", "apply", str(sc.write_pilot(tmp_path / pid, pid))))
+    device = f"vtol-{uid}"
+    ok(kcity(env, "devices", "provision", mine, device, "--json"))
+    with psycopg.connect(settings.database_url, autocommit=True) as c:
+        secret = tokens.create_token(c, "operator", mine, "firm")[0]
+        stranger = tokens.create_token(c, "operator", other, "other firm")[0]
+    body = sc.write_bin(tmp_path / "00000042.BIN").read_bytes()
+    path = f"/api/v1/pilots/{mine}/devices/{device}/logs?flight_id=f42&hfov_deg=90"
+    with TestClient(create_app(settings)) as client:
+        refused = client.post(path, content=body, headers={"Authorization": f"Bearer {stranger}"})
+        assert refused.status_code == 403
+        auth = {"Authorization": f"Bearer {secret}"}
+        done = client.post(path, content=body, headers=auth)
+        assert done.status_code == 200, done.text
+        answer = done.json()
+        assert answer["format"] == "bin" and answer["stored_records"] == 1006
+        assert answer["stored_events"] == 6
+        again = client.post(path, content=body, headers=auth).json()
+        assert again["stored_records"] == 0 and again["duplicate_messages"] == again["messages"]
+        bad = client.post(path, content=b"hello", headers=auth)
+        assert bad.status_code == 422 and "not a MAVLink" in bad.json()["detail"]
+        missing = client.post(path.replace(device, f"nope-{uid}"), content=body, headers=auth)
+        assert missing.status_code == 404
+    n = count(settings.database_url, "SELECT count(*) FROM drone_readings WHERE device_id = %s",
+              (device,))  # fmt: skip
+    assert n == 1006

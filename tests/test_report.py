@@ -45,6 +45,7 @@ DRONES = [f"{DR_PILOT}-dr-01"]
 BASELINE = (dt.date(2026, 9, 29), dt.date(2026, 10, 3))  # nights, both inclusive
 REPORT_FROM, REPORT_TO = dt.date(2026, 10, 4), dt.date(2026, 10, 8)
 GAP_DEVICE, GAP_NIGHT = LUMINAIRES[4], dt.date(2026, 10, 5)  # 4 h missing: excluded
+SILENT = f"{SL_PILOT}-sl-099"  # registered, treated, never reported: missing, not dropped
 DRONE_DAYS = (dt.date(2026, 11, 2), dt.date(2026, 11, 3))
 
 
@@ -72,7 +73,7 @@ def seed_streetlights(conn: psycopg.Connection) -> Pilot:
         "road_area_m2": 1800.0,
     }
     pilot = Pilot.from_json(base)
-    _register(conn, pilot, LUMINAIRES)
+    _register(conn, pilot, [*LUMINAIRES, SILENT])
     zone = ZoneInfo(pilot.timezone)
     cal = night_calendar(
         BASELINE[0], REPORT_TO, timezone=pilot.timezone,
@@ -279,6 +280,10 @@ def test_streetlight_report_shows_the_savings_json(
         assert savings["input_sha256"] in html
     assert len(savings["per_night"]) == 4 and savings["excluded_nights"]
     assert savings["non_routine_events"] and savings["luminaires"] == 4
+    assert savings["missing_luminaires"] == [SILENT] and SILENT in quality["silent_devices"]
+    for lang in ("en", "ko"):
+        html = reports[f"sl-{lang}"].html.read_text(encoding="utf-8")
+        assert f"<td>{SILENT}</td>" in html
 
 
 def test_drone_report_shows_the_coverage_json(
@@ -304,7 +309,9 @@ def test_reproducibility_block(reports: dict[str, Any], seeded: str) -> None:
         for name, analysis in (("sl-en", "savings"), ("dr-ko", "coverage")):
             html = reports[name].html.read_text(encoding="utf-8")
             assert f"kcity-pilot-telemetry {version}" in html
-            ids = [int(i) for i in re.findall(r'<td class="n">(\d+)</td>\s*</tr>', html)]
+            # the reproducibility rows: an input hash cell, then the result id
+            repro = r'class="hash"[^>]*>[^<]+</td>\s*<td class="n">(\d+)</td>'
+            ids = [int(i) for i in re.findall(repro, html)]
             rows = conn.execute(
                 "SELECT analysis, method_version FROM analytics_results WHERE id = ANY(%s)",
                 (ids,),
@@ -357,12 +364,16 @@ def test_completeness_map_matches_the_excluded_nights(seeded: str) -> None:
         body, _ = run_savings(conn, SL_PILOT, SL_WINDOW, persist=False)
         cal = night_calendar(REPORT_FROM, REPORT_TO - dt.timedelta(days=1),
                              timezone="Asia/Jakarta", latitude=-7.63, longitude=111.52)  # fmt: skip
-        grid = night_completeness(conn, device_ids=LUMINAIRES, calendar=cal, interval_s=300)
+        grid = night_completeness(
+            conn, device_ids=[*LUMINAIRES, SILENT], calendar=cal, interval_s=300
+        )
     low = {(grid.device_ids[i], grid.nights[j].isoformat())
            for i, j in zip(*np.nonzero(grid.pct < 90.0), strict=True)}  # fmt: skip
     excluded = {(e["device_id"], e["night"]) for e in body["excluded_nights"]
                 if e["window"] == "reporting"}  # fmt: skip
-    assert low == excluded == {(GAP_DEVICE, GAP_NIGHT.isoformat())}
+    nights = [REPORT_FROM + dt.timedelta(days=k) for k in range((REPORT_TO - REPORT_FROM).days)]
+    silent = {(SILENT, n.isoformat()) for n in nights}
+    assert low == excluded == {(GAP_DEVICE, GAP_NIGHT.isoformat())} | silent
 
 
 def test_hour_profile_shows_dimming_and_traffic(seeded: str) -> None:

@@ -452,3 +452,36 @@ def test_no_series_at_all_is_a_result_with_warnings() -> None:
     json.dumps(out, allow_nan=False)
     assert out["luminaires"] == 0 and out["completeness_pct"] is None
     assert any("sl-c1" in w for w in result.warnings)
+
+
+def test_a_silent_treated_luminaire_is_named_and_counted_missing(
+    pilot: list[Luminaire], clean: SavingsResult
+) -> None:
+    """Four treated luminaires report fully; a fifth is registered and never sends."""
+    ids = [lum.series.device_id for lum in pilot]
+    result = compute_savings(
+        [lum.series for lum in pilot], [], params(), START, END, [*ids, "sl-t9"]
+    )
+    assert result.missing_luminaires == ("sl-t9",)
+    body = result.to_json()
+    assert body["missing_luminaires"] == ["sl-t9"]
+    assert any("sl-t9" in w for w in result.warnings)
+    # Its nights are expected and missing: four of five treated luminaires' nights are there.
+    assert clean.completeness_pct == pytest.approx(100.0)
+    assert result.completeness_pct == pytest.approx(100.0 * 4 / 5)
+    assert result.savings_kwh == pytest.approx(clean.savings_kwh)
+    # ... and each of its 31 reporting nights is an excluded night, as the truth says.
+    dark = [row for row in result.excluded_nights if row["device_id"] == "sl-t9"]
+    assert sorted(str(row["night"]) for row in dark) == [
+        (START + dt.timedelta(days=k)).isoformat() for k in range((END - START).days)
+    ]
+    assert {row["reason"] for row in dark} == {"no usable records"}
+
+
+def test_a_window_without_readings_warns(pilot: list[Luminaire]) -> None:
+    later = START + dt.timedelta(days=400)
+    series = [lum.series for lum in pilot]
+    p = params(baseline_start=None, baseline_end=None)
+    result = compute_savings(series, [], p, later, later + dt.timedelta(days=2))
+    assert result.warnings[0] == "no readings from any luminaire of the pilot in this window"
+    assert result.savings_kwh == 0

@@ -291,10 +291,36 @@ def test_without_faults_everything_is_complete_and_on_time() -> None:
         {"batch_records": 1001},
         {"baseline_start": START},
         {"baseline_start": START, "baseline_end": START - dt.timedelta(days=1)},
-        {"days": 3},  # too short to place the faults
     ],
 )
 def test_impossible_configs_are_refused(bad: dict[str, Any]) -> None:
     args: dict[str, Any] = {"start": START, "days": 9, "seed": 1} | bad
     with pytest.raises(SimConfigError):
         StreetlightSimConfig(**args)
+
+
+@pytest.mark.parametrize(
+    ("days", "present", "left_out"),
+    [
+        (2, {"day_burning", "register_reset"}, ["lamp_failure", "outage", "gap"]),
+        (3, {"day_burning", "register_reset", "data_gap"}, ["lamp_failure", "outage"]),
+        (4, {"lamp_failure", "day_burning", "comm_failure", "register_reset", "data_gap"}, []),
+    ],
+)
+def test_a_short_run_leaves_out_the_faults_it_has_no_room_for(
+    days: int, present: set[str], left_out: list[str]
+) -> None:
+    truth = simulate_streetlights(StreetlightSimConfig(start=START, days=days, seed=2)).truth()
+    assert {e["code"] for e in truth["non_routine"]} == present
+    assert [f.split(" ")[0] for f in truth["faults_omitted"]] == left_out
+    assert all("needs" in f for f in truth["faults_omitted"])
+
+
+def test_too_few_luminaires_for_every_fault_names_the_ones_left_out() -> None:
+    cfg = StreetlightSimConfig(start=START, days=5, seed=2, devices=12)
+    treated = len(cfg.device_ids()) - len(cfg.controls())
+    few = StreetlightSimConfig(start=START, days=5, seed=2, devices=12 - (treated - 2))
+    truth = simulate_streetlights(few).truth()
+    assert len({e["device_id"] for e in truth["non_routine"]}) == 2
+    assert len(truth["faults_omitted"]) == 3
+    assert all("luminaire" in f for f in truth["faults_omitted"])

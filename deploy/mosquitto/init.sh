@@ -1,8 +1,9 @@
 #!/bin/sh
 # Run once before the broker starts (compose service "broker-init", as root): create the
-# dynamic-security file holding the broker admin account, and a TLS certificate for the TLS
-# listener. Both are kept when present, so an operator may put a real certificate
-# (ca.crt, server.crt, server.key) into the volume instead of the self-signed one.
+# dynamic-security file holding the broker admin account (or refresh that account's hash;
+# other clients are kept), and a TLS certificate for the TLS listener, kept when present,
+# so an operator may put a real certificate (ca.crt, server.crt, server.key) into the
+# volume instead of the self-signed one.
 set -eu
 
 dir=${MOSQUITTO_SECURITY_DIR:-/mosquitto/security}
@@ -11,11 +12,8 @@ owner=${MOSQUITTO_UID:-1883}
 : "${KCITY_MQTT_ADMIN_PASSWORD:?set KCITY_MQTT_ADMIN_PASSWORD}"
 
 mkdir -p "$dir/certs"
-if [ ! -s "$dir/dynamic-security.json" ]; then
-    mosquitto_ctrl dynsec init "$dir/dynamic-security.json" \
-        "$KCITY_MQTT_ADMIN_USERNAME" "$KCITY_MQTT_ADMIN_PASSWORD"
-    echo "broker-init: dynamic-security file created"
-fi
+# Passwords from the environment, never on a command line; the file is created 0600.
+"${KCITY_PYTHON:-python}" "$(dirname "$0")/init_security.py" "$dir/dynamic-security.json"
 
 certs=$dir/certs
 if [ ! -s "$certs/server.crt" ]; then

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 H = 3600.0
-MIN_DAYS_WITH_FAULTS = 5
+MIN_DAYS_WITH_FAULTS = 5  # every fault fits from here (with five treated luminaires)
+# The days each fault needs to sit inside the run with a clean night either side.
+DAYS_NEEDED = {"lamp_failure": 4, "day_burning": 2, "outage": 4, "reboot": 2, "gap": 3}
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class FaultPlan:
     outage: LinkOutage | None = None
     reboot: Reboot | None = None
     gap: DataGap | None = None
+    omitted: tuple[str, ...] = ()  # faults a short run has no room for, with why
 
 
 def plan_faults(
@@ -82,30 +85,45 @@ def plan_faults(
     noons: list[float],
     interval_s: float,
 ) -> FaultPlan:
-    """Draw the five faults on five distinct luminaires among ``candidates``.
+    """Draw the faults on distinct luminaires among ``candidates``.
 
-    ``noons[n]`` is local noon of day n (n = 0..days), ``t0 = noons[0]``.
+    ``noons[n]`` is local noon of day n (n = 0..days), ``t0 = noons[0]``. A fault that needs
+    more days than the run has, or a luminaire when all are taken, is left out and named in
+    ``omitted``; from `MIN_DAYS_WITH_FAULTS` days and five candidates all five fit, drawn
+    exactly as before (same seed, same plan).
     """
+    fit = [name for name, need in DAYS_NEEDED.items() if days >= need]
+    omitted = [f"{n} (needs {DAYS_NEEDED[n]} days)" for n in DAYS_NEEDED if n not in fit]
+    omitted += [f"{n} (needs one more luminaire)" for n in fit[len(candidates) :]]
+    fit = fit[: len(candidates)]
+    if not fit:
+        return FaultPlan(omitted=tuple(omitted))
     rng = np.random.default_rng([seed, 3])
-    pick = [candidates[int(i)] for i in rng.choice(len(candidates), 5, replace=False)]
-    nights = 3 if days >= 8 else 2
-    first = int(rng.integers(1, days - nights))
-    lamp = LampFailure(
-        pick[0], first, nights, round(noons[first + nights] - float(rng.uniform(1.5, 3.0)) * H, 3)
-    )
-    burn_day = int(rng.integers(1, days))
-    repaired = round(noons[burn_day] + float(rng.uniform(2.0, 3.5)) * H, 3)
-    burning = DayBurning(pick[1], burn_day, repaired)
-    lost = t0 + float(rng.uniform(1.0, days - 3.0)) * 86400.0 + float(rng.uniform(0, H))
-    restored = lost + float(rng.uniform(44.0, 52.0)) * H
-    outage = LinkOutage(pick[2], round(lost, 3), round(restored, 3))
-    reboot_day = int(rng.integers(1, days))
-    reboot_at = noons[reboot_day] - float(rng.uniform(0.5, 2.0)) * H
-    reboot = Reboot(pick[3], round((reboot_at - t0) / interval_s))
-    gap = DataGap(
-        pick[4],
-        int(rng.integers(1, days - 1)),
-        float(rng.uniform(1.5, 4.0)) * H,
-        float(rng.uniform(4.0, 5.0)) * H,
-    )
-    return FaultPlan(lamp, burning, outage, reboot, gap)
+    chosen = rng.choice(len(candidates), len(fit), replace=False)
+    pick = dict(zip(fit, (candidates[int(i)] for i in chosen), strict=True))
+    plan: dict[str, object] = {}
+    if "lamp_failure" in pick:
+        nights = 3 if days >= 8 else 2
+        first = int(rng.integers(1, days - nights))
+        repaired_at = round(noons[first + nights] - float(rng.uniform(1.5, 3.0)) * H, 3)
+        plan["lamp_failure"] = LampFailure(pick["lamp_failure"], first, nights, repaired_at)
+    if "day_burning" in pick:
+        burn_day = int(rng.integers(1, days))
+        repaired = round(noons[burn_day] + float(rng.uniform(2.0, 3.5)) * H, 3)
+        plan["day_burning"] = DayBurning(pick["day_burning"], burn_day, repaired)
+    if "outage" in pick:
+        lost = t0 + float(rng.uniform(1.0, days - 3.0)) * 86400.0 + float(rng.uniform(0, H))
+        restored = lost + float(rng.uniform(44.0, 52.0)) * H
+        plan["outage"] = LinkOutage(pick["outage"], round(lost, 3), round(restored, 3))
+    if "reboot" in pick:
+        reboot_day = int(rng.integers(1, days))
+        reboot_at = noons[reboot_day] - float(rng.uniform(0.5, 2.0)) * H
+        plan["reboot"] = Reboot(pick["reboot"], round((reboot_at - t0) / interval_s))
+    if "gap" in pick:
+        plan["gap"] = DataGap(
+            pick["gap"],
+            int(rng.integers(1, days - 1)),
+            float(rng.uniform(1.5, 4.0)) * H,
+            float(rng.uniform(4.0, 5.0)) * H,
+        )
+    return FaultPlan(**plan, omitted=tuple(omitted))  # type: ignore[arg-type]

@@ -22,7 +22,9 @@ from kcity.api import (
     routes_commands,
     routes_dead_letters,
     routes_device_ops,
+    routes_evidence,
     routes_ingest,
+    routes_logs,
     routes_pilots,
     routes_reports,
     routes_telemetry,
@@ -98,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
         routes_ingest,
         routes_dead_letters,
         routes_commands,
+        routes_evidence,
+        routes_logs,
     ):
         app.include_router(module.router)
     app.include_router(console.router)

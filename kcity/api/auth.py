@@ -38,13 +38,16 @@ class Action(StrEnum):
     READ_TELEMETRY = "read raw telemetry"
     DOWNLOAD_REPORTS = "download reports"
     SEND_COMMANDS = "send commands to devices"
+    EXPORT_EVIDENCE = "export evidence bundles"
 
 
 _ALL: Final = frozenset(Action)
 GRANTS: Final[Mapping[Role, frozenset[Action]]] = MappingProxyType(
     {
         "admin": _ALL,
-        "operator": _ALL,  # ... within its own pilot only, see Caller.may
+        # ... within its own pilot only, see Caller.may; a firm does not export the
+        # evidence it is judged on (evaluators and admins do)
+        "operator": _ALL - {Action.EXPORT_EVIDENCE},
         "evaluator": _ALL - {Action.MANAGE_DEVICES, Action.SEND_COMMANDS},
         "viewer": frozenset({Action.LIST_PILOTS, Action.READ_PILOT, Action.READ_SUMMARIES}),
     }
@@ -96,7 +99,7 @@ def current_caller(secret: Annotated[str, Depends(presented_token)], conn: Conn)
     """401 unless the request carries an active token."""
     token = resolve_token(conn, secret)
     if token is None:
-        raise _unauthorized("unknown or revoked token")
+        raise _unauthorized("unknown, revoked or expired token")
     return Caller(token.id, token.role, token.pilot_id)
 
 

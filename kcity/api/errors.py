@@ -9,6 +9,7 @@ becomes a 500:
     DeviceConflict                  409  the device id is this pilot's, of another kind
     IdUnavailable                   422  the device id is taken (its owner is not named)
     WindowError, TokenError         422  bad window, wrong kind of pilot, bad role
+    DeviceDates                     422  decommissioned before commissioned
     ReportError                     422  no report for this kind of pilot, bad language
     Busy                            429  every heavy-work slot is taken (with Retry-After)
     DatabaseError, OperationalError 503  the database is unreachable
@@ -35,7 +36,7 @@ from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
 from kcity.api.jobs import Busy
 from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
-from kcity.registry import DeviceConflict, IdUnavailable
+from kcity.registry import DeviceConflict, DeviceDates, IdUnavailable
 from kcity.reports.render import ReportError
 from kcity.tokens import TokenError
 from kcity.window import WindowError
@@ -56,7 +57,7 @@ class ValidationErrorBody(ErrorBody):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the error statuses a route may answer."""
     described = {
-        401: "Missing, unknown or revoked bearer token.",
+        401: "Missing, unknown, revoked or expired bearer token.",
         403: "The token's role or pilot does not cover this request.",
         404: "Unknown pilot or device.",
         409: "The request contradicts the registry (this device id is of another kind).",
@@ -110,7 +111,14 @@ def status_of(exc: Exception) -> int:
     if isinstance(exc, DeviceConflict):
         return status.HTTP_409_CONFLICT
     if isinstance(
-        exc, IdUnavailable | WindowError | TokenError | ReportError | DevicesError | AnalyticsError
+        exc,
+        IdUnavailable
+        | WindowError
+        | TokenError
+        | ReportError
+        | DevicesError
+        | AnalyticsError
+        | DeviceDates,
     ):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, DatabaseError | BrokerError | psycopg.OperationalError):

@@ -6,7 +6,7 @@ registry and the running broker change together, and the password is returned on
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import psycopg
@@ -65,6 +65,8 @@ class DeviceOut(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     last_seen: datetime | None
+    commissioned_on: date | None = None
+    decommissioned_on: date | None = None
 
     @classmethod
     def of(cls, d: Device) -> DeviceOut:
@@ -76,6 +78,8 @@ class DeviceOut(BaseModel):
             created_at=d.created_at,
             revoked_at=d.revoked_at,
             last_seen=d.last_seen,
+            commissioned_on=d.commissioned_on,
+            decommissioned_on=d.decommissioned_on,
         )
 
 
@@ -84,6 +88,12 @@ class DeviceCreate(BaseModel):
 
     device_id: str = Field(pattern=ID_PATTERN, description="Also the device's MQTT username.")
     kind: str | None = Field(None, description="Device kind; defaults to the pilot's.")
+    commissioned_on: date | None = Field(
+        None, description="First local date it is expected to report (not provisioning time)."
+    )
+    decommissioned_on: date | None = Field(
+        None, description="First local date it is no longer expected to report (exclusive)."
+    )
 
     @field_validator("device_id")
     @classmethod
@@ -188,12 +198,27 @@ def provision_device(
     """Provision a device (or rotate an existing one's password) in the registry and the
     broker; the MQTT password is in this answer only."""
     pilot_of(conn, pilot)
-    creds = provision_via_broker(conn, settings, pilot, body.device_id, body.kind)
+    creds = provision_via_broker(
+        conn,
+        settings,
+        pilot,
+        body.device_id,
+        body.kind,
+        commissioned_on=body.commissioned_on,
+        decommissioned_on=body.decommissioned_on,
+    )
     return CredentialsOut(**creds.to_json())
 
 
 def provision_via_broker(
-    conn: psycopg.Connection, s: Settings, pilot: str, device: str, kind: str | None = None
+    conn: psycopg.Connection,
+    s: Settings,
+    pilot: str,
+    device: str,
+    kind: str | None = None,
+    *,
+    commissioned_on: date | None = None,
+    decommissioned_on: date | None = None,
 ) -> provisioning.Credentials:
     """Provision (or rotate) through the running broker; used by routes and the console."""
     conn.commit()  # end the read transaction: provisioning commits its own, broker included
@@ -209,6 +234,8 @@ def provision_via_broker(
             mqtt_host=s.mqtt_host,
             mqtt_port=s.mqtt_port,
             mqtt_tls_port=s.mqtt_tls_port,
+            commissioned_on=commissioned_on,
+            decommissioned_on=decommissioned_on,
         )
     conn.commit()
     return creds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,8 +17,20 @@ if TYPE_CHECKING:
     from kcity.window import Window
 
 DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
-Start = Annotated[datetime, typer.Option("--from", help="First local date included.", **DATE)]
-End = Annotated[datetime, typer.Option("--to", help="First local date excluded.", **DATE)]
+Start = Annotated[
+    datetime,
+    typer.Option(
+        "--from", help="First date included: a local date in the pilot's time zone.", **DATE
+    ),
+]
+End = Annotated[
+    datetime,
+    typer.Option(
+        "--to",
+        help="First date excluded (exclusive): a local date in the pilot's time zone.",
+        **DATE,
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -31,6 +44,16 @@ def _window(start: datetime, end: datetime) -> Window:
     from kcity.window import Window
 
     return Window.parse(start.date(), end.date())
+
+
+def _warn_if_empty(body: dict[str, Any]) -> None:
+    """A window without data says so on stderr, in one line: never silent zeros."""
+    empty = [w for w in body.get("warnings", ()) if str(w).endswith("in this window")]
+    if empty:
+        print(
+            f"kcity: warning: {body['pilot']} {body['from']} → {body['to']}: {empty[0]}",
+            file=sys.stderr,
+        )
 
 
 def _print(body: dict[str, Any], as_json: bool, title: str, rows: list[tuple[str, str]]) -> None:
@@ -60,6 +83,7 @@ def savings(
         from kcity.analyses import run_savings  # scipy and shapely load only when needed
 
         body, _ = run_savings(conn, pilot, window)
+    _warn_if_empty(body)
     lo, hi = body["ci90_kwh"]
     _print(
         body,
@@ -146,6 +170,7 @@ def quality(
         from kcity.analyses import run_quality
 
         body = run_quality(conn, pilot, window)
+    _warn_if_empty(body)
     _print(
         body,
         as_json,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date, datetime
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +16,25 @@ from kcity.db import connect
 from kcity.settings import Settings
 from kcity.stack.broker_admin import broker_admin
 
+Commissioned = Annotated[
+    datetime | None,
+    typer.Option(
+        "--commissioned",
+        formats=["%Y-%m-%d"],
+        metavar="YYYY-MM-DD",
+        help="First local date the device is expected to report (not provisioning time).",
+    ),
+]
+Decommissioned = Annotated[
+    datetime | None,
+    typer.Option(
+        "--decommissioned",
+        formats=["%Y-%m-%d"],
+        metavar="YYYY-MM-DD",
+        help="First local date it is no longer expected to report (exclusive).",
+    ),
+]
+
 app = typer.Typer(help="Devices: MQTT credentials and ACLs.", no_args_is_help=True)
 
 
@@ -23,6 +44,8 @@ def provision(
     pilot: str = typer.Argument(..., help="Pilot id the device belongs to."),
     device: str = typer.Argument(..., help="Device id, also its MQTT username."),
     kind: str | None = typer.Option(None, "--kind", help="Device kind (default: the pilot's)."),
+    commissioned: Commissioned = None,
+    decommissioned: Decommissioned = None,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     dev_eui: str | None = typer.Option(
         None, "--dev-eui", help="LoRaWAN DevEUI (16 hex digits), for the pilot's bridge."
@@ -48,6 +71,8 @@ def provision(
             mqtt_host=s.mqtt_host,
             mqtt_port=s.mqtt_port,
             mqtt_tls_port=s.mqtt_tls_port,
+            commissioned_on=commissioned.date() if commissioned else None,
+            decommissioned_on=decommissioned.date() if decommissioned else None,
         )
         if eui is not None:
             onboarding.set_dev_eui(conn, device, eui)
@@ -122,6 +147,8 @@ def list_(
                 "created_at": d.created_at.isoformat(),
                 "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None,
                 "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+                "commissioned_on": _iso(d.commissioned_on),
+                "decommissioned_on": _iso(d.decommissioned_on),
             }
             for d in found
         ]
@@ -135,3 +162,7 @@ def list_(
         seen = d.last_seen.isoformat(timespec="seconds") if d.last_seen else "never"
         table.add_row(d.id, d.pilot_id, d.kind, "active" if d.active else "revoked", seen)
     Console(width=160).print(table)
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()

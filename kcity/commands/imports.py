@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import TaskID
 
-from devices.flight_log import FlightLog, LogError, LogOptions
-from devices.log_formats import read_log
-from kcity import log_import, registry
+from devices.flight_log import FlightLog
+from kcity import log_import
 from kcity.db import connect
-from kcity.errors import KcityError
 from kcity.progress import progress_bar
 from kcity.settings import Settings
 
@@ -54,28 +53,29 @@ def log_(
     """Store a drone's flight log as records and events of one provisioned device."""
     s: Settings = ctx.obj
     flight = flight_id or file.stem[:64] or "flight"
-    with connect(s.database_url) as conn:
-        log_import.check_device(conn, pilot, device)
-        drone = registry.get_pilot(conn, pilot).drone
-        assert drone is not None
-        opts = LogOptions(
-            flight,
-            hfov_deg=hfov,
-            fuel_capacity_l=fuel_capacity_l,
-            patrol_modes=drone.patrol_modes,
-            max_gap_s=drone.max_gap_s,
-            max_speed_mps=drone.max_speed_mps,
-        )
-        try:
-            flight_log = read_log(file, opts)
-        except LogError as exc:
-            raise KcityError(str(exc)) from exc
-        messages = list(log_import.payloads(flight_log, log_import.file_boot(file)))
-        with progress_bar(stderr=True) as bar:
-            task = bar.add_task(f"importing {file.name}", total=len(messages))
-            summary = log_import.store(
-                conn, pilot, device, messages, lambda n: bar.advance(task, n)
+    bar = progress_bar(stderr=True)
+    tasks: list[TaskID] = []
+
+    def progress(done: int, total: int) -> None:
+        if not tasks:  # only once the log is read: refusals stay one clean line
+            bar.start()
+            tasks.append(bar.add_task(f"importing {file.name}", total=total))
+        bar.update(tasks[0], completed=done, total=total)
+
+    try:
+        with connect(s.database_url) as conn:
+            flight_log, summary = log_import.import_file(
+                conn,
+                pilot,
+                device,
+                file,
+                flight_id=flight,
+                hfov_deg=hfov,
+                fuel_capacity_l=fuel_capacity_l,
+                progress=progress,
             )
+    finally:
+        bar.stop()
     _report(file, flight, pilot, device, flight_log, summary, as_json)
 
 

@@ -54,6 +54,8 @@ def run(
             faults=faults,
             **options,
         )
+        if omitted := sim.truth_data.get("faults_omitted"):
+            print(f"faults left out of this short run: {'; '.join(omitted)}")
         if truth:
             truth.parent.mkdir(parents=True, exist_ok=True)
             truth.write_text(json.dumps(sim.truth()))

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kcity.db import connect
-from kcity.tokens import ROLES, create_token, list_tokens, revoke_token
+from kcity.tokens import DEFAULT_DAYS, ROLES, create_token, list_tokens, revoke_token
 
 app = typer.Typer(help="Bearer tokens of the HTTP API.", no_args_is_help=True)
 
@@ -20,16 +20,20 @@ def create(
     role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
     pilot: str | None = typer.Option(None, "--pilot", help="The pilot an operator token is for."),
     label: str | None = typer.Option(None, "--label", help="Who or what the token is for."),
+    expires: int = typer.Option(DEFAULT_DAYS, "--expires", help="Days until it expires."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Create a token and print it once: only its hash is stored."""
     with connect(ctx.obj.database_url) as conn:
-        secret, token = create_token(conn, role, pilot, label)
+        secret, token = create_token(conn, role, pilot, label, days=expires)
     if as_json:
         print(json.dumps({**token.to_json(), "token": secret}, indent=2))
         return
     scope = f" for pilot {token.pilot_id}" if token.pilot_id else ""
-    print(f"token {token.id} ({token.role}{scope}); it is shown only now:")
+    print(
+        f"token {token.id} ({token.role}{scope}), expires {token.expires_at:%Y-%m-%d};"
+        " it is shown only now:"
+    )
     print(secret)
 
 
@@ -51,7 +55,9 @@ def list_(
     if as_json:
         print(json.dumps([t.to_json() for t in tokens], indent=2))
         return
-    table = Table("id", "role", "pilot", "label", "created", "revoked", title="API tokens")
+    table = Table(
+        "id", "role", "pilot", "label", "created", "expires", "revoked", title="API tokens"
+    )
     for t in tokens:
         table.add_row(
             str(t.id),
@@ -59,6 +65,7 @@ def list_(
             t.pilot_id or "",
             t.label or "",
             f"{t.created_at:%Y-%m-%d %H:%M}",
+            f"{t.expires_at:%Y-%m-%d %H:%M}",
             f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
         )
     Console().print(table)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics.nights import NightCalendar
-from analytics.quality import DeviceDay
+from analytics.quality import DeviceDay, RegisteredDevice
 from analytics.quality_count import DeadLetters, Messages, Readings, count_device_days
 from analytics.queries import _MODES, night_bounds
 from analytics.savings import LuminaireSeries, NonRoutineEvent
@@ -168,6 +168,7 @@ def quality_rows(
     readings: pa.Table,
     messages: pa.Table,
     dead_letters: pa.Table,
+    registered: Sequence[RegisteredDevice] = (),
 ) -> list[DeviceDay]:
     """`queries.quality_rows` over a bundle."""
     telemetry = messages.filter(pc.equal(messages["channel"], "telemetry"))
@@ -192,8 +193,39 @@ def quality_rows(
             seq=ints["seq"],
             copies=ints["copies"],
             day_us=_us(day),
+            reuses=np.asarray(telemetry["reuses"].to_numpy(), np.int64)
+            if "reuses" in telemetry.column_names
+            else None,
         ),
         dead_letters=DeadLetters(
-            device_id=_str(dead_letters, "device_id"), received_us=_us(dead_letters["received_at"])
+            device_id=_str(dead_letters, "device_id"),
+            received_us=_us(
+                pc.coalesce(dead_letters["record_ts"], dead_letters["received_at"])
+                if "record_ts" in dead_letters.column_names
+                else dead_letters["received_at"]
+            ),
+            conflict=np.asarray(
+                pc.fill_null(pc.equal(dead_letters["stage"], "conflict"), False).to_numpy(
+                    zero_copy_only=False
+                ),
+                bool,
+            ),
         ),
+        registered=registered,
     )
+
+
+def registered(devices: pa.Table) -> list[RegisteredDevice]:
+    """The registry rows of a bundle with their service dates (absent: always in service)."""
+
+    def day(value: object) -> dt.date | None:  # Parquet gives dates, CSV gives text
+        if isinstance(value, dt.date):
+            return value
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+
+    return [
+        RegisteredDevice(
+            str(r["id"]), day(r.get("commissioned_on")), day(r.get("decommissioned_on"))
+        )
+        for r in devices.to_pylist()
+    ]

@@ -104,18 +104,19 @@ MESSAGES = Table(
     _plain(
         ("device_id", STR), ("boot", I64), ("seq", I64), ("channel", STR),
         ("received_at", UTC_US), ("sent_at", UTC_US), ("records", I64), ("copies", I64),
-        ("first_ts", UTC_US),
+        ("first_ts", UTC_US), ("reuses", I64),
     ),
 )
 DEAD_LETTERS = Table(  # a summary: the payload's size and hash, not its bytes
     "dead_letters",
     "dead_letters",
     "(device_id = ANY(%(ids)s) OR pilot_id = %(pilot)s)"
-    " AND received_at >= %(start)s AND received_at < %(end)s",
+    " AND coalesce(record_ts, received_at) >= %(start)s"
+    " AND coalesce(record_ts, received_at) < %(end)s",
     (
         *_plain(
             ("id", I64), ("received_at", UTC_US), ("pilot_id", STR), ("device_id", STR),
-            ("topic", STR), ("stage", STR), ("reason", STR),
+            ("topic", STR), ("stage", STR), ("reason", STR), ("record_ts", UTC_US),
         ),
         ("payload_bytes", "octet_length(payload)", I64),
         ("payload_sha256", "encode(sha256(payload), 'hex')", STR),

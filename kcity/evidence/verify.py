@@ -120,7 +120,7 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
         nights, lead = analyses.savings_selection(pilot, window)
         series = inputs.luminaires(readings, ids, start, end, nights, lead)
         body, _ = analyses.savings_from(
-            pilot, window, series, inputs.events(events, ids, start, end)
+            pilot, window, series, inputs.events(events, ids, start, end), ids
         )
         return body
     if analysis == "coverage":
@@ -129,6 +129,7 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
         tracks = inputs.drones(readings, ids, wstart, wend)
         body, _ = analyses.coverage_from(pilot, window, tracks, detections)
         return body
+    devices = inputs.registered(bundle.table("devices"))
     rows = inputs.quality_rows(
         kind=pilot.kind,
         ids=ids,
@@ -139,8 +140,9 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
         readings=readings,
         messages=bundle.table("ingest_messages"),
         dead_letters=bundle.table("dead_letters"),
+        registered=devices,
     )
-    return analyses.quality_from(pilot, window, rows)
+    return analyses.quality_from(pilot, window, rows, devices)
 
 
 def _figures(analysis: str, stored: dict[str, Any], body: dict[str, Any]) -> list[Check]:

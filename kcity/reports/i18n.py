@@ -343,6 +343,10 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "control_luminaires": ("Control luminaires", "대조군 가로등"),
     "completeness_pct": ("Data completeness", "데이터 완전성"),
     "excluded_count": ("Excluded luminaire-nights", "제외된 가로등-야간"),
+    "missing_luminaires": (
+        "Treated luminaires without usable data",
+        "유효 데이터 없는 처리군 가로등",
+    ),
     "burning_hours": ("Metered / astronomical burning hours", "실측 / 천문 점등 시간"),
     "d_e": ("EN 13201-5 D_E (as operated / full power)", "EN 13201-5 D_E (운영 / 최대출력)"),
     # --- M&V plan ----------------------------------------------------------------------
@@ -500,6 +504,20 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "repro_note": (
         "Re-run {cmd} on the same data: the input hash and every figure must match.",
         "동일 데이터로 {cmd}을(를) 다시 실행하면 입력 해시와 모든 수치가 일치해야 함.",
+    ),
+    "evidence_bundle": ("Evidence bundle", "증빙 번들"),
+    "bundle_note": (
+        "Every figure above is re-derived offline, without our database, by {cmd}: it checks"
+        " each file's SHA-256, re-computes each figure from the bundle's raw rows and prints"
+        " the stored and the re-computed value side by side.",
+        "위 모든 수치는 데이터베이스 없이 {cmd}(으)로 다시 산출됨: 각 파일의 SHA-256을 확인하고,"
+        " 번들의 원시 데이터로 각 수치를 재계산하여 저장값과 재계산값을 나란히 출력함.",
+    ),
+    "bundle_none": (
+        "Export the raw rows behind these figures with {cmd}; kcity verify then re-derives"
+        " every figure offline.",
+        "{cmd}(으)로 이 수치들의 원시 데이터를 내보낸 뒤 kcity verify로 모든 수치를 오프라인에서"
+        " 다시 산출할 수 있음.",
     ),
     "analysis": ("Analysis", "분석"),
     "an_savings": ("savings", "절감량 검증"),

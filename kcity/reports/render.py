@@ -209,18 +209,28 @@ def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
     }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class BundleRef:
+    """The evidence bundle a report names: its file name and SHA-256."""
+
+    name: str
+    sha256: str
+
+
 def _png(stem: Path, name: str) -> Path:
     return stem.with_name(f"{stem.name}-{name}.png")
 
 
 def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path,
           lang: str = "en", *, now: dt.datetime | None = None,
-          persist: bool = True) -> ReportFiles:  # fmt: skip
+          persist: bool = True, bundle: BundleRef | None = None) -> ReportFiles:  # fmt: skip
     """Compute the pilot's analyses for `window` and write the report into `out_dir`.
 
     Files: ``<pilot>-<from>-<to>-<lang>.html`` and ``.pdf`` and the figures
     ``<pilot>-<from>-<to>-<lang>-<figure>.png`` the HTML links to (relative paths).
     The analyses' runs are stored unless `persist` is false (a GET must write nothing).
+    Given the window's evidence `bundle`, the reproducibility block names its hash and the
+    command that re-derives every figure from it.
     """
     if lang not in LANGS:
         raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
@@ -252,6 +262,18 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
     context["repro_note"] = Markup(escape(t["repro_note"])).format(
         cmd=Markup("<code>{}</code>").format(command)
     )
+    context["bundle"] = bundle
+    if bundle is not None:
+        again = f"kcity verify {bundle.name}"
+        context["bundle_note"] = Markup(escape(t["bundle_note"])).format(
+            cmd=Markup("<code>{}</code>").format(again)
+        )
+    else:
+        export = (f"kcity export {pilot.id} --from {window.start} --to {window.end}"
+                  f" --out {pilot.id}-{window.start}-{window.end}-evidence.zip")  # fmt: skip
+        context["bundle_note"] = Markup(escape(t["bundle_none"])).format(
+            cmd=Markup("<code>{}</code>").format(export)
+        )
     html = _environment().get_template(context["template"]).render(context)
     html_path, pdf_path = stem.with_suffix(".html"), stem.with_suffix(".pdf")
     try:
