@@ -5,8 +5,10 @@ by `devices.log_formats` and computed by `analytics.coverage` with a pilot-like 
 (hfov 70°, max gap 10 s, 40 m/s, sensor "auto") — beside figures computed here another way:
 
 - distance: pymavlink's own parser (`mavutil`), GLOBAL_POSITION_INT ordered by
-  ``time_boot_ms``, haversine between consecutive points above 2 m, never across more than
-  10 s; the same on the ground station's receive times shows what bursts do to a speed filter;
+  ``time_boot_ms`` within each boot of the vehicle (a reboot mid-log starts another, never
+  joined to the one before), haversine between consecutive points above 2 m, never across
+  more than 10 s; the same on the ground station's receive times shows what bursts do to a
+  speed filter;
 - swath: each patrol-mode segment (mode names from `mavutil.mode_string_v10`) buffered by
   its own half width in an azimuthal equidistant projection centred on the flight (not UTM),
   unioned by shapely;
@@ -64,14 +66,17 @@ def series(log: FlightLog) -> DroneSeries:
 def independent(path: Path) -> dict[str, Any]:
     """Points of the vehicle (not the GCS) read by pymavlink, on both clocks."""
     m = mavutil.mavlink_connection(str(path), dialect="ardupilotmega")
-    mode, rows = "", []
+    mode, rows, boots, last = "", [], 0, 0.0
     while (msg := m.recv_match()) is not None:
         kind = msg.get_type()
         if kind == "HEARTBEAT" and msg.type != 6 and msg.autopilot != 8:
             armed = bool(msg.base_mode & 128)
             mode = mavutil.mode_string_v10(msg) if armed else "DISARMED"
         elif kind == "GLOBAL_POSITION_INT" and (msg.lat or msg.lon):
-            rows.append((msg.time_boot_ms / 1e3, msg._timestamp, msg.lat / 1e7, msg.lon / 1e7,
+            if msg.time_boot_ms / 1e3 < last - MAX_GAP:  # rebooted: later, never joined to before
+                boots += 1
+            last = msg.time_boot_ms / 1e3
+            rows.append((boots * 1e7 + last, msg._timestamp, msg.lat / 1e7, msg.lon / 1e7,
                          msg.relative_alt / 1e3, mode))  # fmt: skip
     rows.sort(key=lambda r: r[0])
     boot = np.array([r[0] for r in rows])
