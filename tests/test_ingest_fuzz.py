@@ -16,6 +16,7 @@ from kcity.settings import Settings
 from kcity.stack.broker_admin import BrokerAdmin
 from tests.fixtures.ingest import (
     add_device,
+    clear_retained,
     count,
     ingest_config,
     publisher,
@@ -137,6 +138,7 @@ def test_malformed_payloads_never_crash_and_are_all_accounted_for(
 ) -> None:
     pilot, dev = f"p-{uid}", f"sl-{uid}"
     add_device(conn, broker_admin, pilot, dev)
+    clear_retained(settings, broker_admin)  # other tests' statuses would count as received
     published = {"n": 0, "seq": 0}
     accounted_sql = (
         "SELECT (SELECT count(*) FROM ingest_messages WHERE device_id = %(d)s)"
