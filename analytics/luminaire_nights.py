@@ -23,7 +23,12 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 SEM_MEDIAN = 1.2533  # sqrt(pi/2): standard error of a median ≈ 1.2533·σ/√n
-MIN_FULL_POWER_SAMPLES = 12  # an hour of 5-minute records at full level
+MIN_FULL_POWER_SAMPLES = 12
+"""Fewest 100 % samples from which a luminaire's own full power is trusted (baseline or
+reporting window): an hour of 5-minute records, enough that the median's standard error
+(≈ 1.25·σ/√12 ≈ 0.36·σ, σ ≈ 1 % of power) stays well under the few-percent spread between
+luminaires of one model that pooling would ignore (METHODS "Per-luminaire full power")."""
+FULL_POWER_SOURCES = ("baseline", "own_reporting", "control", "rated")
 FULL_LEVEL_PCT = 100.0
 GAP_FACTOR = 1.5  # a register diff over more than 1.5 intervals spans missing records
 BURN_TOLERANCE_H = 1.0  # lamp metered off this long within a night: a finding (outage, failure)
@@ -154,54 +159,69 @@ def full_level(s: LuminaireSeries) -> BoolArray:
     return np.asarray(lit & (s.dim_pct >= FULL_LEVEL_PCT - 1e-6), dtype=bool)
 
 
+def _own_samples(s: LuminaireSeries, idx: IntArray, window: BoolArray | None) -> FloatArray | None:
+    """Power [W] of the luminaire's lit 100 % records in the nights of `window`."""
+    if window is None:
+        return None
+    inside = (idx >= 0) & window[np.maximum(idx, 0)]
+    return np.asarray(s.power_w[full_level(s) & inside], dtype=np.float64)
+
+
+def _own(samples: FloatArray | None, source: str) -> FullPower | None:
+    """A luminaire's own median full power, if it has enough samples."""
+    if samples is None or samples.size < MIN_FULL_POWER_SAMPLES:
+        return None
+    se = SEM_MEDIAN * float(np.std(samples, ddof=1)) / np.sqrt(samples.size)
+    return FullPower(float(np.median(samples)), source, samples.size, se, 0.0)
+
+
 def full_power(
     series: Sequence[LuminaireSeries],
     record_nights: Sequence[IntArray],
     baseline: BoolArray | None,
     control: set[str],
     params: SavingsParams,
+    reporting: BoolArray | None = None,
 ) -> tuple[list[FullPower], list[str]]:
-    """P_full per luminaire: own baseline median, else pooled control group, else rated."""
+    """P_full per luminaire, first that applies (source in `FULL_POWER_SOURCES`):
+
+    its own baseline median; its own median over its 100 % samples in the `reporting`
+    nights (luminaires that brighten on traffic); the pooled control group; rated power.
+    Luminaires of one model differ by a few percent, so a pooled value is a last resort.
+    """
     warnings: list[str] = []
-    own: list[FloatArray | None] = [None] * len(series)
-    if baseline is not None:
-        for k, (s, idx) in enumerate(zip(series, record_nights, strict=True)):
-            in_base = (idx >= 0) & baseline[np.maximum(idx, 0)]
-            own[k] = np.asarray(s.power_w[full_level(s) & in_base], dtype=np.float64)
     pooled_parts = [s.power_w[full_level(s)] for s in series if s.device_id in control]
     medians = [float(np.median(p)) for p in pooled_parts if p.size >= MIN_FULL_POWER_SAMPLES]
     pool = np.concatenate(pooled_parts) if pooled_parts else np.empty(0)
     spread = float(np.std(medians, ddof=1)) if len(medians) >= 2 else 0.0
     rated_se = params.rated_power_w * params.rated_power_tolerance_pct / 100.0 / np.sqrt(3.0)
     result: list[FullPower] = []
-    pooled_ids: list[str] = []
-    rated_ids: list[str] = []
-    for k, s in enumerate(series):
-        samples = own[k]
-        if samples is not None and samples.size >= MIN_FULL_POWER_SAMPLES:
-            se = SEM_MEDIAN * float(np.std(samples, ddof=1)) / np.sqrt(samples.size)
-            result.append(
-                FullPower(float(np.median(samples)), "measured-baseline", samples.size, se, 0.0)
-            )
+    fallback: dict[str, list[str]] = {"own_reporting": [], "control": [], "rated": []}
+    for s, idx in zip(series, record_nights, strict=True):
+        own = _own(_own_samples(s, idx, baseline), "baseline") or _own(
+            _own_samples(s, idx, reporting), "own_reporting"
+        )
+        if own is not None:
+            result.append(own)
         elif pool.size >= MIN_FULL_POWER_SAMPLES:
             se_pool = SEM_MEDIAN * float(np.std(pool, ddof=1)) / np.sqrt(pool.size)
-            result.append(
-                FullPower(
-                    float(np.median(pool)), "measured-control-group", pool.size, spread, se_pool
-                )
-            )
-            if baseline is not None:
-                pooled_ids.append(s.device_id)
+            result.append(FullPower(float(np.median(pool)), "control", pool.size, spread, se_pool))
         else:
             result.append(FullPower(params.rated_power_w, "rated", 0, 0.0, rated_se))
-            rated_ids.append(s.device_id)
-    if pooled_ids:
+        if result[-1].source in fallback and (s.device_id not in control or not pool.size):
+            fallback[result[-1].source].append(s.device_id)
+    if baseline is not None and fallback["own_reporting"]:
         warnings.append(
-            f"too few baseline full-power samples, control-group value used: {pooled_ids}"
+            "too few baseline full-power samples, own reporting-window 100 % samples used:"
+            f" {fallback['own_reporting']}"
         )
-    if rated_ids:
-        warnings.append(f"no measured full power, rated power used: {rated_ids}")
-    if any(f.source == "measured-control-group" for f in result) and len(medians) < 2:
+    if fallback["control"]:
+        warnings.append(
+            f"too few own full-power samples, control-group value used: {fallback['control']}"
+        )
+    if fallback["rated"]:
+        warnings.append(f"no measured full power, rated power used: {fallback['rated']}")
+    if any(f.source == "control" for f in result) and len(medians) < 2:
         warnings.append("fewer than 2 control luminaires: between-luminaire spread unknown")
     return result, warnings
 

@@ -6,9 +6,10 @@ named by the local date of their sunset):
 
 - burning hours ``h_on(i,n)`` = lamp-on records × record interval (metered);
 - counterfactual ``E_cf(i,n) = P_full(i) · h_on(i,n)``; ``P_full`` is the median active
-  power at 100 % light level while burning — measured per luminaire in the baseline
-  (commissioning) window, else pooled over the control group, else the rated power
-  (with a warning);
+  power at 100 % light level while burning — the luminaire's own in the baseline
+  (commissioning) window, else its own 100 % samples in the reporting nights (at least
+  `MIN_FULL_POWER_SAMPLES`), else pooled over the control group, else the rated power
+  (with a warning); each `per_luminaire` row names its `full_power_source`;
 - actual energy from the cumulative register: per record the increase since the previous
   record; a decrease is a reset (the post-reset value is the energy since the reset); where
   the register is missing, or the previous record is more than 1.5 intervals back, the
@@ -123,7 +124,7 @@ def _pfull_variance(fp: Sequence[FullPower], hours: FloatArray) -> tuple[float, 
     total = float(np.sum((independent * hours.sum(axis=1)) ** 2))
     per_night = np.sum(independent[:, None] ** 2 * hours**2, axis=0)
     source = np.array([f.source for f in fp])
-    for shared in ("measured-control-group", "rated"):
+    for shared in ("control", "rated"):  # one shared estimate each
         group = source == shared
         if group.any():
             se = fp[int(np.flatnonzero(group)[0])].se_common
@@ -260,7 +261,7 @@ def compute_savings(
         check_series(s)
     f, warnings = build_frame(series, params, start, end)
     fp, fp_warnings = full_power(
-        series, f.table.record_nights, f.base, set(params.control_group), params
+        series, f.table.record_nights, f.base, set(params.control_group), params, f.rep
     )
     warnings += fp_warnings
     use = f.counted & f.rep[None, :] & f.treated[:, None]

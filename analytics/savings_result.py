@@ -22,11 +22,12 @@ from analytics.luminaire_nights import (
 from analytics.m_and_v import BaselineRegression, DiDEstimate
 
 METHOD = "ipmvp-b-counterfactual"
-METHOD_VERSION = "1.1.0"  # 1.1: day-burning energy from active power
+METHOD_VERSION = "1.2.0"  # 1.1: day-burning energy from active power; 1.2: own-reporting P_full
 CI_FORMULA = (
     "savings ± z·sqrt(Σ_i (σ_i·H_i)² + (σ_pool·H_pool)² + (σ_rated·H_rated)² + (a/100·E_actual)²)"
     "; σ_i = 1.2533·s_i/√n_i (standard error of luminaire i's full-power median, s_i and n_i"
-    " the spread and count of its samples) or, for the pooled control-group value, the"
+    " the spread and count of its own 100 % samples, baseline or reporting window) or, for the"
+    " pooled control-group value, the"
     " between-luminaire spread of control medians with σ_pool = 1.2533·s/√n of the pool;"
     " σ_rated = P_rated·tol/100/√3; H burning hours [h]; a meter accuracy [%];"
     " z = Φ⁻¹(0.5 + confidence/2)"

@@ -15,6 +15,7 @@ from astral.sun import sunrise, sunset
 
 from analytics import nights
 from analytics.errors import InputError
+from analytics.luminaire_nights import MIN_FULL_POWER_SAMPLES
 from analytics.savings import (
     LuminaireSeries,
     NonRoutineEvent,
@@ -148,7 +149,7 @@ def test_clean_data_savings_within_one_percent_of_truth(
         sum(reporting(lum.actual) for lum in treated) / 1000, rel=1e-9
     )
     assert clean.ci_kwh[0] < truth < clean.ci_kwh[1]
-    assert clean.full_power_source == "measured-baseline"
+    assert clean.full_power_source == "baseline"
     assert clean.completeness_pct == pytest.approx(100.0)
     assert clean.excluded_nights == ()
     assert not any("full power" in w for w in clean.warnings)
@@ -216,7 +217,7 @@ def test_difference_in_differences_removes_a_group_difference() -> None:
     assert cross.control_group.design == "cross-sectional"
     biased = (120.0 - 100.0 * (0.15 + 0.85 * 0.6)) * hours / 1000
     assert cross.control_group.savings == pytest.approx(biased, rel=0.01)
-    assert cross.full_power_source == "measured-control-group"
+    assert cross.full_power_source == "control"
     assert cross.regression is None
 
 
@@ -362,12 +363,14 @@ def test_day_burning_is_flagged_and_events_listed(
     assert result.non_routine_events[0]["code"] == "day_burning"
 
 
-def test_rated_power_fallback_warns(pilot: list[Luminaire]) -> None:
-    series = [lum.series for lum in pilot[:4]]
+def test_rated_power_fallback_warns() -> None:
+    """Treated luminaires never at 100 % in the reporting nights, no baseline, no control."""
+    series = [simulate(f"sl-t{k}", fixed(60.0), seed=k).series for k in range(4)]
     result = compute_savings(
         series, [], params(control_group=(), baseline_start=None, baseline_end=None), START, END
     )
     assert result.full_power_source == "rated"
+    assert {row["full_power_source"] for row in result.per_luminaire} == {"rated"}
     assert any("rated power" in w for w in result.warnings)
     assert result.control_group is None and result.regression is None
     out = result.to_json()
@@ -485,3 +488,52 @@ def test_a_window_without_readings_warns(pilot: list[Luminaire]) -> None:
     result = compute_savings(series, [], p, later, later + dt.timedelta(days=2))
     assert result.warnings[0] == "no readings from any luminaire of the pilot in this window"
     assert result.savings_kwh == 0
+
+
+def test_per_luminaire_full_power_from_own_reporting_samples() -> None:
+    """No baseline window; treated luminaires draw 116–124 W (±3 %) against a control group at
+    120 W and brighten to 100 % on traffic: each luminaire's own 100 % samples set its full
+    power, and per-luminaire savings match the simulated truth within 1.5 %."""
+    watts = (116.0, 118.0, 122.0, 124.0)
+    treated = [simulate(f"sl-t{k}", adaptive, full_w=w, seed=10 + k) for k, w in enumerate(watts)]
+    control = simulate("sl-c1", full, full_w=120.0, seed=99)
+    result = compute_savings(
+        [lum.series for lum in [*treated, control]],
+        [],
+        params(baseline_start=None, baseline_end=None),
+        START,
+        END,
+    )
+    rows = {row["device_id"]: row for row in result.per_luminaire}
+    assert result.full_power_source == "own_reporting"
+    for lum, w in zip(treated, watts, strict=True):
+        # truth: Σ (full − actual) energy over the reporting nights, from the simulated power
+        truth = (reporting(lum.counterfactual) - reporting(lum.actual)) / 1000.0
+        row = rows[lum.series.device_id]
+        assert row["full_power_source"] == "own_reporting"
+        assert row["full_power_samples"] >= 12
+        assert row["full_power_w"] == pytest.approx(w, rel=0.005)
+        assert row["savings_kwh"] == pytest.approx(truth, rel=0.015)
+    truth_total = sum(reporting(t.counterfactual) - reporting(t.actual) for t in treated) / 1000
+    assert result.ci_kwh[0] < truth_total < result.ci_kwh[1]
+    assert not any("control-group value" in w for w in result.warnings)
+
+
+def test_too_few_own_samples_fall_back_to_the_control_group() -> None:
+    """Fewer than MIN_FULL_POWER_SAMPLES own 100 % samples: the control group's value, said."""
+
+    def rare(day: dt.date, k: int, rng: np.random.Generator) -> np.ndarray:
+        dims = np.full(k, 40.0)
+        if day == START:
+            dims[: MIN_FULL_POWER_SAMPLES - 1] = 100.0
+        return dims
+
+    lum = simulate("sl-t0", rare, full_w=116.0, noise=0.0)
+    control = simulate("sl-c1", full, full_w=120.0, noise=0.0)
+    result = compute_savings(
+        [lum.series, control.series], [], params(baseline_start=None, baseline_end=None), START, END
+    )
+    (row,) = result.per_luminaire
+    assert row["full_power_source"] == "control"
+    assert row["full_power_w"] == pytest.approx(120.0)
+    assert any("control-group value used: ['sl-t0']" in w for w in result.warnings)
