@@ -35,9 +35,11 @@ ONLINE = (
     " AND d.last_seen > now() - interval '1 hour')"
 )
 
-# Expected telemetry records: streetlights report around the clock, so the whole window
-# (up to now) counts; drones report only while powered, so only the span between a
-# device's first and last message of each boot counts.
+# Expected telemetry records: streetlights report around the clock, so every registered
+# device counts for the part of the window (up to now) inside its service dates (local
+# dates of the pilot; `decommissioned_on` is the first day no longer expected): a silent
+# luminaire lowers completeness. Drones report only while powered, so only the span
+# between a device's first and last message of each boot counts.
 PILOTS_SQL = f"""
     WITH dev AS (
       SELECT d.pilot_id,
@@ -46,6 +48,18 @@ PILOTS_SQL = f"""
              max(d.last_seen) AS last_seen
       FROM devices d
       LEFT JOIN device_status s ON s.device_id = d.id
+      WHERE d.revoked_at IS NULL
+      GROUP BY d.pilot_id
+    ), service AS (
+      SELECT d.pilot_id,
+             sum(greatest(0.0, extract(epoch FROM
+               least($__timeTo()::timestamptz, now(),
+                     coalesce(d.decommissioned_on::timestamp AT TIME ZONE p.timezone,
+                              'infinity'::timestamptz))
+               - greatest($__timeFrom()::timestamptz,
+                          coalesce(d.commissioned_on::timestamp AT TIME ZONE p.timezone,
+                                   '-infinity'::timestamptz))))) AS expected_s
+      FROM devices d JOIN pilots p ON p.id = d.pilot_id
       WHERE d.revoked_at IS NULL
       GROUP BY d.pilot_id
     ), boots AS (
@@ -73,9 +87,7 @@ PILOTS_SQL = f"""
            coalesce(dev.online, 0) AS online,
            least(100.0, round((100.0 * coalesce(recv.records, 0) / nullif(
              CASE WHEN p.kind = 'streetlight'
-                  THEN dev.devices * extract(epoch FROM
-                         least($__timeTo()::timestamptz, now()) - $__timeFrom()::timestamptz)
-                       / iv.interval_s
+                  THEN service.expected_s / iv.interval_s
                   ELSE recv.active_s / iv.interval_s + recv.boots END, 0))::numeric, 1)
            ) AS completeness_pct,
            sav.savings_kwh,
@@ -87,6 +99,7 @@ PILOTS_SQL = f"""
     FROM pilots p
     LEFT JOIN dev ON dev.pilot_id = p.id
     LEFT JOIN recv ON recv.pilot_id = p.id
+    LEFT JOIN service ON service.pilot_id = p.id
     CROSS JOIN LATERAL (
       SELECT coalesce(p.definition->'streetlight'->>'record_interval_s',
                       p.definition->'drone'->>'record_interval_s')::float8 AS interval_s) iv

@@ -472,6 +472,59 @@ def test_overview_reports_each_pilot(conn: psycopg.Connection, seeded: Seeded) -
     assert 0 < float(mukdahan["completeness_pct"]) <= 100
 
 
+def test_overview_completeness_counts_every_registered_luminaire_in_service(
+    db_url: str,
+) -> None:
+    """Three local days (Asia/Jakarta) of a 300 s pilot: `full` sends every record, `late`
+    is commissioned on day 2 and sends day 2 only, `silent` (decommissioned from day 3)
+    sends nothing, `gone` was decommissioned before the window. Expected, by hand:
+    full 3 x 288, late 2 x 288, silent 2 x 288, gone 0 = 2016; received 864 + 288 = 1152."""
+    pilot = load_pilot(ROOT / "pilots" / "madiun.toml")
+    assert pilot.timezone == "Asia/Jakarta" and pilot.streetlight is not None
+    assert pilot.streetlight.record_interval_s == 300
+    start = datetime(2026, 10, 1, 17, tzinfo=UTC)  # 2026-10-02 00:00 in Jakarta (UTC+7)
+    end = start + timedelta(days=3)
+    service = {  # device: (commissioned_on, decommissioned_on, local days with data)
+        "ovc-full": (None, None, (0, 1, 2)),
+        "ovc-late": (date(2026, 10, 3), None, (1,)),
+        "ovc-silent": (None, date(2026, 10, 4), ()),
+        "ovc-gone": (date(2026, 9, 1), date(2026, 10, 1), ()),
+    }
+    with psycopg.connect(db_url) as conn:  # one transaction, rolled back: others unaffected
+        conn.execute(
+            "INSERT INTO pilots (id, name, kind, country, city, timezone, latitude, longitude,"
+            " definition) VALUES ('ovc', 'ovc', 'streetlight', 'ID', 'x', %s, %s, %s, %s)",
+            (pilot.timezone, pilot.latitude, pilot.longitude, Jsonb(pilot.to_json())),
+        )
+        for dev, (since, until, days) in service.items():
+            conn.execute(
+                "INSERT INTO devices (id, pilot_id, kind, password_hash, commissioned_on,"
+                " decommissioned_on) VALUES (%s, 'ovc', 'streetlight', 'x', %s, %s)",
+                (dev, since, until),
+            )
+            for day in days:  # each day's 288 records, one message per hour of 12 records
+                for h in range(24):
+                    at = start + timedelta(days=day, hours=h, minutes=30)
+                    conn.execute(
+                        "INSERT INTO ingest_messages (device_id, boot, seq, channel,"
+                        " received_at, sent_at, records) VALUES (%s,1,%s,'telemetry',%s,%s,12)",
+                        (dev, day * 24 + h, at, at),
+                    )
+        sql = next(
+            q["rawSql"]
+            for u, t, _, q in TARGETS
+            if u == "kcity-overview" and t == "Pilots" and q["refId"] == "A"
+        )
+        cur = conn.execute(expand(sql, start=start, end=end, interval=timedelta(minutes=5)))
+        names = [c.name for c in cur.description or []]
+        rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        conn.rollback()
+    assert rows["ovc"]["devices"] == 4
+    assert float(rows["ovc"]["completeness_pct"]) == pytest.approx(
+        round(100 * 1152 / 2016, 1), abs=1e-9
+    )
+
+
 def test_streetlight_panels_show_the_seeded_facts(conn: psycopg.Connection, seeded: Seeded) -> None:
     silent = _run(conn, seeded, "kcity-streetlight", "Devices silent for more than an hour")
     assert [r["device_id"] for r in silent] == ["madiun-sl-003", "madiun-sl-002"]
