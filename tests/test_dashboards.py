@@ -775,7 +775,7 @@ def test_counts_are_neutral_and_completeness_is_red_below_90_amber_below_95() ->
     coloured = 0
     for _, panel in _panels():
         for target in panel.get("targets", []):
-            for column in re.findall(r"AS (completeness\w*)", target["rawSql"]):
+            for column in set(re.findall(r"\b(completeness_\w+)", target["rawSql"])):
                 steps = _override(panel, column, "thresholds")["steps"]
                 assert [(s["color"], s["value"]) for s in steps] == [
                     ("red", None),
