@@ -36,7 +36,22 @@ def _f64(table: pa.Table, name: str) -> np.ndarray:
 
 
 def _str(table: pa.Table, name: str, null: str = "") -> np.ndarray:
-    return np.array(table[name].fill_null(null).to_pylist(), dtype=str)
+    """A text column as a numpy string array, built from its dictionary (few distinct
+    values: device ids, modes), not value by value."""
+    names, codes = _dictionary(table[name].fill_null(null))
+    values: np.ndarray = names[codes]
+    return values
+
+
+def _dictionary(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values in code-point order, each row's index into them)."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    names = np.array(encoded.dictionary.to_pylist(), dtype=str)
+    order = np.argsort(names, kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return names[order], rank[codes]
 
 
 def epoch_us(when: dt.datetime) -> int:
@@ -55,15 +70,19 @@ def _window(
     """Rows of `ids` in [start, end), sorted by device and time, and their epoch µs."""
     ts = _us(table["ts"])
     lo, hi = epoch_us(start), epoch_us(end)
-    keep = np.isin(_str(table, "device_id"), list(ids)) & (ts >= lo) & (ts < hi)
+    mine = pc.is_in(table["device_id"], value_set=pa.array(list(ids), pa.string()))
+    keep = np.asarray(mine.to_numpy(zero_copy_only=False), bool) & (ts >= lo) & (ts < hi)
     table, ts = table.filter(pa.array(keep)), ts[keep]
-    order = np.lexsort((ts, _str(table, "device_id")))
+    _, device = _dictionary(table["device_id"])
+    order = np.lexsort((ts, device))
     return table.take(pa.array(order)), ts[order]
 
 
-def _split(devices: np.ndarray) -> list[tuple[str, slice]]:
-    names, first, counts = np.unique(devices, return_index=True, return_counts=True)
-    return [(str(d), slice(i, i + n)) for d, i, n in zip(names, first, counts, strict=True)]
+def _split(table: pa.Table) -> list[tuple[str, slice]]:
+    """Each device's slice of rows sorted by device."""
+    names, device = _dictionary(table["device_id"])
+    _, first, counts = np.unique(device, return_index=True, return_counts=True)
+    return [(str(names[device[i]]), slice(i, i + n)) for i, n in zip(first, counts, strict=True)]
 
 
 def luminaires(
@@ -91,7 +110,7 @@ def luminaires(
             dim_pct=dim[s],
             lamp_on=lamp_on[s],
         )
-        for device, s in _split(_str(table, "device_id"))
+        for device, s in _split(table)
     ]
 
 
@@ -153,7 +172,7 @@ def drones(
             gen_power_w=f64["gen_power_w"][s],
             fuel_l=f64["fuel_l"][s],
         )
-        for device, s in _split(_str(table, "device_id"))
+        for device, s in _split(table)
     ]
 
 
