@@ -151,13 +151,29 @@ MAP_SQL = """
 """
 
 
-def _pilots_table(t: Labels) -> table_panel.Panel:
-    drill = dash.DashboardLink(t["dash_ov_open"]).url(
+# Who and where a pilot is: the first columns of every per-pilot table (and the portfolio).
+PILOT_FIELDS = {
+    "pilot": ("pilot", "string"),
+    "name": ("dash_f_name", "string"),
+    "country": ("dash_f_country", "string"),
+    "city": ("city", "string"),
+    "programme_year": ("programme_year", "none"),
+    "firm": ("firm", "string"),
+    "solution": ("dash_f_solution", "string"),
+}
+
+
+def pilot_drill(t: Labels) -> dash.DashboardLink:
+    """A row's link to its pilot's dashboard (the ``dashboard`` and ``pilot`` columns)."""
+    return dash.DashboardLink(t["dash_ov_open"]).url(
         "/d/${__data.fields.dashboard}?var-pilot=${__data.fields.pilot}&${__url_time_range}"
     )
+
+
+def _pilots_table(t: Labels) -> table_panel.Panel:
     panel = (
         table(t["dash_ov_pilots"], PILOTS_SQL, description=t["dash_ov_pilots_desc"], span=24)
-        .data_links([drill])
+        .data_links([pilot_drill(t)])
         .height(10)
     )
     panel = hidden(panel, "dashboard")
@@ -165,13 +181,7 @@ def _pilots_table(t: Labels) -> table_panel.Panel:
         panel,
         t,
         {
-            "pilot": ("pilot", "string"),
-            "name": ("dash_f_name", "string"),
-            "country": ("dash_f_country", "string"),
-            "city": ("city", "string"),
-            "programme_year": ("programme_year", "none"),
-            "firm": ("firm", "string"),
-            "solution": ("dash_f_solution", "string"),
+            **PILOT_FIELDS,
             "devices": ("devices", "short"),
             "online": ("dash_f_online", "short"),
             "completeness_pct": ("dash_f_completeness", "percent"),
