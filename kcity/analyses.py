@@ -32,6 +32,7 @@ from analytics.savings import (
 from analytics.savings_baseline import BaselineSummary
 from analytics.tracks import DroneSeries
 from devices.pilots import Pilot
+from kcity import quality_days, rollups
 from kcity.device_commands import profiles_by_night
 from kcity.registry import get_pilot
 from kcity.savings_cache import BaselineRead, baseline_rows_span, baseline_summary
@@ -276,10 +277,11 @@ def quality_from(
     window: Window,
     rows: Sequence[DeviceDay],
     devices: Sequence[RegisteredDevice] = (),
+    skew: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """Quality from counted rows: the one call the database path and `kcity verify` share."""
     body = {
-        **QualityResult(tuple(rows), tuple(devices)).to_json(),
+        **QualityResult(tuple(rows), tuple(devices), dict(skew or {})).to_json(),
         **window.keys(pilot.id),
         "window": window.describe(pilot.timezone),
     }
@@ -288,21 +290,43 @@ def quality_from(
 
 
 def run_quality(
-    conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
+    conn: psycopg.Connection,
+    pilot_id: str,
+    window: Window,
+    *,
+    persist: bool = True,
+    from_rollup: bool = True,
 ) -> dict[str, Any]:
+    """Quality of the window: from the per-device-day rollup, refreshed first so that
+    nothing committed is missed; `from_rollup=False` counts the raw rows instead (the
+    full recomputation the rollup is held to)."""
     pilot = get_pilot(conn, pilot_id)
     interval = quality_interval(pilot)
     devices = _registered(conn, pilot.id)
-    rows = queries.quality_rows(
-        conn,
-        kind=pilot.kind,
-        devices=devices,
-        timezone=pilot.timezone,
-        interval_s=interval,
-        start=window.start,
-        end=window.end,
-    )
-    body = quality_from(pilot, window, rows, devices)
+    ids = [d.device_id for d in devices]
+    args: dict[str, Any] = {
+        "kind": pilot.kind,
+        "devices": devices,
+        "timezone": pilot.timezone,
+        "interval_s": interval,
+        "start": window.start,
+        "end": window.end,
+    }
+    if from_rollup:
+        rollups.refresh(conn)
+        rows = quality_days.quality_rows(conn, **args)
+        skew = quality_days.skew_histogram(conn, device_ids=ids, start=window.start, end=window.end)
+    else:
+        rows = queries.quality_rows(conn, **args)
+        skew = quality_days.skew_histogram_raw(
+            conn,
+            kind=pilot.kind,
+            device_ids=ids,
+            timezone=pilot.timezone,
+            start=window.start,
+            end=window.end,
+        )
+    body = quality_from(pilot, window, rows, devices, skew)
     if persist:
         parameters = {"record_interval_s": interval, "timezone": pilot.timezone}
         body["result_id"] = _persist(

@@ -16,7 +16,13 @@ import pyarrow.compute as pc
 
 from analytics.nights import NightCalendar
 from analytics.quality import DeviceDay, RegisteredDevice
-from analytics.quality_count import DeadLetters, Messages, Readings, count_device_days
+from analytics.quality_count import (
+    DeadLetters,
+    Messages,
+    Readings,
+    count_device_days,
+    skew_histogram,
+)
 from analytics.queries import _MODES, night_bounds
 from analytics.savings import LuminaireSeries, NonRoutineEvent
 from analytics.tracks import DroneSeries
@@ -203,12 +209,7 @@ def quality_rows(
         interval_s=interval_s,
         start=start,
         end=end,
-        readings=Readings(
-            device_id=_str(readings, "device_id"),
-            ts_us=_us(readings["ts"]),
-            received_us=_us(readings["received_at"]),
-            flight=_str(readings, "flight_id") if kind == "hybrid_drone" else None,
-        ),
+        readings=_readings(readings, kind),
         messages=Messages(
             device_id=_str(telemetry, "device_id"),
             boot=ints["boot"],
@@ -235,6 +236,28 @@ def quality_rows(
         ),
         registered=registered,
     )
+
+
+def _readings(readings: pa.Table, kind: str) -> Readings:
+    return Readings(
+        device_id=_str(readings, "device_id"),
+        ts_us=_us(readings["ts"]),
+        received_us=_us(readings["received_at"]),
+        flight=_str(readings, "flight_id") if kind == "hybrid_drone" else None,
+    )
+
+
+def quality_skew(
+    *,
+    kind: str,
+    ids: Sequence[str],
+    timezone: str,
+    start: dt.date,
+    end: dt.date,
+    readings: pa.Table,
+) -> dict[int, int]:
+    """The window's clock-skew sketch over a bundle's readings."""
+    return skew_histogram(_readings(readings, kind), ids, timezone, start, end)
 
 
 def registered(devices: pa.Table) -> list[RegisteredDevice]:

@@ -161,7 +161,15 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
         dead_letters=bundle.table("dead_letters"),
         registered=devices,
     )
-    return analyses.quality_from(pilot, window, rows, devices)
+    skew = inputs.quality_skew(
+        kind=pilot.kind,
+        ids=ids,
+        timezone=pilot.timezone,
+        start=window.start,
+        end=window.end,
+        readings=readings,
+    )
+    return analyses.quality_from(pilot, window, rows, devices, skew)
 
 
 def _figures(analysis: str, stored: dict[str, Any], body: dict[str, Any]) -> list[Check]:
