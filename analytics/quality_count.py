@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from analytics import skew_sketch
 from analytics.quality import DeviceDay, RegisteredDevice
 
 IntArray = npt.NDArray[np.int64]
@@ -203,3 +204,17 @@ def count_device_days(
             )
         )
     return rows
+
+
+def skew_histogram(
+    readings: Readings, device_ids: Sequence[str], timezone: str, start: dt.date, end: dt.date
+) -> dict[int, int]:
+    """The window's clock-skew sketch over the raw rows (`analytics.skew_sketch`)."""
+    edges = day_edges_us(start, end, timezone)
+    ids = np.array(sorted(set(device_ids)), dtype=str)
+    keep = (
+        np.isin(readings.device_id.astype(str), ids)
+        & (readings.ts_us >= edges[0])
+        & (readings.ts_us < edges[-1])
+    )
+    return skew_sketch.histogram(readings.received_us[keep] - readings.ts_us[keep])

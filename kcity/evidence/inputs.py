@@ -16,7 +16,13 @@ import pyarrow.compute as pc
 
 from analytics.nights import NightCalendar
 from analytics.quality import DeviceDay, RegisteredDevice
-from analytics.quality_count import DeadLetters, Messages, Readings, count_device_days
+from analytics.quality_count import (
+    DeadLetters,
+    Messages,
+    Readings,
+    count_device_days,
+    skew_histogram,
+)
 from analytics.queries import _MODES, night_bounds
 from analytics.savings import LuminaireSeries, NonRoutineEvent
 from analytics.tracks import DroneSeries
@@ -92,12 +98,15 @@ def luminaires(
     end: dt.datetime,
     nights: NightCalendar,
     lead_s: float,
+    *,
+    every_lamp_on: bool = True,
 ) -> list[LuminaireSeries]:
-    """`queries.load_luminaires` over a bundle: the night spans' rows and every lamp-on row."""
+    """`queries.load_luminaires` over a bundle: the night spans' rows and every lamp-on row
+    (unless `every_lamp_on` is false)."""
     table, ts = _window(table, ids, start, end)
     bounds = np.array([epoch_us(b) for b in night_bounds(nights, lead_s)], dtype=np.int64)
     lamp_on = np.asarray(table["lamp_on"].to_numpy(zero_copy_only=False), dtype=bool)
-    keep = lamp_on | (np.searchsorted(bounds, ts, side="right") % 2 == 1)
+    keep = (lamp_on & every_lamp_on) | (np.searchsorted(bounds, ts, side="right") % 2 == 1)
     table, ts, lamp_on = table.filter(pa.array(keep)), ts[keep], lamp_on[keep]
     power, energy, dim = _f64(table, "power_w"), _f64(table, "energy_wh"), _f64(table, "dim_pct")
     seconds = _pg_seconds(ts)
@@ -200,12 +209,7 @@ def quality_rows(
         interval_s=interval_s,
         start=start,
         end=end,
-        readings=Readings(
-            device_id=_str(readings, "device_id"),
-            ts_us=_us(readings["ts"]),
-            received_us=_us(readings["received_at"]),
-            flight=_str(readings, "flight_id") if kind == "hybrid_drone" else None,
-        ),
+        readings=_readings(readings, kind),
         messages=Messages(
             device_id=_str(telemetry, "device_id"),
             boot=ints["boot"],
@@ -232,6 +236,28 @@ def quality_rows(
         ),
         registered=registered,
     )
+
+
+def _readings(readings: pa.Table, kind: str) -> Readings:
+    return Readings(
+        device_id=_str(readings, "device_id"),
+        ts_us=_us(readings["ts"]),
+        received_us=_us(readings["received_at"]),
+        flight=_str(readings, "flight_id") if kind == "hybrid_drone" else None,
+    )
+
+
+def quality_skew(
+    *,
+    kind: str,
+    ids: Sequence[str],
+    timezone: str,
+    start: dt.date,
+    end: dt.date,
+    readings: pa.Table,
+) -> dict[int, int]:
+    """The window's clock-skew sketch over a bundle's readings."""
+    return skew_histogram(_readings(readings, kind), ids, timezone, start, end)
 
 
 def registered(devices: pa.Table) -> list[RegisteredDevice]:
