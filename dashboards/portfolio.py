@@ -148,14 +148,14 @@ def portfolio_sql(t: Labels, now: str = NOW) -> str:
     LEFT JOIN yesterday ON yesterday.pilot = p.id
     LEFT JOIN alerts ON alerts.pilot = p.id
     LEFT JOIN LATERAL (
-      SELECT CASE r.analysis WHEN 'savings' THEN (r.result->>'savings_pct')::float8
-                             ELSE (r.result->>'linear_coverage_pct')::float8 END AS pct,
+      SELECT CASE r.analysis WHEN 'savings' THEN r.savings_pct
+                             ELSE r.linear_coverage_pct END AS pct,
              r.window_from, r.window_to
-      FROM analytics_results r
+      FROM analytics_summary r
       WHERE r.pilot_id = p.id
         AND r.analysis = CASE p.kind WHEN 'streetlight' THEN 'savings'
                                      WHEN 'hybrid_drone' THEN 'coverage' END
-      ORDER BY r.computed_at DESC, r.id DESC LIMIT 1) h ON true
+      ORDER BY r.computed_at DESC, r.result_id DESC LIMIT 1) h ON true
     ORDER BY p.country, p.city, p.id
 """
 

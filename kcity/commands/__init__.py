@@ -16,6 +16,7 @@ from kcity.commands import imports as imports_cmd
 from kcity.commands import ingest as ingest_cmd
 from kcity.commands import payload as payload_cmd
 from kcity.commands import pilots as pilots_cmd
+from kcity.commands import portfolio as portfolio_cmd
 from kcity.commands import report as report_cmd
 from kcity.commands import rollups as rollups_cmd
 from kcity.commands import simulate as simulate_cmd
@@ -28,6 +29,7 @@ def register(app: typer.Typer) -> None:
     demo_cmd.register(app)
     report_cmd.register(app)
     evidence_cmd.register(app)
+    portfolio_cmd.register(app)
     app.add_typer(db.app, name="db")
     app.add_typer(pilots_cmd.app, name="pilots")
     app.add_typer(simulate_cmd.app, name="simulate")

@@ -98,12 +98,15 @@ def luminaires(
     end: dt.datetime,
     nights: NightCalendar,
     lead_s: float,
+    *,
+    every_lamp_on: bool = True,
 ) -> list[LuminaireSeries]:
-    """`queries.load_luminaires` over a bundle: the night spans' rows and every lamp-on row."""
+    """`queries.load_luminaires` over a bundle: the night spans' rows and every lamp-on row
+    (unless `every_lamp_on` is false)."""
     table, ts = _window(table, ids, start, end)
     bounds = np.array([epoch_us(b) for b in night_bounds(nights, lead_s)], dtype=np.int64)
     lamp_on = np.asarray(table["lamp_on"].to_numpy(zero_copy_only=False), dtype=bool)
-    keep = lamp_on | (np.searchsorted(bounds, ts, side="right") % 2 == 1)
+    keep = (lamp_on & every_lamp_on) | (np.searchsorted(bounds, ts, side="right") % 2 == 1)
     table, ts, lamp_on = table.filter(pa.array(keep)), ts[keep], lamp_on[keep]
     power, energy, dim = _f64(table, "power_w"), _f64(table, "energy_wh"), _f64(table, "dim_pct")
     seconds = _pg_seconds(ts)
