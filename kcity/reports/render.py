@@ -275,19 +275,21 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
             cmd=Markup("<code>{}</code>").format(export)
         )
     html = _environment().get_template(context["template"]).render(context)
-    html_path, pdf_path = stem.with_suffix(".html"), stem.with_suffix(".pdf")
-    try:
-        html_path.write_text(html, encoding="utf-8")
-        _write_pdf(html, out_dir, pdf_path)
-    except OSError as exc:
-        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror}") from exc
+    html_path, pdf_path = write_pages(html, stem)
     return ReportFiles(html_path, pdf_path, context["figure_paths"])
 
 
-def _write_pdf(html: str, base: Path, path: Path) -> None:
+def write_pages(html: str, stem: Path) -> tuple[Path, Path]:
+    """``stem.html`` and its PDF (figures resolve beside it); return both paths."""
     import weasyprint  # heavy (pango, fonts): only when a report is written
 
-    weasyprint.HTML(string=html, base_url=str(base)).write_pdf(path)
+    html_path, pdf_path = stem.with_suffix(".html"), stem.with_suffix(".pdf")
+    try:
+        html_path.write_text(html, encoding="utf-8")
+        weasyprint.HTML(string=html, base_url=str(stem.parent)).write_pdf(pdf_path)
+    except OSError as exc:
+        raise ReportError(f"cannot write into {stem.parent}: {exc.strerror}") from exc
+    return html_path, pdf_path
 
 
-__all__ = ["ReportError", "ReportFiles", "build", "fmt", "software_version"]
+__all__ = ["ReportError", "ReportFiles", "build", "fmt", "software_version", "write_pages"]
