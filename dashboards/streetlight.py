@@ -1,9 +1,10 @@
 """The streetlight pilot dashboard: what the luminaires do and what it saves.
 
 Raw telemetry (power, dim level, vehicles) is bucketed with ``time_bucket`` at the panel's
-``$__interval`` so a year stays a few hundred points; nightly energy and savings come from
-the persisted analytics (``savings_nightly``, ``analytics_summary``), not from a rescan
-or the stored result documents.
+``$__interval`` over short ranges and read from the hourly rollup over long ones, so a
+90-day range neither scans 13 million rows nor draws more than a few thousand points;
+nightly energy and savings come from the persisted analytics (``savings_nightly``,
+``analytics_summary``), not from a rescan or the stored result documents.
 Faults, detections and outages are drawn as annotations (dashboards/events.py).
 """
 
@@ -32,22 +33,44 @@ from dashboards.sql import Sql
 UID = "kcity-streetlight"
 KIND = "streetlight"
 
-POWER_SQL = """
+# Long ranges read the hourly rollup (migration 007, refreshed by `kcity rollups run`):
+# from three days, or once Grafana's interval reaches an hour, at hour buckets or coarser.
+# Both branches are there; PostgreSQL runs only the one whose constant condition holds.
+LONG_RANGE = (
+    "('$__interval'::interval >= interval '1 hour'"
+    " OR $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '3 days')"
+)
+HOURS = f"""FROM streetlight_hourly
+    WHERE hour >= time_bucket('1 hour', $__timeFrom()::timestamptz) AND hour <= $__timeTo()
+      AND device_id IN ($device) AND {LONG_RANGE}
+    GROUP BY 1"""
+HOUR_BUCKET = "time_bucket(greatest('$__interval'::interval, interval '1 hour'), hour) AS time"
+
+POWER_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            avg(power_w) AS power_w,
            avg(dim_pct) AS dim_pct
     FROM streetlight_readings
-    WHERE $__timeFilter(ts) AND device_id IN ($device)
+    WHERE $__timeFilter(ts) AND device_id IN ($device) AND NOT {LONG_RANGE}
     GROUP BY 1
+    UNION ALL
+    SELECT {HOUR_BUCKET},
+           sum(power_sum) / sum(records) AS power_w,
+           sum(dim_sum) / sum(records) AS dim_pct
+    {HOURS}
     ORDER BY 1
 """
 
-VEHICLES_SQL = """
+VEHICLES_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            sum(vehicles) AS vehicles
     FROM streetlight_readings
-    WHERE $__timeFilter(ts) AND device_id IN ($device)
+    WHERE $__timeFilter(ts) AND device_id IN ($device) AND NOT {LONG_RANGE}
     GROUP BY 1
+    UNION ALL
+    SELECT {HOUR_BUCKET},
+           sum(vehicles)::bigint AS vehicles
+    {HOURS}
     ORDER BY 1
 """
 

@@ -1,5 +1,6 @@
 """Rollups kept up to date by an incremental refresh (migration 007), because the Apache-2
-edition has no continuous aggregates.
+edition has no continuous aggregates: data quality per device and local day
+(`quality_device_day`) and streetlight hours for the dashboards (`streetlight_hourly`).
 
 A refresh finds the (device, local day) pairs that rows received since the last refresh
 touch — readings, `ingest_messages` (inserted, or updated by a duplicate: `changed_at`) and
@@ -166,6 +167,28 @@ def _recompute(kind: str, table: str) -> str:
     """
 
 
+# Hours of the scope's streetlights: per device one span of whole hours (half-hour zones
+# cut days inside an hour), rebuilt from the raw rows.
+_HOURS = """
+CREATE TEMP TABLE rollup_hours ON COMMIT DROP AS
+SELECT device_id,
+       CASE WHEN bool_or(whole) THEN '-infinity'::timestamptz
+            ELSE time_bucket('1 hour', min(lo)) END AS lo,
+       CASE WHEN bool_or(whole) THEN 'infinity'::timestamptz
+            ELSE time_bucket('1 hour', max(hi) - interval '1 microsecond') + interval '1 hour'
+       END AS hi
+FROM rollup_scope WHERE kind = 'streetlight' GROUP BY device_id;
+DELETE FROM streetlight_hourly h USING rollup_hours s
+WHERE h.device_id = s.device_id AND h.hour >= s.lo AND h.hour < s.hi;
+INSERT INTO streetlight_hourly
+SELECT r.device_id, time_bucket('1 hour', r.ts), count(*), sum(r.power_w), sum(r.dim_pct),
+       count(*) FILTER (WHERE r.lamp_on), sum(r.vehicles)
+FROM rollup_hours s JOIN streetlight_readings r
+  ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
+GROUP BY 1, 2;
+DROP TABLE rollup_hours
+"""
+
 _CLEAR = """
 DELETE FROM quality_device_day q USING rollup_scope s
 WHERE q.device_id = s.device_id
@@ -221,6 +244,8 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
             conn.execute(_CLEAR)
             for kind, table in READINGS_TABLE.items():
                 conn.execute(_recompute(kind, table), {"edges": list(EDGES_US)})
+            for statement in _HOURS.split(";"):
+                conn.execute(statement)
             conn.execute(
                 "INSERT INTO rollup_devices (device_id, timezone)"
                 " SELECT DISTINCT device_id, tz FROM rollup_scope WHERE whole"

@@ -30,6 +30,7 @@ from dashboards.sql import DATASOURCE_UID
 from devices.pilots import load_pilot
 from kcity import grafana as shell_grafana
 from kcity.grafana import write
+from kcity.rollups import refresh
 from tests.grafana_macros import Variable, expand, format_interval, interpolate_variables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,6 +379,7 @@ def seeded(db_url: str) -> Iterator[Seeded]:
     now = datetime.now(UTC).replace(microsecond=0)
     with psycopg.connect(db_url, autocommit=True) as conn:
         _seed(conn, now)
+        refresh(conn)  # the long-range panels read the rollups
     yield Seeded(now)
 
 
