@@ -242,6 +242,7 @@ def main() -> int:
         print(f"  loaded {rows:,} streetlight rows and {drone_rows:,} drone rows")
         conn.autocommit = False
         figures_ok = savings_figures(conn, stack.settings)
+        conn.commit()
         conn.autocommit = True
 
         lo = datetime(2026, 9, 30, tzinfo=UTC)
