@@ -383,6 +383,7 @@ def main() -> int:
             figures_ok &= quality_figures(conn, stack.settings)
         if "savings" in parts:
             figures_ok &= savings_figures(conn, stack.settings)
+        conn.commit()
         conn.autocommit = True
         if "scan" not in parts:
             return 0 if figures_ok else 1

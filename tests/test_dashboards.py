@@ -931,3 +931,11 @@ def test_luminaire_map_shows_located_devices_only(conn: psycopg.Connection, seed
     ]
     commands = _run(conn, seeded, "kcity-streetlight", "annotation Commands", "Anno")
     assert [r["text"] for r in commands] == ["madiun-sl-001: set_level (queued)"]
+
+
+def test_no_panel_reads_a_stored_result_document() -> None:
+    """Panels read result rows (`analytics_summary`, `savings_nightly`, `coverage_daily`),
+    never the megabyte JSON documents of `analytics_results` (issue #23)."""
+    sql = [t["rawSql"] for _, p in _panels() for t in p.get("targets", [])]
+    assert sql and any("analytics_summary" in q for q in sql)
+    assert not [q for q in sql if "analytics_results" in q or "result->" in q]
