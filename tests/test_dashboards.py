@@ -582,6 +582,51 @@ def test_ingest_panels_count_gaps_and_resets(conn: psycopg.Connection, seeded: S
     ]
 
 
+ROLLUP_PANELS = (
+    ("kcity-ingest", "In range", "A"),
+    ("kcity-ingest", "Sequence gaps (lost messages)", "A"),
+    ("kcity-ingest", "Devices: last seen", "A"),
+    ("kcity-ingest", "Throughput", "A"),
+    ("kcity-overview", "Ingest in range", "A"),
+    ("kcity-overview", "Pilots", "A"),
+    ("kcity-streetlight", "annotation Communication outages", "Anno"),
+)
+
+
+@pytest.mark.parametrize(("uid", "title", "ref"), ROLLUP_PANELS)
+def test_rollup_branch_gives_the_raw_numbers(
+    conn: psycopg.Connection, seeded: Seeded, uid: str, title: str, ref: str
+) -> None:
+    """The same hour-aligned range read from the raw rows (a 5-minute interval) and from the
+    hourly rollups (an hour's interval switches the branch): the same rows come out (rates
+    per second summed per hour for the throughput)."""
+    dash = build_all()[uid]
+    target = next(q for u, t, _, q in TARGETS if u == uid and t == title and q["refId"] == ref)
+    start = seeded.now.replace(minute=0, second=0) - timedelta(hours=30)
+    end = seeded.now.replace(minute=0, second=0) + timedelta(hours=2) - timedelta(microseconds=1)
+
+    def rows(interval: timedelta) -> list[tuple[Any, ...]]:
+        sql = expand(target["rawSql"], start=start, end=end, interval=interval,
+                     variables=_variables(conn, dash))  # fmt: skip
+        out = [tuple(r) for r in conn.execute(sql).fetchall()]
+        assert out, f"{uid} / {title}: no rows"
+        return out
+
+    raw, hourly = rows(timedelta(minutes=5)), rows(timedelta(hours=1))
+    if title == "Throughput":  # per-second rates: per hour, then compare
+        per_hour: dict[datetime, list[float]] = {}
+        for t, msgs, recs in raw:
+            hour = t.replace(minute=0, second=0, microsecond=0)
+            acc = per_hour.setdefault(hour, [0.0, 0.0])
+            acc[0] += float(msgs) * 300 / 3600
+            acc[1] += float(recs) * 300 / 3600
+        assert [(t, pytest.approx(float(m)), pytest.approx(float(r))) for t, m, r in hourly] == [
+            (t, m, r) for t, (m, r) in sorted(per_hour.items())
+        ]
+        return
+    assert hourly == raw
+
+
 # --- push, against a stand-in for Grafana's HTTP API ------------------------------------
 # No Grafana server can be installed on the development machines; this stand-in answers
 # the endpoints `push` uses the way Grafana's HTTP API documents them, and records them.
@@ -903,3 +948,11 @@ def test_luminaire_map_shows_located_devices_only(conn: psycopg.Connection, seed
     ]
     commands = _run(conn, seeded, "kcity-streetlight", "annotation Commands", "Anno")
     assert [r["text"] for r in commands] == ["madiun-sl-001: set_level (queued)"]
+
+
+def test_no_panel_reads_a_stored_result_document() -> None:
+    """Panels read result rows (`analytics_summary`, `savings_nightly`, `coverage_daily`),
+    never the megabyte JSON documents of `analytics_results` (issue #23)."""
+    sql = [t["rawSql"] for _, p in _panels() for t in p.get("targets", [])]
+    assert sql and any("analytics_summary" in q for q in sql)
+    assert not [q for q in sql if "analytics_results" in q or "result->" in q]

@@ -541,6 +541,11 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "Re-run {cmd} on the same data: the input hash and every figure must match.",
         "동일 데이터로 {cmd}을(를) 다시 실행하면 입력 해시와 모든 수치가 일치해야 함.",
     ),
+    "repro_bundle": (
+        "This report was regenerated from the evidence bundle alone, without our database;"
+        " {cmd} makes it again.",
+        "이 보고서는 데이터베이스 없이 증빙 번들만으로 다시 생성됨; {cmd}(으)로 다시 만들 수 있음.",
+    ),
     "evidence_bundle": ("Evidence bundle", "증빙 번들"),
     "bundle_note": (
         "Every figure above is re-derived offline, without our database, by {cmd}: it checks"
