@@ -14,6 +14,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 
 from dashboards.events import event_annotations
+from dashboards.long_range import HOUR_BUCKET, LONG_RANGE, hours
 from dashboards.panels import (
     Labels,
     device_links,
@@ -33,18 +34,10 @@ from dashboards.sql import Sql
 UID = "kcity-streetlight"
 KIND = "streetlight"
 
-# Long ranges read the hourly rollup (migration 007, refreshed by `kcity rollups run`):
-# from three days, or once Grafana's interval reaches an hour, at hour buckets or coarser.
-# Both branches are there; PostgreSQL runs only the one whose constant condition holds.
-LONG_RANGE = (
-    "('$__interval'::interval >= interval '1 hour'"
-    " OR $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '3 days')"
-)
+# Long ranges read the hourly rollup (dashboards/long_range.py).
 HOURS = f"""FROM streetlight_hourly
-    WHERE hour >= time_bucket('1 hour', $__timeFrom()::timestamptz) AND hour <= $__timeTo()
-      AND device_id IN ($device) AND {LONG_RANGE}
+    WHERE {hours()} AND device_id IN ($device)
     GROUP BY 1"""
-HOUR_BUCKET = "time_bucket(greatest('$__interval'::interval, interval '1 hour'), hour) AS time"
 
 POWER_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
@@ -54,7 +47,7 @@ POWER_SQL = f"""
     WHERE $__timeFilter(ts) AND device_id IN ($device) AND NOT {LONG_RANGE}
     GROUP BY 1
     UNION ALL
-    SELECT {HOUR_BUCKET},
+    SELECT {HOUR_BUCKET} AS time,
            sum(power_sum) / sum(records) AS power_w,
            sum(dim_sum) / sum(records) AS dim_pct
     {HOURS}
@@ -68,7 +61,7 @@ VEHICLES_SQL = f"""
     WHERE $__timeFilter(ts) AND device_id IN ($device) AND NOT {LONG_RANGE}
     GROUP BY 1
     UNION ALL
-    SELECT {HOUR_BUCKET},
+    SELECT {HOUR_BUCKET} AS time,
            sum(vehicles)::bigint AS vehicles
     {HOURS}
     ORDER BY 1

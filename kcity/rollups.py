@@ -1,6 +1,8 @@
 """Rollups kept up to date by an incremental refresh (migration 007), because the Apache-2
 edition has no continuous aggregates: data quality per device and local day
-(`quality_device_day`) and streetlight hours for the dashboards (`streetlight_hourly`).
+(`quality_device_day`), and for the dashboards streetlight hours (`streetlight_hourly`) and
+messages by hour of arrival (`ingest_messages_hourly`, recomputed from the hour of the last
+horizon on: arrival hours only grow at the end).
 
 A refresh finds the (device, local day) pairs that rows received since the last refresh
 touch — readings, `ingest_messages` (inserted, or updated by a duplicate: `changed_at`) and
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -189,6 +191,19 @@ GROUP BY 1, 2;
 DROP TABLE rollup_hours
 """
 
+# Messages by hour of arrival: every hour from the one holding the last horizon onward.
+_MESSAGES = """
+DELETE FROM ingest_messages_hourly WHERE hour >= time_bucket('1 hour', %(since)s::timestamptz);
+INSERT INTO ingest_messages_hourly
+SELECT device_id, channel, boot, time_bucket('1 hour', received_at), count(*), sum(records),
+       min(seq), max(seq), min(received_at), max(received_at),
+       min(coalesce(sent_at, received_at)), max(coalesce(sent_at, received_at)),
+       max(extract(epoch FROM received_at - sent_at))
+FROM ingest_messages
+WHERE received_at >= time_bucket('1 hour', %(since)s::timestamptz)
+GROUP BY 1, 2, 3, 4
+"""
+
 _CLEAR = """
 DELETE FROM quality_device_day q USING rollup_scope s
 WHERE q.device_id = s.device_id
@@ -251,6 +266,9 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
                 " SELECT DISTINCT device_id, tz FROM rollup_scope WHERE whole"
                 " ON CONFLICT (device_id) DO UPDATE SET timezone = excluded.timezone"
             )
+        since = last[0] if last is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        for statement in _MESSAGES.split(";"):
+            conn.execute(statement, {"since": since})
         conn.execute(
             "INSERT INTO rollup_horizons (source, horizon) VALUES (%s, %s)"
             " ON CONFLICT (source) DO UPDATE SET horizon = excluded.horizon",

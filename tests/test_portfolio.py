@@ -33,6 +33,7 @@ from kcity.analyses import run_quality
 from kcity.cli import app
 from kcity.grafana import build_all
 from kcity.registry import apply_pilot
+from kcity.rollups import refresh
 from kcity.window import Window
 from tests.grafana_macros import expand
 
@@ -140,7 +141,9 @@ def _seed(conn: psycopg.Connection, now: datetime) -> World:
 def world(db_url: str) -> World:
     now = datetime.now(UTC).replace(microsecond=0)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        return _seed(conn, now)
+        seeded = _seed(conn, now)
+        refresh(conn)  # the rollups behind pilot_day_quality, as the stack's job does
+        return seeded
 
 
 def _sql(world: World, sql: str) -> str:

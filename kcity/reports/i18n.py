@@ -278,6 +278,11 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     ),
     "dash_in_latency": ("Batch latency (worst per interval)", "배치 지연 (구간별 최대)"),
     "dash_in_reasons": ("Dead letters by reason", "사유별 거부 메시지"),
+    "dash_in_suppressed": ("Dead letters counted, not kept", "저장하지 않고 집계한 거부 메시지"),
+    "dash_in_suppressed_desc": (
+        "Beyond its budget of the minute, a device's dead letters are only counted per reason.",
+        "분당 한도를 넘은 장치의 거부 메시지는 사유별로 집계만 합니다.",
+    ),
     "dash_in_gaps": ("Sequence gaps (lost messages)", "시퀀스 공백 (유실 메시지)"),
     "dash_in_gaps_desc": (
         "Holes in each device's seq within a boot, for messages received in the time range.",
@@ -535,6 +540,11 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "repro_note": (
         "Re-run {cmd} on the same data: the input hash and every figure must match.",
         "동일 데이터로 {cmd}을(를) 다시 실행하면 입력 해시와 모든 수치가 일치해야 함.",
+    ),
+    "repro_bundle": (
+        "This report was regenerated from the evidence bundle alone, without our database;"
+        " {cmd} makes it again.",
+        "이 보고서는 데이터베이스 없이 증빙 번들만으로 다시 생성됨; {cmd}(으)로 다시 만들 수 있음.",
     ),
     "evidence_bundle": ("Evidence bundle", "증빙 번들"),
     "bundle_note": (
