@@ -105,6 +105,17 @@ DEAD_REASONS_SQL = f"""
     LIMIT 100
 """
 
+# Dead letters a device sent beyond its budget of the minute: counted, not kept (issue #18).
+SUPPRESSED_SQL = f"""
+    SELECT device_id, pilot_id, stage, reason, sum(suppressed) AS suppressed,
+           count(DISTINCT minute) AS minutes, max(minute) AS last_minute
+    FROM dead_letters_suppressed
+    WHERE $__timeFilter(minute) AND {DEAD_OF_PILOTS}
+    GROUP BY device_id, pilot_id, stage, reason
+    ORDER BY suppressed DESC
+    LIMIT 100
+"""
+
 SEQ_GAPS_SQL = f"""
     SELECT d.pilot_id, g.device_id, {DASHBOARD_OF_KIND} AS dashboard,
            sum(g.lost) AS lost_messages, sum(g.received) AS received,
@@ -221,6 +232,14 @@ def build(t: Labels) -> dash.Dashboard:
         )
         .with_panel(timeseries(t["dash_in_latency"], LATENCY_SQL, "ms"))
         .with_panel(table(t["dash_in_reasons"], DEAD_REASONS_SQL, span=24))
+        .with_panel(
+            table(
+                t["dash_in_suppressed"],
+                SUPPRESSED_SQL,
+                span=24,
+                description=t["dash_in_suppressed_desc"],
+            )
+        )
         .with_panel(
             hidden(
                 device_links(

@@ -333,6 +333,18 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
                 (now - timedelta(minutes=1), "kcity/v1/x", b"{}", "topic", "bad topic", None, None),
             ],
         )
+        cur.executemany(
+            "INSERT INTO dead_letters_suppressed (minute, device_id, pilot_id, stage, reason,"
+            " suppressed) VALUES (%s,%s,%s,'record','record_schema',%s)",
+            [
+                (now.replace(second=0, microsecond=0) - timedelta(minutes=m), d, p, n)
+                for m, d, p, n in (
+                    (3, "madiun-sl-001", "madiun", 900),
+                    (2, "madiun-sl-001", "madiun", 450),
+                    (1, "mukdahan-dr-01", "mukdahan", 7),
+                )
+            ],
+        )
     today = now.date()
     savings = {
         "pilot": "madiun",
@@ -563,6 +575,11 @@ def test_ingest_panels_count_gaps_and_resets(conn: psycopg.Connection, seeded: S
     assert sum(r["stored"] for r in counters) == 2 * (150 + 39 + 50)
     reasons = _run(conn, seeded, "kcity-ingest", "Dead letters by reason")
     assert {r["stage"] for r in reasons} == {"decode", "topic"}
+    suppressed = _run(conn, seeded, "kcity-ingest", "Dead letters counted, not kept")
+    assert [(r["device_id"], r["reason"], r["suppressed"], r["minutes"]) for r in suppressed] == [
+        ("madiun-sl-001", "record_schema", 900 + 450, 2),
+        ("mukdahan-dr-01", "record_schema", 7, 1),
+    ]
 
 
 ROLLUP_PANELS = (

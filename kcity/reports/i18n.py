@@ -278,6 +278,11 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     ),
     "dash_in_latency": ("Batch latency (worst per interval)", "배치 지연 (구간별 최대)"),
     "dash_in_reasons": ("Dead letters by reason", "사유별 거부 메시지"),
+    "dash_in_suppressed": ("Dead letters counted, not kept", "저장하지 않고 집계한 거부 메시지"),
+    "dash_in_suppressed_desc": (
+        "Beyond its budget of the minute, a device's dead letters are only counted per reason.",
+        "분당 한도를 넘은 장치의 거부 메시지는 사유별로 집계만 합니다.",
+    ),
     "dash_in_gaps": ("Sequence gaps (lost messages)", "시퀀스 공백 (유실 메시지)"),
     "dash_in_gaps_desc": (
         "Holes in each device's seq within a boot, for messages received in the time range.",
