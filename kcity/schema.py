@@ -11,28 +11,9 @@ from importlib import resources
 import psycopg
 
 from kcity.errors import DatabaseError
+from kcity.grants import apply_grants
 
 LOCK_ID = 7_240_001
-
-# Grafana's read-only login (deploy/timescaledb/initdb) reads every table through default
-# privileges; that must not include secrets: nothing of api_tokens, and every column of
-# devices but password_hash. Run after every migration, so that columns added later count.
-RESTRICT_READERS = """
-DO $$
-DECLARE cols text;
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'grafana_reader') THEN
-    REVOKE ALL ON api_tokens FROM grafana_reader;
-    REVOKE ALL ON devices FROM grafana_reader;
-    SELECT string_agg(quote_ident(column_name), ', ') INTO cols
-      FROM information_schema.columns
-     WHERE table_schema = current_schema() AND table_name = 'devices'
-       AND column_name <> 'password_hash';
-    EXECUTE format('GRANT SELECT (%s) ON devices TO grafana_reader', cols);
-  END IF;
-END $$
-"""
-
 
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every shipped migration, in order."""
@@ -64,7 +45,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
                 )
                 applied.append(name)
-            conn.execute(RESTRICT_READERS)
+            apply_grants(conn)  # after all migrations: their tables are covered too
             if _licensed(conn):
                 _enable_extras(conn)
     except psycopg.Error as exc:

@@ -81,7 +81,7 @@ def connack(settings: Settings, username: str, password: str) -> int:
     got: list[int] = []
     done = threading.Event()
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=new_id("api-probe"), protocol=mqtt.MQTTv5
+        CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5
     )
     client.username_pw_set(username, password)
 

@@ -21,7 +21,7 @@ app = typer.Typer(help="The MQTT ingest service.", no_args_is_help=True)
 def ingest_config(settings: Settings, worker: str) -> IngestConfig:
     """The ingest package's configuration, from the shell's settings."""
     return IngestConfig(
-        database_url=settings.database_url,
+        database_url=settings.ingest_db_url,
         mqtt_host=settings.mqtt_host,
         mqtt_port=settings.mqtt_port,
         mqtt_username=settings.mqtt_username,

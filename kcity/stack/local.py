@@ -16,7 +16,7 @@ from ingest.config import IngestConfig
 from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.schema import migrate
-from kcity.settings import STACK_ENV, Settings, load_settings
+from kcity.settings import PGPASS, STACK_ENV, Settings, load_settings
 from kcity.stack.broker_admin import create_session
 from kcity.stack.dynsec_file import write_private
 from kcity.stack.mosquitto import MosquittoServer, new_secret
@@ -49,7 +49,7 @@ class LocalStack:
 
     @property
     def postgres(self) -> PostgresServer:
-        return PostgresServer(self.root / "pg", self.settings.database_port)
+        return PostgresServer(self.root / "pg", self.settings.database_port, self.root / PGPASS)
 
     @property
     def mosquitto(self) -> MosquittoServer:
@@ -78,10 +78,11 @@ class LocalStack:
             started.append("mosquitto")
         if services and read_pid(self._service_files("ingest")[0]) is None:
             self.ensure_ingest_session()
-        if urlhost(s.database_url) in LOCAL_HOSTS and not self.postgres.running():
-            self.postgres.start()
+        if urlhost(s.database_url) in LOCAL_HOSTS:
+            if not self.postgres.running():
+                started.append("timescaledb")
+            self.postgres.start()  # also when running: a trust cluster of old is secured
             self.postgres.create_database(s.database_name)
-            started.append("timescaledb")
         with connect(s.database_url) as conn:
             migrate(conn)
             bridged = conn.execute(
