@@ -9,7 +9,7 @@ trusted) and each luminaire's full power. Kept apart so each step is testable on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +175,46 @@ def _own(samples: FloatArray | None, source: str) -> FullPower | None:
     return FullPower(float(np.median(samples)), source, samples.size, se, 0.0)
 
 
+def own_full_power(
+    s: LuminaireSeries, idx: IntArray, window: BoolArray | None, source: str
+) -> FullPower | None:
+    """The luminaire's own median over its 100 % samples in the nights of `window`."""
+    return _own(_own_samples(s, idx, window), source)
+
+
+def pool_parts(series: Sequence[LuminaireSeries], control: set[str]) -> list[FloatArray]:
+    """The control luminaires' 100 % power samples [W], in series order."""
+    return [s.power_w[full_level(s)] for s in series if s.device_id in control]
+
+
+PoolSource = Callable[[], Sequence[FloatArray]]
+"""The control group's 100 % power samples [W] per control luminaire (device order), asked
+for only when some luminaire needs the pooled value."""
+
+
+@dataclass
+class _Pool:
+    """The pooled control-group value, computed on first use."""
+
+    parts: PoolSource
+    _done: tuple[FloatArray, list[float]] | None = None
+
+    def get(self) -> tuple[FloatArray, list[float]]:
+        if self._done is None:
+            parts = list(self.parts())
+            medians = [float(np.median(p)) for p in parts if p.size >= MIN_FULL_POWER_SAMPLES]
+            self._done = (np.concatenate(parts) if parts else np.empty(0), medians)
+        return self._done
+
+    def value(self) -> FullPower | None:
+        pool, medians = self.get()
+        if pool.size < MIN_FULL_POWER_SAMPLES:
+            return None
+        spread = float(np.std(medians, ddof=1)) if len(medians) >= 2 else 0.0
+        se_pool = SEM_MEDIAN * float(np.std(pool, ddof=1)) / np.sqrt(pool.size)
+        return FullPower(float(np.median(pool)), "control", pool.size, spread, se_pool)
+
+
 def full_power(
     series: Sequence[LuminaireSeries],
     record_nights: Sequence[IntArray],
@@ -182,34 +222,42 @@ def full_power(
     control: set[str],
     params: SavingsParams,
     reporting: BoolArray | None = None,
+    *,
+    own_baseline: Sequence[FullPower | None] | None = None,
+    pool: PoolSource | None = None,
 ) -> tuple[list[FullPower], list[str]]:
     """P_full per luminaire, first that applies (source in `FULL_POWER_SOURCES`):
 
     its own baseline median; its own median over its 100 % samples in the `reporting`
     nights (luminaires that brighten on traffic); the pooled control group; rated power.
     Luminaires of one model differ by a few percent, so a pooled value is a last resort.
+    `own_baseline` gives the baseline medians already measured (`analytics.savings_baseline`)
+    and `pool` the control group's samples; by default both come from `series`.
     """
     warnings: list[str] = []
-    pooled_parts = [s.power_w[full_level(s)] for s in series if s.device_id in control]
-    medians = [float(np.median(p)) for p in pooled_parts if p.size >= MIN_FULL_POWER_SAMPLES]
-    pool = np.concatenate(pooled_parts) if pooled_parts else np.empty(0)
-    spread = float(np.std(medians, ddof=1)) if len(medians) >= 2 else 0.0
+    pooled = _Pool(pool or (lambda: pool_parts(series, control)))
     rated_se = params.rated_power_w * params.rated_power_tolerance_pct / 100.0 / np.sqrt(3.0)
     result: list[FullPower] = []
     fallback: dict[str, list[str]] = {"own_reporting": [], "control": [], "rated": []}
-    for s, idx in zip(series, record_nights, strict=True):
-        own = _own(_own_samples(s, idx, baseline), "baseline") or _own(
-            _own_samples(s, idx, reporting), "own_reporting"
+    for k, (s, idx) in enumerate(zip(series, record_nights, strict=True)):
+        base = (
+            own_baseline[k]
+            if own_baseline is not None
+            else own_full_power(s, idx, baseline, "baseline")
         )
+        own = base or own_full_power(s, idx, reporting, "own_reporting")
         if own is not None:
             result.append(own)
-        elif pool.size >= MIN_FULL_POWER_SAMPLES:
-            se_pool = SEM_MEDIAN * float(np.std(pool, ddof=1)) / np.sqrt(pool.size)
-            result.append(FullPower(float(np.median(pool)), "control", pool.size, spread, se_pool))
         else:
-            result.append(FullPower(params.rated_power_w, "rated", 0, 0.0, rated_se))
-        if result[-1].source in fallback and (s.device_id not in control or not pool.size):
-            fallback[result[-1].source].append(s.device_id)
+            result.append(
+                pooled.value() or FullPower(params.rated_power_w, "rated", 0, 0.0, rated_se)
+            )
+        source = result[-1].source
+        # A control luminaire's own samples are in the pool: it falls back only on its own.
+        if source in fallback and (
+            s.device_id not in control or (source != "own_reporting" and not pooled.get()[0].size)
+        ):
+            fallback[source].append(s.device_id)
     if baseline is not None and fallback["own_reporting"]:
         warnings.append(
             "too few baseline full-power samples, own reporting-window 100 % samples used:"
@@ -221,7 +269,7 @@ def full_power(
         )
     if fallback["rated"]:
         warnings.append(f"no measured full power, rated power used: {fallback['rated']}")
-    if any(f.source == "control" for f in result) and len(medians) < 2:
+    if any(f.source == "control" for f in result) and len(pooled.get()[1]) < 2:
         warnings.append("fewer than 2 control luminaires: between-luminaire spread unknown")
     return result, warnings
 

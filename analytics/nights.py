@@ -70,6 +70,10 @@ class NightCalendar:
         return bounds
 
 
+NO_NIGHTS = NightCalendar("UTC", (), np.empty(0), np.empty(0))
+"""A calendar without nights: a selection by night spans that selects nothing."""
+
+
 def _zone(timezone: str) -> ZoneInfo:
     try:
         return ZoneInfo(timezone)

@@ -11,12 +11,17 @@ records — never exceptions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+from analytics import skew_sketch
+
 METHOD = "data-quality"
-METHOD_VERSION = "2.0"  # 2.0: expectation from the registry; conflicts and seq reuse
+# 2.0: expectation from the registry; conflicts and seq reuse. 2.1: the window's skew
+# percentiles from the device-days' sketches.
+METHOD_VERSION = "2.1"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ _COUNTS = ("records", "seq_gaps", "duplicates", "conflicts", "seq_reuse", "dead_
 class QualityResult:
     rows: tuple[DeviceDay, ...]
     devices: tuple[RegisteredDevice, ...] = ()  # every registered device, silent ones too
+    skew: Mapping[int, int] = field(default_factory=dict)  # the window's skew sketch
 
     def silent_devices(self) -> list[str]:
         """In service on some day of the window, and not one record in it."""
@@ -99,6 +105,9 @@ class QualityResult:
             "expected_records": round(expected, 1),
             "completeness_pct": round(100.0 * counted / expected, 2) if expected else None,
             "silent_devices": self.silent_devices(),
+            "skew_p50_s": skew_sketch.percentile_s(self.skew, 0.5),
+            "skew_p95_s": skew_sketch.percentile_s(self.skew, 0.95),
+            "skew_sketch": skew_sketch.describe(),
             **{key: sum(getattr(r, key) for r in self.rows) for key in _COUNTS[1:]},
             "warnings": self.warnings(),
             "per_device": sorted(per_device.values(), key=lambda d: d["device_id"]),

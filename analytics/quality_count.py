@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from analytics import skew_sketch
 from analytics.quality import DeviceDay, RegisteredDevice
 
 IntArray = npt.NDArray[np.int64]
@@ -78,12 +79,23 @@ def percentile_cont(sorted_values: npt.NDArray[np.float64], fraction: float) -> 
 def _keys(
     device_id: StrArray, t_us: IntArray, ids: Sequence[str], edges: IntArray
 ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-    """Key device·days + day of each row, and which rows are the pilot's and in the window."""
-    codes = {d: i for i, d in enumerate(ids)}
-    dev = np.array([codes.get(str(d), -1) for d in device_id], dtype=np.int64)
+    """Key device·days + day of each row, and which rows are the pilot's and in the window
+    (`ids` sorted)."""
+    known = np.array(ids, dtype=str)  # sorted by the caller: a binary search per row
+    dev = np.full(len(device_id), -1, dtype=np.int64)
+    if len(known):
+        at = np.minimum(np.searchsorted(known, device_id), len(known) - 1)
+        dev = np.where(known[at] == device_id, at, -1).astype(np.int64)
     day = np.searchsorted(edges, t_us, side="right") - 1
     inside = (dev >= 0) & (day >= 0) & (day < len(edges) - 1)
     return dev * (len(edges) - 1) + day, inside
+
+
+def _sums(keys: IntArray, values: IntArray) -> dict[int, int]:
+    """Sum of `values` per distinct key (every key present, zero sums included)."""
+    distinct, at = np.unique(keys, return_inverse=True)
+    totals = np.bincount(at.reshape(-1), weights=values, minlength=len(distinct))
+    return dict(zip(distinct.tolist(), totals.astype(np.int64).tolist(), strict=True))
 
 
 def count_device_days(
@@ -113,26 +125,19 @@ def count_device_days(
     groups, first, counts = np.unique(key, return_index=True, return_counts=True)
 
     mkey, minside = _keys(messages.device_id, messages.day_us, ids, edges)
-    gaps: dict[int, int] = {}
-    dups: dict[int, int] = {}
-    reuses: dict[int, int] = {}
     mreuses = messages.reuses if messages.reuses is not None else np.zeros_like(messages.seq)
-    for k, r in zip(mkey[minside], mreuses[minside], strict=True):
-        reuses[int(k)] = reuses.get(int(k), 0) + int(r)
-    per_boot: dict[tuple[int, int], list[int]] = {}
-    for k, boot, seq, copies in zip(
-        mkey[minside],
-        messages.boot[minside],
-        messages.seq[minside],
-        messages.copies[minside],
-        strict=True,
-    ):
-        s = int(seq)
-        entry = per_boot.setdefault((int(k), int(boot)), [s, s, 0])
-        entry[0], entry[1], entry[2] = min(entry[0], s), max(entry[1], s), entry[2] + 1
-        dups[int(k)] = dups.get(int(k), 0) + int(copies) - 1
-    for (k, _boot), (lo, hi, n) in per_boot.items():
-        gaps[k] = gaps.get(k, 0) + hi - lo + 1 - n
+    mkey, boot, seq = mkey[minside], messages.boot[minside], messages.seq[minside]
+    reuses = _sums(mkey, mreuses[minside])
+    dups = _sums(mkey, messages.copies[minside] - 1)
+    # Per device·day and boot, the seq numbers missing between the lowest and the highest.
+    pairs, pair = np.unique(np.stack([mkey, boot], axis=1), axis=0, return_inverse=True)
+    pair = pair.reshape(-1)
+    lo = np.full(len(pairs), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(len(pairs), np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(lo, pair, seq)
+    np.maximum.at(hi, pair, seq)
+    missing = hi - lo + 1 - np.bincount(pair, minlength=len(pairs))
+    gaps = _sums(pairs[:, 0], missing)
     dkey, dinside = _keys(dead_letters.device_id, dead_letters.received_us, ids, edges)
     dead_k, dead_n = np.unique(dkey[dinside], return_counts=True)
     dead = dict(zip(dead_k.tolist(), dead_n.tolist(), strict=True))
@@ -199,3 +204,17 @@ def count_device_days(
             )
         )
     return rows
+
+
+def skew_histogram(
+    readings: Readings, device_ids: Sequence[str], timezone: str, start: dt.date, end: dt.date
+) -> dict[int, int]:
+    """The window's clock-skew sketch over the raw rows (`analytics.skew_sketch`)."""
+    edges = day_edges_us(start, end, timezone)
+    ids = np.array(sorted(set(device_ids)), dtype=str)
+    keep = (
+        np.isin(readings.device_id.astype(str), ids)
+        & (readings.ts_us >= edges[0])
+        & (readings.ts_us < edges[-1])
+    )
+    return skew_sketch.histogram(readings.received_us[keep] - readings.ts_us[keep])

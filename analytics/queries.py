@@ -159,18 +159,31 @@ def load_luminaires(
     end: datetime,
     nights: NightCalendar | None = None,
     lead_s: float = 0.0,
+    *,
+    every_lamp_on: bool = True,
 ) -> list[LuminaireSeries]:
     """5-minute records of `device_ids` in [start, end), one series per device.
 
     Given `nights`, only the records the savings method reads: those of each night or up
     to `lead_s` before its dusk (a night's first record may take its energy from the record
-    before it), and every lamp-on record (day-burning). Lamp-off daytime records, about
-    half of all, are left in the database.
+    before it), and every lamp-on record (day-burning) unless `every_lamp_on` is false (the
+    baseline nights). Lamp-off daytime records, about half of all, are left in the database.
     """
     keep: tuple[str, Sequence[object]] = ("true", ())
     if nights is not None:
         stamps = night_bounds(nights, lead_s)
-        keep = ("lamp_on OR width_bucket(ts, %s::timestamptz[]) %% 2 = 1", (stamps,))
+        spans = "width_bucket(ts, %s::timestamptz[]) %% 2 = 1"
+        keep = (f"lamp_on OR {spans}" if every_lamp_on else spans, (stamps,))
+    return _luminaires(conn, device_ids, keep, start, end)
+
+
+def _luminaires(
+    conn: psycopg.Connection,
+    device_ids: Sequence[str],
+    keep: tuple[str, Sequence[object]],
+    start: datetime,
+    end: datetime,
+) -> list[LuminaireSeries]:
     columns = ("power_w", "coalesce(energy_wh, 'NaN')", "dim_pct", "lamp_on")
     luminaires = _Arrays("streetlight_readings", columns, device_ids, keep)
     return [
@@ -184,6 +197,29 @@ def load_luminaires(
         )
         for device_id, c in _per_device(conn, luminaires, start, end, READ_CONNECTIONS)
     ]
+
+
+def load_lamp_on(
+    conn: psycopg.Connection, device_ids: Sequence[str], start: datetime, end: datetime
+) -> list[LuminaireSeries]:
+    """Every lamp-on record of `device_ids` in [start, end) (the control group's pool)."""
+    return _luminaires(conn, device_ids, ("lamp_on", ()), start, end)
+
+
+def arrival_marks(
+    conn: psycopg.Connection, device_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, tuple[int, datetime]]:
+    """Per device with records in [start, end): how many, and the latest `received_at`.
+
+    Readings are only ever inserted (DESIGN §5: the first reading of a key stays), so a
+    change inside the span moves one of the two: what a cached summary of it is keyed on.
+    """
+    rows = conn.execute(
+        "SELECT device_id, count(*), max(received_at) FROM streetlight_readings"
+        " WHERE device_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY device_id",
+        (list(device_ids), start, end),
+    ).fetchall()
+    return {r[0]: (int(r[1]), r[2]) for r in rows}
 
 
 def load_events(

@@ -48,6 +48,7 @@ from analytics.luminaire_nights import (
     FullPower,
     LuminaireSeries,
     NightTable,
+    PoolSource,
     SavingsParams,
     check_series,
     day_burning,
@@ -62,6 +63,7 @@ from analytics.m_and_v import (
     difference_in_differences,
 )
 from analytics.nights import NightCalendar, assign_nights, night_calendar
+from analytics.savings_baseline import BaselineSummary, with_baseline_luminaires
 from analytics.savings_frame import (
     DAY,
     SavingsFrame,
@@ -155,8 +157,14 @@ def _events(
     ]
 
 
-def input_sha256(series: Sequence[LuminaireSeries], events: Sequence[NonRoutineEvent]) -> str:
-    """Hash of the input rows, so an evaluator can check a result was made from them."""
+def input_sha256(
+    series: Sequence[LuminaireSeries],
+    events: Sequence[NonRoutineEvent],
+    baseline: BaselineSummary | None = None,
+    pool: Sequence[FloatArray] | None = None,
+) -> str:
+    """Hash of the input rows, so an evaluator can check a result was made from them: the
+    rows passed, the events, the baseline summary's rows and the control pool if used."""
     digest = hashlib.sha256()
     for s in series:
         digest.update(s.device_id.encode())
@@ -165,6 +173,12 @@ def input_sha256(series: Sequence[LuminaireSeries], events: Sequence[NonRoutineE
         digest.update(np.ascontiguousarray(s.lamp_on, dtype=np.bool_).tobytes())
     for e in events:
         digest.update(repr((e.device_id, float(e.ts), e.type, e.code)).encode())
+    if baseline is not None:
+        digest.update(f"baseline:{baseline.sha256}".encode())
+    if pool:
+        digest.update(b"pool:")
+        for part in pool:
+            digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes() + b"\x1e")
     return digest.hexdigest()
 
 
@@ -251,17 +265,43 @@ def compute_savings(
     start: dt.date,
     end: dt.date,
     expected: Sequence[str] = (),
+    *,
+    baseline: BaselineSummary | None = None,
+    pool: PoolSource | None = None,
 ) -> SavingsResult:
     """Verified savings over the nights whose sunset local date is in [start, end).
 
     `expected` are the pilot's registered luminaires: a treated one without rows counts its
-    reporting nights as expected and missing, and is named in `missing_luminaires`."""
+    reporting nights as expected and missing, and is named in `missing_luminaires`.
+    With a `baseline` summary (`analytics.savings_baseline`) `series` need not hold the
+    baseline nights, and `pool` gives the control group's 100 % samples when a luminaire
+    needs them; both enter the input hash."""
     _check_params(params, start, end)
     for s in series:
         check_series(s)
-    f, warnings = build_frame(series, params, start, end)
+    if baseline is not None:
+        series = with_baseline_luminaires(series, baseline)
+    pooled: list[FloatArray] = []
+    if pool is not None:
+        parts = pool
+
+        def pool_parts() -> Sequence[FloatArray]:
+            pooled.extend(parts())
+            return pooled
+
+        pool = pool_parts
+    f, warnings = build_frame(series, params, start, end, baseline)
     fp, fp_warnings = full_power(
-        series, f.table.record_nights, f.base, set(params.control_group), params, f.rep
+        series,
+        f.table.record_nights,
+        f.base,
+        set(params.control_group),
+        params,
+        f.rep,
+        own_baseline=None
+        if baseline is None
+        else [None if (b := baseline.get(i)) is None else b.full_power for i in f.ids],
+        pool=pool,
     )
     warnings += fp_warnings
     use = f.counted & f.rep[None, :] & f.treated[:, None]
@@ -344,7 +384,7 @@ def compute_savings(
         astronomical_hours=float((use * f.cal.hours[None, :]).sum()),
         d_e=_d_e(f, watts, params, start),
         params=params,
-        input_sha256=input_sha256(series, events),
+        input_sha256=input_sha256(series, events, baseline, pooled if pool else None),
         warnings=tuple(warnings),
         missing_luminaires=missing,
     )

@@ -26,6 +26,7 @@ from analytics.luminaire_nights import (
     night_table,
 )
 from analytics.nights import NightCalendar, night_calendar
+from analytics.savings_baseline import BaselineSummary
 from analytics.savings_result import pct
 
 DAY = dt.timedelta(days=1)
@@ -76,10 +77,29 @@ def savings_calendar(params: SavingsParams, start: dt.date, end: dt.date) -> Nig
     )
 
 
+def _take_baseline(table: NightTable, summary: BaselineSummary, nights: BoolArray) -> None:
+    """Fill the columns of `nights` (baseline nights) from the summary, in place."""
+    cols = np.array([table.calendar.index(d) for d in summary.nights], dtype=np.int64)
+    take = nights[cols]
+    cols = cols[take]
+    for k, device_id in enumerate(table.device_ids):
+        b = summary.get(device_id)
+        for name in ("valid", "burning", "actual_wh", "sources"):
+            target = getattr(table, name)
+            target[k, cols] = 0.0 if b is None else getattr(b, name)[take]
+
+
 def build_frame(
-    series: Sequence[LuminaireSeries], params: SavingsParams, start: dt.date, end: dt.date
+    series: Sequence[LuminaireSeries],
+    params: SavingsParams,
+    start: dt.date,
+    end: dt.date,
+    baseline: BaselineSummary | None = None,
 ) -> tuple[SavingsFrame, list[str]]:
-    """The frame of reporting nights [start, end) plus the baseline window, and warnings."""
+    """The frame of reporting nights [start, end) plus the baseline window, and warnings.
+
+    With a `baseline` summary, the baseline nights outside [start, end) are its numbers,
+    whatever `series` holds of them."""
     ids = tuple(s.device_id for s in series)
     if len(set(ids)) != len(ids):
         raise InputError("each luminaire may appear in only one series")
@@ -95,6 +115,8 @@ def build_frame(
         if np.any(base & rep):
             warnings.append("baseline window overlaps the reporting period")
     table = night_table(series, cal, params.record_interval_s)
+    if baseline is not None and base is not None:
+        _take_baseline(table, baseline, base & ~rep)
     # a complete night has at least ⌊length / interval⌋ records ending inside it
     expected = np.maximum(np.floor(cal.hours * 3600.0 / params.record_interval_s), 1.0)
     completeness = np.minimum(table.valid / expected, 1.0)

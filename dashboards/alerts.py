@@ -45,53 +45,49 @@ class Rule:
     severity: str
     lookback_s: int  # the query's time range (its $__timeTo() is the evaluation time)
     pending: str = "0s"
+    figure: str = ""  # the numeric column the threshold judges
+    per_pilot: bool = True  # rows carry a ``pilot`` column (the portfolio counts them)
+
+    def firing_sql(self) -> str:
+        """The query's rows that fire: its figure beyond the threshold."""
+        op = ">" if self.evaluator == "gt" else "<"
+        return f"SELECT * FROM ({self.sql}) q WHERE q.{self.figure} {op} {self.threshold}"
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("kcity-device-silent", "device_silent", alert_sql.DEVICE_SILENT, "gt", 0, "warning", 600),
     Rule(
-        "kcity-pilot-no-data", "pilot_no_data", alert_sql.PILOT_NO_DATA, "gt", 60, "critical", 600
+        "kcity-device-silent", "device_silent", alert_sql.DEVICE_SILENT, "gt", 0, "warning", 600,
+        figure="silent_min",
     ),
     Rule(
-        "kcity-completeness-yesterday",
-        "completeness",
-        alert_sql.COMPLETENESS_YESTERDAY,
-        "lt",
-        90,
-        "warning",
-        172800,
-    ),
-    Rule("kcity-lamp-faults", "lamp_faults", alert_sql.LAMP_FAULTS, "gt", 0, "warning", 2592000),
-    Rule("kcity-day-burning", "day_burning", alert_sql.DAY_BURNING, "gt", 0, "warning", 86400),
-    Rule(
-        "kcity-border-uncovered",
-        "border_uncovered",
-        alert_sql.BORDER_UNCOVERED,
-        "gt",
-        0,
-        "critical",
-        86400,
+        "kcity-pilot-no-data", "pilot_no_data", alert_sql.PILOT_NO_DATA, "gt", 60, "critical",
+        600, figure="minutes_since_data",
     ),
     Rule(
-        "kcity-dead-letter-spike",
-        "dead_letters",
-        alert_sql.DEAD_LETTER_SPIKE,
-        "gt",
-        0,
-        "warning",
-        86400,
+        "kcity-completeness-yesterday", "completeness", alert_sql.COMPLETENESS_YESTERDAY, "lt",
+        90, "warning", 172800, figure="completeness_pct",
     ),
     Rule(
-        "kcity-ingest-worker-disconnected",
-        "worker",
-        alert_sql.WORKER_DISCONNECTED,
-        "gt",
-        2,
-        "critical",
-        86400,
-        pending="1m",
+        "kcity-lamp-faults", "lamp_faults", alert_sql.LAMP_FAULTS, "gt", 0, "warning", 2592000,
+        figure="active_faults",
     ),
-)
+    Rule(
+        "kcity-day-burning", "day_burning", alert_sql.DAY_BURNING, "gt", 0, "warning", 86400,
+        figure="hours_lit_by_day",
+    ),
+    Rule(
+        "kcity-border-uncovered", "border_uncovered", alert_sql.BORDER_UNCOVERED, "gt", 0,
+        "critical", 86400, figure="uncovered_min",
+    ),
+    Rule(
+        "kcity-dead-letter-spike", "dead_letters", alert_sql.DEAD_LETTER_SPIKE, "gt", 0,
+        "warning", 86400, figure="dead_letters_15min",
+    ),
+    Rule(
+        "kcity-ingest-worker-disconnected", "worker", alert_sql.WORKER_DISCONNECTED, "gt", 2,
+        "critical", 86400, pending="1m", figure="minutes_since_report", per_pilot=False,
+    ),
+)  # fmt: skip
 
 # What a message's {placeholders} become: Grafana's template of each label and the value.
 TEMPLATES = {

@@ -17,13 +17,14 @@ from typing import Any
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dashboards import drone, ingest_health, overview, streetlight
+from dashboards import drone, ingest_health, overview, portfolio, streetlight
 from dashboards.errors import WriteError
 from dashboards.panels import Labels
 
 INTERVAL_ONLY = ("auto", "auto_count", "auto_min")
 
 BUILDERS: dict[str, Callable[[Labels], Any]] = {
+    portfolio.UID: portfolio.build,
     overview.UID: overview.build,
     streetlight.UID: streetlight.build,
     drone.UID: drone.build,

@@ -2,7 +2,7 @@
 
 Tracks are downsampled on the server with ``time_bucket`` (the Geomap gets at most a few
 thousand points whatever the range); coverage and revisit figures are the persisted
-results of the coverage analysis (``coverage_daily``, ``analytics_results``), because
+results of the coverage analysis (``coverage_daily``, ``analytics_summary``), because
 footprint geometry is far too heavy to compute in a dashboard query.
 """
 
@@ -83,15 +83,12 @@ ENERGY_DAILY_SQL = """
 """
 
 COVERAGE_SQL = """
-    SELECT (result->>'area_coverage_pct')::float8 AS area_coverage_pct,
-           (result->>'linear_coverage_pct')::float8 AS linear_coverage_pct,
-           (result->>'covered_km2')::float8 AS covered_km2,
-           (result->'revisit_s'->>'mean')::float8 / 60 AS revisit_mean_min,
-           (result->'revisit_s'->>'p95')::float8 / 60 AS revisit_p95_min,
-           (result->'revisit_s'->>'max')::float8 / 60 AS revisit_max_min,
-           (result->>'flight_hours')::float8 AS flight_hours,
-           (result->>'generator_share_pct')::float8 AS generator_share_pct
-    FROM analytics_results
+    SELECT area_coverage_pct, linear_coverage_pct, covered_km2,
+           revisit_mean_s / 60 AS revisit_mean_min,
+           revisit_p95_s / 60 AS revisit_p95_min,
+           revisit_max_s / 60 AS revisit_max_min,
+           flight_hours, generator_share_pct
+    FROM analytics_summary
     WHERE pilot_id = '$pilot' AND analysis = 'coverage'
     ORDER BY computed_at DESC
     LIMIT 1

@@ -104,15 +104,13 @@ PILOTS_SQL = f"""
       SELECT coalesce(p.definition->'streetlight'->>'record_interval_s',
                       p.definition->'drone'->>'record_interval_s')::float8 AS interval_s) iv
     LEFT JOIN LATERAL (
-      SELECT (r.result->>'savings_kwh')::float8 AS savings_kwh,
-             (r.result->>'savings_pct')::float8 AS savings_pct
-      FROM analytics_results r
+      SELECT r.savings_kwh, r.savings_pct
+      FROM analytics_summary r
       WHERE r.pilot_id = p.id AND r.analysis = 'savings'
       ORDER BY r.computed_at DESC LIMIT 1) sav ON true
     LEFT JOIN LATERAL (
-      SELECT (r.result->>'area_coverage_pct')::float8 AS area_coverage_pct,
-             (r.result->>'linear_coverage_pct')::float8 AS linear_coverage_pct
-      FROM analytics_results r
+      SELECT r.area_coverage_pct, r.linear_coverage_pct
+      FROM analytics_summary r
       WHERE r.pilot_id = p.id AND r.analysis = 'coverage'
       ORDER BY r.computed_at DESC LIMIT 1) cov ON true
     ORDER BY p.country, p.city, p.id
@@ -128,14 +126,12 @@ TOTALS_SQL = f"""
 """
 
 VERIFIED_SQL = """
-    SELECT sum((l.result->>'savings_kwh')::float8)
-             FILTER (WHERE l.analysis = 'savings') AS savings_kwh,
-           sum((l.result->>'co2_kg')::float8)
-             FILTER (WHERE l.analysis = 'savings') AS co2_kg,
-           sum((l.result->>'covered_km2')::float8)
-             FILTER (WHERE l.analysis = 'coverage') AS covered_km2
-    FROM (SELECT DISTINCT ON (pilot_id, analysis) pilot_id, analysis, result
-          FROM analytics_results
+    SELECT sum(l.savings_kwh) FILTER (WHERE l.analysis = 'savings') AS savings_kwh,
+           sum(l.co2_kg) FILTER (WHERE l.analysis = 'savings') AS co2_kg,
+           sum(l.covered_km2) FILTER (WHERE l.analysis = 'coverage') AS covered_km2
+    FROM (SELECT DISTINCT ON (pilot_id, analysis) pilot_id, analysis, savings_kwh, co2_kg,
+                 covered_km2
+          FROM analytics_summary
           WHERE analysis IN ('savings', 'coverage')
           ORDER BY pilot_id, analysis, computed_at DESC) l
 """
@@ -155,13 +151,29 @@ MAP_SQL = """
 """
 
 
-def _pilots_table(t: Labels) -> table_panel.Panel:
-    drill = dash.DashboardLink(t["dash_ov_open"]).url(
+# Who and where a pilot is: the first columns of every per-pilot table (and the portfolio).
+PILOT_FIELDS = {
+    "pilot": ("pilot", "string"),
+    "name": ("dash_f_name", "string"),
+    "country": ("dash_f_country", "string"),
+    "city": ("city", "string"),
+    "programme_year": ("programme_year", "none"),
+    "firm": ("firm", "string"),
+    "solution": ("dash_f_solution", "string"),
+}
+
+
+def pilot_drill(t: Labels) -> dash.DashboardLink:
+    """A row's link to its pilot's dashboard (the ``dashboard`` and ``pilot`` columns)."""
+    return dash.DashboardLink(t["dash_ov_open"]).url(
         "/d/${__data.fields.dashboard}?var-pilot=${__data.fields.pilot}&${__url_time_range}"
     )
+
+
+def _pilots_table(t: Labels) -> table_panel.Panel:
     panel = (
         table(t["dash_ov_pilots"], PILOTS_SQL, description=t["dash_ov_pilots_desc"], span=24)
-        .data_links([drill])
+        .data_links([pilot_drill(t)])
         .height(10)
     )
     panel = hidden(panel, "dashboard")
@@ -169,13 +181,7 @@ def _pilots_table(t: Labels) -> table_panel.Panel:
         panel,
         t,
         {
-            "pilot": ("pilot", "string"),
-            "name": ("dash_f_name", "string"),
-            "country": ("dash_f_country", "string"),
-            "city": ("city", "string"),
-            "programme_year": ("programme_year", "none"),
-            "firm": ("firm", "string"),
-            "solution": ("dash_f_solution", "string"),
+            **PILOT_FIELDS,
             "devices": ("devices", "short"),
             "online": ("dash_f_online", "short"),
             "completeness_pct": ("dash_f_completeness", "percent"),

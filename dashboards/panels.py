@@ -66,7 +66,7 @@ def dashboard_of_kind(kind_column: str) -> str:
     return f"CASE {kind_column} {whens} ELSE 'kcity-ingest' END"
 
 
-P = TypeVar("P", stat_panel.Panel, table_panel.Panel, ts_panel.Panel)
+P = TypeVar("P", stat_panel.Panel, table_panel.Panel, ts_panel.Panel, geomap.Panel)
 
 
 def new_dashboard(

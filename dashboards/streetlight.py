@@ -2,7 +2,8 @@
 
 Raw telemetry (power, dim level, vehicles) is bucketed with ``time_bucket`` at the panel's
 ``$__interval`` so a year stays a few hundred points; nightly energy and savings come from
-the persisted analytics (``savings_nightly``, ``analytics_results``), not from a rescan.
+the persisted analytics (``savings_nightly``, ``analytics_summary``), not from a rescan
+or the stored result documents.
 Faults, detections and outages are drawn as annotations (dashboards/events.py).
 """
 
@@ -62,12 +63,8 @@ NIGHTLY_SQL = """
 """
 
 SAVINGS_SQL = """
-    SELECT (result->>'savings_kwh')::float8 AS savings_kwh,
-           (result->>'savings_pct')::float8 AS savings_pct,
-           (result->>'co2_kg')::float8 AS co2_kg,
-           (result->>'cost_saved')::float8 AS cost_saved,
-           (result->>'completeness_pct')::float8 AS completeness_pct
-    FROM analytics_results
+    SELECT savings_kwh, savings_pct, co2_kg, cost_saved, completeness_pct
+    FROM analytics_summary
     WHERE pilot_id = '$pilot' AND analysis = 'savings'
     ORDER BY computed_at DESC
     LIMIT 1
@@ -75,8 +72,8 @@ SAVINGS_SQL = """
 
 SAVINGS_WINDOW_SQL = """
     SELECT window_from AS "from", window_to AS "to", method, method_version,
-           result->>'currency' AS currency, input_hash, computed_at
-    FROM analytics_results
+           currency, input_hash, computed_at
+    FROM analytics_summary
     WHERE pilot_id = '$pilot' AND analysis = 'savings'
     ORDER BY computed_at DESC
     LIMIT 1

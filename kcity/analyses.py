@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,8 +17,8 @@ from psycopg import sql
 
 from analytics import queries
 from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
-from analytics.luminaire_nights import GAP_FACTOR
-from analytics.nights import NightCalendar
+from analytics.luminaire_nights import GAP_FACTOR, FloatArray, PoolSource, pool_parts
+from analytics.nights import NightCalendar, night_calendar
 from analytics.quality import METHOD as QUALITY_METHOD
 from analytics.quality import DeviceDay, QualityResult, RegisteredDevice
 from analytics.results import input_hash, save_result
@@ -29,11 +29,13 @@ from analytics.savings import (
     SavingsResult,
     compute_savings,
 )
-from analytics.savings_frame import savings_calendar
+from analytics.savings_baseline import BaselineSummary
 from analytics.tracks import DroneSeries
 from devices.pilots import Pilot
+from kcity import quality_days, rollups
 from kcity.device_commands import profiles_by_night
 from kcity.registry import get_pilot
+from kcity.savings_cache import BaselineRead, baseline_rows_span, baseline_summary
 from kcity.window import Window, WindowError
 
 
@@ -77,17 +79,43 @@ def savings_params(pilot: Pilot) -> SavingsParams:
 
 
 def savings_span(pilot: Pilot, window: Window) -> tuple[datetime, datetime]:
-    """The UTC span of the rows savings reads: full power is measured in the baseline
-    window, wherever it lies, and nights run past midnight."""
+    """The UTC span of every row savings may read: the window's nights and the baseline
+    window's, wherever it lies (the control group's pooled full power reads all of it)."""
     params = savings_params(pilot)
-    load = Window(min(window.start, params.baseline_start or window.start), window.end)
-    return load.utc(pilot.timezone, extra_days=1)
+    first = min(window.start, params.baseline_start or window.start)
+    last = max(window.end, (params.baseline_end or window.start) + timedelta(days=1))
+    return Window(first, last).utc(pilot.timezone, extra_days=1)
 
 
-def savings_selection(pilot: Pilot, window: Window) -> tuple[NightCalendar, float]:
-    """The nights and the lead before each dusk that pick the rows savings reads."""
+@dataclass(frozen=True)
+class SavingsReads:
+    """What one savings computation reads: the window's rows (its nights, `lead_s` before
+    each dusk, and its lamp-on records) in [start, end), the baseline nights' rows (or a
+    summary of them), and the control group's lamp-on rows over `pool_span` if needed."""
+
+    start: datetime
+    end: datetime
+    nights: NightCalendar
+    lead_s: float
+    baseline: BaselineRead | None
+    pool_span: tuple[datetime, datetime]
+    control: tuple[str, ...]
+
+
+def savings_reads(pilot: Pilot, window: Window) -> SavingsReads:
     params = savings_params(pilot)
-    return savings_calendar(params, window.start, window.end), GAP_FACTOR * params.record_interval_s
+    start, end = window.utc(pilot.timezone, extra_days=1)
+    nights = night_calendar(
+        window.start - timedelta(days=1),
+        window.end - timedelta(days=1),
+        timezone=params.timezone,
+        latitude=params.latitude,
+        longitude=params.longitude,
+    )
+    baseline = baseline_rows_span(params) if params.baseline_start else None
+    lead = GAP_FACTOR * params.record_interval_s
+    span = savings_span(pilot, window)
+    return SavingsReads(start, end, nights, lead, baseline, span, params.control_group)
 
 
 def savings_from(
@@ -96,28 +124,55 @@ def savings_from(
     series: Sequence[LuminaireSeries],
     events: Sequence[NonRoutineEvent],
     expected: Sequence[str] = (),
+    *,
+    baseline: BaselineSummary | None = None,
+    pool: PoolSource | None = None,
 ) -> tuple[dict[str, Any], SavingsResult]:
     """Savings from loaded rows: the one call the database path and `kcity verify` share.
     `expected`: the registered luminaires (a silent treated one is named, not dropped)."""
     result = compute_savings(
-        series, events, savings_params(pilot), window.start, window.end, expected
+        series,
+        events,
+        savings_params(pilot),
+        window.start,
+        window.end,
+        expected,
+        baseline=baseline,
+        pool=pool,
     )
     body = {**result.to_json(), **window.keys(pilot.id), "window": window.describe(pilot.timezone)}
     return body, result
 
 
 def run_savings(
-    conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
+    conn: psycopg.Connection,
+    pilot_id: str,
+    window: Window,
+    *,
+    persist: bool = True,
+    reuse_baseline: bool = True,
 ) -> tuple[dict[str, Any], SavingsResult]:
+    """Savings of a window; the baseline summary comes from `kcity.savings_cache` where it
+    is still valid (`reuse_baseline`), and a stored run writes it back."""
     pilot = get_pilot(conn, pilot_id)
     _require_kind(pilot, "streetlight", "savings")
     params = savings_params(pilot)
-    start_utc, end_utc = savings_span(pilot, window)
     ids = _devices(conn, pilot.id)
-    nights, lead = savings_selection(pilot, window)
-    series = queries.load_luminaires(conn, ids, start_utc, end_utc, nights, lead)
-    events = queries.load_events(conn, ids, start_utc, end_utc)
-    body, result = savings_from(pilot, window, series, events, ids)
+    reads = savings_reads(pilot, window)
+    baseline = None
+    if reads.baseline is not None:
+        baseline, _ = baseline_summary(
+            conn, pilot.id, params, ids, reuse=reuse_baseline, store=persist
+        )
+    series = queries.load_luminaires(conn, ids, reads.start, reads.end, reads.nights, reads.lead_s)
+    events = queries.load_events(conn, ids, reads.start, reads.end)
+    control = set(params.control_group)
+
+    def pool() -> list[FloatArray]:
+        lit = queries.load_lamp_on(conn, sorted(control & set(ids)), *reads.pool_span)
+        return pool_parts(lit, control)
+
+    body, result = savings_from(pilot, window, series, events, ids, baseline=baseline, pool=pool)
     # What was commanded beside what was measured: the dimming profiles in force per night.
     days = [window.start + timedelta(days=d) for d in range((window.end - window.start).days)]
     body["dimming_profiles"] = profiles_by_night(conn, pilot.id, days, pilot.timezone)
@@ -222,10 +277,11 @@ def quality_from(
     window: Window,
     rows: Sequence[DeviceDay],
     devices: Sequence[RegisteredDevice] = (),
+    skew: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """Quality from counted rows: the one call the database path and `kcity verify` share."""
     body = {
-        **QualityResult(tuple(rows), tuple(devices)).to_json(),
+        **QualityResult(tuple(rows), tuple(devices), dict(skew or {})).to_json(),
         **window.keys(pilot.id),
         "window": window.describe(pilot.timezone),
     }
@@ -234,21 +290,43 @@ def quality_from(
 
 
 def run_quality(
-    conn: psycopg.Connection, pilot_id: str, window: Window, *, persist: bool = True
+    conn: psycopg.Connection,
+    pilot_id: str,
+    window: Window,
+    *,
+    persist: bool = True,
+    from_rollup: bool = True,
 ) -> dict[str, Any]:
+    """Quality of the window: from the per-device-day rollup, refreshed first so that
+    nothing committed is missed; `from_rollup=False` counts the raw rows instead (the
+    full recomputation the rollup is held to)."""
     pilot = get_pilot(conn, pilot_id)
     interval = quality_interval(pilot)
     devices = _registered(conn, pilot.id)
-    rows = queries.quality_rows(
-        conn,
-        kind=pilot.kind,
-        devices=devices,
-        timezone=pilot.timezone,
-        interval_s=interval,
-        start=window.start,
-        end=window.end,
-    )
-    body = quality_from(pilot, window, rows, devices)
+    ids = [d.device_id for d in devices]
+    args: dict[str, Any] = {
+        "kind": pilot.kind,
+        "devices": devices,
+        "timezone": pilot.timezone,
+        "interval_s": interval,
+        "start": window.start,
+        "end": window.end,
+    }
+    if from_rollup:
+        rollups.refresh(conn)
+        rows = quality_days.quality_rows(conn, **args)
+        skew = quality_days.skew_histogram(conn, device_ids=ids, start=window.start, end=window.end)
+    else:
+        rows = queries.quality_rows(conn, **args)
+        skew = quality_days.skew_histogram_raw(
+            conn,
+            kind=pilot.kind,
+            device_ids=ids,
+            timezone=pilot.timezone,
+            start=window.start,
+            end=window.end,
+        )
+    body = quality_from(pilot, window, rows, devices, skew)
     if persist:
         parameters = {"record_interval_s": interval, "timezone": pilot.timezone}
         body["result_id"] = _persist(
@@ -272,6 +350,20 @@ def latest_result(conn: psycopg.Connection, pilot_id: str, analysis: str) -> dic
         (pilot_id, analysis),
     ).fetchone()
     return None if row is None else dict(row[0])
+
+
+def latest_headline(
+    conn: psycopg.Connection, pilot_id: str, analysis: str
+) -> dict[str, Any] | None:
+    """The latest stored result without its tables (`analytics_summary`, kept by a trigger):
+    what a page or panel showing figures needs, at a few hundred bytes instead of megabytes.
+    `table_rows` counts each table left out; `result_id` names the full document."""
+    row = conn.execute(
+        "SELECT result_id, headline FROM analytics_summary WHERE pilot_id = %s"
+        " AND analysis = %s ORDER BY computed_at DESC, result_id DESC LIMIT 1",
+        (pilot_id, analysis),
+    ).fetchone()
+    return None if row is None else {**dict(row[1]), "result_id": row[0]}
 
 
 def _persist(
@@ -326,4 +418,12 @@ def _upsert(
         )
 
 
-__all__ = ["Window", "WindowError", "latest_result", "run_coverage", "run_quality", "run_savings"]
+__all__ = [
+    "Window",
+    "WindowError",
+    "latest_headline",
+    "latest_result",
+    "run_coverage",
+    "run_quality",
+    "run_savings",
+]

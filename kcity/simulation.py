@@ -30,7 +30,7 @@ from devices.sim import (
 from kcity.errors import KcityError
 from kcity.provisioning import provision_device
 from kcity.settings import Settings
-from kcity.stack.broker_admin import broker_admin
+from kcity.stack.broker_admin import platform_admin
 
 
 class SimulationError(KcityError):
@@ -141,12 +141,7 @@ def stream(
     passwords: dict[str, str] = {}
     streamed = Streamed()
     first: tuple[float, float] | None = None
-    with broker_admin(
-        settings.mqtt_host,
-        settings.mqtt_port,
-        settings.mqtt_admin_username,
-        settings.mqtt_admin_password,
-    ) as admin:
+    with platform_admin(settings) as admin:
         try:
             for batch in batches:
                 if realtime:

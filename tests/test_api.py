@@ -583,6 +583,22 @@ def test_stored_result_is_the_latest_run(client: TestClient, world: World) -> No
     assert (body["pilot"], body["from"], body["method"]) == ("madiun", "2026-10-01", "data-quality")
 
 
+def test_stored_result_summary_leaves_the_tables_out(client: TestClient, world: World) -> None:
+    """`?view=summary` is the document's figures (from `analytics_summary`, filled by a
+    trigger) without its tables, each counted in `table_rows`; an unknown view is a 422."""
+    url, headers = f"{V1}/pilots/madiun/results/quality", as_role(world, "viewer")
+    full = client.get(url, headers=headers).json()
+    summary = client.get(f"{url}?view=summary", headers=headers)
+    assert summary.status_code == 200, summary.text
+    short = summary.json()
+    tables = {k: len(v) for k, v in full.items() if isinstance(v, list)}
+    assert tables and short.pop("table_rows") == tables
+    assert isinstance(short.pop("result_id"), int)
+    assert short == {k: v for k, v in full.items() if k not in tables}
+    bad = client.get(f"{url}?view=everything", headers=headers)
+    assert bad.status_code == 422 and "view" in bad.text
+
+
 # --- reports -------------------------------------------------------------------------------
 
 

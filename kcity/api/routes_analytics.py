@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
-from kcity.analyses import latest_result, run_coverage, run_quality, run_savings
+from kcity.analyses import latest_headline, latest_result, run_coverage, run_quality, run_savings
 from kcity.api.auth import Action, Caller, allowed_on_pilot
 from kcity.api.deps import API_PREFIX, HEAVY_SLOT, Conn
 from kcity.api.errors import COMMON_ERRORS, error_responses
@@ -54,12 +54,22 @@ def quality(pilot: str, conn: Conn, _: ReadSummaries, window: EvalWindow) -> dic
 
 @router.get("/pilots/{pilot}/results/{analysis}", responses=ERRORS)
 def latest(
-    pilot: str, analysis: Literal["savings", "coverage", "quality"], conn: Conn, _: ReadSummaries
+    pilot: str,
+    analysis: Literal["savings", "coverage", "quality"],
+    conn: Conn,
+    _: ReadSummaries,
+    view: Annotated[
+        Literal["full", "summary"],
+        Query(
+            description="`full`: the stored document; `summary`: its figures without the"
+            " tables (per luminaire, night, day, device…), with `table_rows` counting them"
+        ),
+    ] = "full",
 ) -> dict[str, Any]:
     """The latest stored result of an analysis (as run by the CLI or a report); 404 if
     none was stored yet."""
     pilot_of(conn, pilot)
-    found = latest_result(conn, pilot, analysis)
+    found = (latest_result if view == "full" else latest_headline)(conn, pilot, analysis)
     if found is None:
         raise NotFound(f"no stored {analysis} result for pilot {pilot!r} yet")
     return found

@@ -23,7 +23,7 @@ from kcity.api.params import is_id
 from kcity.errors import NotFound
 from kcity.registry import Device, PilotSummary
 from kcity.settings import Settings
-from kcity.stack.broker_admin import broker_admin
+from kcity.stack.broker_admin import platform_admin
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots and devices"], responses=COMMON_ERRORS)
 
@@ -222,9 +222,7 @@ def provision_via_broker(
 ) -> provisioning.Credentials:
     """Provision (or rotate) through the running broker; used by routes and the console."""
     conn.commit()  # end the read transaction: provisioning commits its own, broker included
-    with broker_admin(
-        s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-    ) as admin:
+    with platform_admin(s) as admin:
         creds = provisioning.provision_device(
             conn,
             admin,
@@ -257,9 +255,7 @@ def revoke_device(
     device_of(conn, pilot, device)
     conn.commit()
     s = settings
-    with broker_admin(
-        s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-    ) as admin:
+    with platform_admin(s) as admin:
         revoked = provisioning.revoke_device(conn, admin, device)
     conn.commit()
     return DeviceOut.of(revoked)

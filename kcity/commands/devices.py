@@ -14,7 +14,7 @@ from rich.table import Table
 from kcity import onboarding, provisioning, registry
 from kcity.db import connect
 from kcity.settings import Settings
-from kcity.stack.broker_admin import broker_admin
+from kcity.stack.broker_admin import platform_admin
 
 Commissioned = Annotated[
     datetime | None,
@@ -56,9 +56,7 @@ def provision(
     eui = onboarding.normalize_dev_eui(dev_eui) if dev_eui is not None else None
     with (
         connect(s.database_url) as conn,
-        broker_admin(
-            s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-        ) as admin,
+        platform_admin(s) as admin,
     ):
         if eui is not None:
             onboarding.check_dev_eui(conn, device, eui)
@@ -97,9 +95,7 @@ def revoke(
     s: Settings = ctx.obj
     with (
         connect(s.database_url) as conn,
-        broker_admin(
-            s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-        ) as admin,
+        platform_admin(s) as admin,
     ):
         provisioning.revoke_device(conn, admin, device)
     print(f"revoked device {device}")
@@ -114,9 +110,7 @@ def acls(
     s: Settings = ctx.obj
     with (
         connect(s.database_url) as conn,
-        broker_admin(
-            s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-        ) as admin,
+        platform_admin(s) as admin,
     ):
         active = [
             d

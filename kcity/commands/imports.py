@@ -79,19 +79,7 @@ def log_(
     _report(file, flight, pilot, device, flight_log, summary, as_json)
 
 
-@app.command("tlog")
-def tlog(
-    ctx: typer.Context,
-    file: File,
-    pilot: PilotOpt,
-    device: DeviceOpt,
-    flight_id: FlightOpt = None,
-    hfov: HfovOpt = None,
-    fuel_capacity_l: FuelOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Alias of `kcity import log` (kept for scripts written against it)."""
-    log_(ctx, file, pilot, device, flight_id, hfov, fuel_capacity_l, as_json)
+app.command("tlog", help="Alias of `kcity import log` (kept for scripts written against it).")(log_)
 
 
 def _report(

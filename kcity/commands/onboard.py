@@ -21,7 +21,7 @@ from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.provisioning import Credentials
 from kcity.settings import Settings
-from kcity.stack.broker_admin import broker_admin
+from kcity.stack.broker_admin import platform_admin
 
 CREDENTIAL_COLUMNS = ("device_id", "pilot", "kind", "username", "password", "topic_prefix")
 
@@ -88,9 +88,7 @@ def _run(
 
     with (
         connect(s.database_url) as conn,
-        broker_admin(
-            s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password
-        ) as admin,
+        platform_admin(s) as admin,
     ):
         made = onboarding.import_devices(
             conn,

@@ -191,7 +191,7 @@ def _compute(conn: psycopg.Connection, pilot_id: str, analysis: str, window: Win
         return analyses.run_savings(conn, pilot_id, window, persist=False)[0]
     if analysis == "coverage":
         return analyses.run_coverage(conn, pilot_id, window, persist=False)[0]
-    return analyses.run_quality(conn, pilot_id, window, persist=False)
+    return analyses.run_quality(conn, pilot_id, window, persist=False, from_rollup=False)
 
 
 def export_bundle(

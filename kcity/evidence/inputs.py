@@ -16,7 +16,13 @@ import pyarrow.compute as pc
 
 from analytics.nights import NightCalendar
 from analytics.quality import DeviceDay, RegisteredDevice
-from analytics.quality_count import DeadLetters, Messages, Readings, count_device_days
+from analytics.quality_count import (
+    DeadLetters,
+    Messages,
+    Readings,
+    count_device_days,
+    skew_histogram,
+)
 from analytics.queries import _MODES, night_bounds
 from analytics.savings import LuminaireSeries, NonRoutineEvent
 from analytics.tracks import DroneSeries
@@ -36,7 +42,22 @@ def _f64(table: pa.Table, name: str) -> np.ndarray:
 
 
 def _str(table: pa.Table, name: str, null: str = "") -> np.ndarray:
-    return np.array(table[name].fill_null(null).to_pylist(), dtype=str)
+    """A text column as a numpy string array, built from its dictionary (few distinct
+    values: device ids, modes), not value by value."""
+    names, codes = _dictionary(table[name].fill_null(null))
+    values: np.ndarray = names[codes]
+    return values
+
+
+def _dictionary(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values in code-point order, each row's index into them)."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    names = np.array(encoded.dictionary.to_pylist(), dtype=str)
+    order = np.argsort(names, kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return names[order], rank[codes]
 
 
 def epoch_us(when: dt.datetime) -> int:
@@ -55,15 +76,19 @@ def _window(
     """Rows of `ids` in [start, end), sorted by device and time, and their epoch µs."""
     ts = _us(table["ts"])
     lo, hi = epoch_us(start), epoch_us(end)
-    keep = np.isin(_str(table, "device_id"), list(ids)) & (ts >= lo) & (ts < hi)
+    mine = pc.is_in(table["device_id"], value_set=pa.array(list(ids), pa.string()))
+    keep = np.asarray(mine.to_numpy(zero_copy_only=False), bool) & (ts >= lo) & (ts < hi)
     table, ts = table.filter(pa.array(keep)), ts[keep]
-    order = np.lexsort((ts, _str(table, "device_id")))
+    _, device = _dictionary(table["device_id"])
+    order = np.lexsort((ts, device))
     return table.take(pa.array(order)), ts[order]
 
 
-def _split(devices: np.ndarray) -> list[tuple[str, slice]]:
-    names, first, counts = np.unique(devices, return_index=True, return_counts=True)
-    return [(str(d), slice(i, i + n)) for d, i, n in zip(names, first, counts, strict=True)]
+def _split(table: pa.Table) -> list[tuple[str, slice]]:
+    """Each device's slice of rows sorted by device."""
+    names, device = _dictionary(table["device_id"])
+    _, first, counts = np.unique(device, return_index=True, return_counts=True)
+    return [(str(names[device[i]]), slice(i, i + n)) for i, n in zip(first, counts, strict=True)]
 
 
 def luminaires(
@@ -73,12 +98,15 @@ def luminaires(
     end: dt.datetime,
     nights: NightCalendar,
     lead_s: float,
+    *,
+    every_lamp_on: bool = True,
 ) -> list[LuminaireSeries]:
-    """`queries.load_luminaires` over a bundle: the night spans' rows and every lamp-on row."""
+    """`queries.load_luminaires` over a bundle: the night spans' rows and every lamp-on row
+    (unless `every_lamp_on` is false)."""
     table, ts = _window(table, ids, start, end)
     bounds = np.array([epoch_us(b) for b in night_bounds(nights, lead_s)], dtype=np.int64)
     lamp_on = np.asarray(table["lamp_on"].to_numpy(zero_copy_only=False), dtype=bool)
-    keep = lamp_on | (np.searchsorted(bounds, ts, side="right") % 2 == 1)
+    keep = (lamp_on & every_lamp_on) | (np.searchsorted(bounds, ts, side="right") % 2 == 1)
     table, ts, lamp_on = table.filter(pa.array(keep)), ts[keep], lamp_on[keep]
     power, energy, dim = _f64(table, "power_w"), _f64(table, "energy_wh"), _f64(table, "dim_pct")
     seconds = _pg_seconds(ts)
@@ -91,7 +119,7 @@ def luminaires(
             dim_pct=dim[s],
             lamp_on=lamp_on[s],
         )
-        for device, s in _split(_str(table, "device_id"))
+        for device, s in _split(table)
     ]
 
 
@@ -153,7 +181,7 @@ def drones(
             gen_power_w=f64["gen_power_w"][s],
             fuel_l=f64["fuel_l"][s],
         )
-        for device, s in _split(_str(table, "device_id"))
+        for device, s in _split(table)
     ]
 
 
@@ -181,12 +209,7 @@ def quality_rows(
         interval_s=interval_s,
         start=start,
         end=end,
-        readings=Readings(
-            device_id=_str(readings, "device_id"),
-            ts_us=_us(readings["ts"]),
-            received_us=_us(readings["received_at"]),
-            flight=_str(readings, "flight_id") if kind == "hybrid_drone" else None,
-        ),
+        readings=_readings(readings, kind),
         messages=Messages(
             device_id=_str(telemetry, "device_id"),
             boot=ints["boot"],
@@ -213,6 +236,28 @@ def quality_rows(
         ),
         registered=registered,
     )
+
+
+def _readings(readings: pa.Table, kind: str) -> Readings:
+    return Readings(
+        device_id=_str(readings, "device_id"),
+        ts_us=_us(readings["ts"]),
+        received_us=_us(readings["received_at"]),
+        flight=_str(readings, "flight_id") if kind == "hybrid_drone" else None,
+    )
+
+
+def quality_skew(
+    *,
+    kind: str,
+    ids: Sequence[str],
+    timezone: str,
+    start: dt.date,
+    end: dt.date,
+    readings: pa.Table,
+) -> dict[int, int]:
+    """The window's clock-skew sketch over a bundle's readings."""
+    return skew_histogram(_readings(readings, kind), ids, timezone, start, end)
 
 
 def registered(devices: pa.Table) -> list[RegisteredDevice]:

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from analytics.errors import AnalyticsError
+from analytics.luminaire_nights import pool_parts
+from analytics.nights import NO_NIGHTS
+from analytics.savings_baseline import summarise_baseline
 from devices.errors import DevicesError
 from devices.pilots import Pilot, load_pilot
 from kcity import analyses
@@ -25,7 +28,6 @@ from kcity.errors import BundleError
 from kcity.evidence import inputs
 from kcity.evidence.bundle import Bundle
 from kcity.evidence.export import sha256_file
-from kcity.evidence.tables import span
 from kcity.window import Window
 
 _NOT_FIGURES = {"result_id", "computed_at"}
@@ -112,15 +114,32 @@ def _pilot(bundle: Bundle) -> tuple[Pilot, Check]:
 def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> dict[str, Any]:
     """One analysis's JSON from the bundle's rows, through the shell's shared function."""
     ids = list(bundle.manifest["devices"])
-    start, end = span(pilot, window)
     readings_name = {"streetlight": "streetlight_readings", "hybrid_drone": "drone_readings"}
     readings = bundle.table(readings_name.get(pilot.kind, "generic_readings"))
     events = bundle.table("events")
     if analysis == "savings":
-        nights, lead = analyses.savings_selection(pilot, window)
-        series = inputs.luminaires(readings, ids, start, end, nights, lead)
+        reads = analyses.savings_reads(pilot, window)
+        series = inputs.luminaires(
+            readings, ids, reads.start, reads.end, reads.nights, reads.lead_s
+        )
+        baseline = None
+        if (b := reads.baseline) is not None:
+            nightly = inputs.luminaires(
+                readings, ids, b.start, b.end, b.calendar, b.lead_s, every_lamp_on=False
+            )
+            baseline = summarise_baseline(nightly, analyses.savings_params(pilot))
+        control = set(reads.control) & set(ids)
         body, _ = analyses.savings_from(
-            pilot, window, series, inputs.events(events, ids, start, end), ids
+            pilot,
+            window,
+            series,
+            inputs.events(events, ids, reads.start, reads.end),
+            ids,
+            baseline=baseline,
+            pool=lambda: pool_parts(
+                inputs.luminaires(readings, sorted(control), *reads.pool_span, NO_NIGHTS, 0.0),
+                control,
+            ),
         )
         return body
     if analysis == "coverage":
@@ -142,7 +161,15 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
         dead_letters=bundle.table("dead_letters"),
         registered=devices,
     )
-    return analyses.quality_from(pilot, window, rows, devices)
+    skew = inputs.quality_skew(
+        kind=pilot.kind,
+        ids=ids,
+        timezone=pilot.timezone,
+        start=window.start,
+        end=window.end,
+        readings=readings,
+    )
+    return analyses.quality_from(pilot, window, rows, devices, skew)
 
 
 def _figures(analysis: str, stored: dict[str, Any], body: dict[str, Any]) -> list[Check]:

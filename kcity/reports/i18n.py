@@ -181,6 +181,37 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     ),
     "dash_ov_open": ("Open ${__data.fields.name}", "${__data.fields.name} 보기"),
     "dash_ov_map": ("Where the pilots are", "실증 사업 위치"),
+    "dash_pf_title": ("K-City portfolio — every pilot", "K-City 실증 포트폴리오 — 전체 사업"),
+    "dash_pf_desc": (
+        "The ministry's home: every pilot, its devices, yesterday's data, what is verified"
+        " and what is wrong now.",
+        "부처 홈: 모든 실증 사업의 장치, 어제 데이터, 검증 결과, 현재 경보.",
+    ),
+    "dash_pf_pilots": ("Pilots", "실증 사업"),
+    "dash_pf_pilots_desc": (
+        "Online: seen within the last hour or status 'online', of the registered devices."
+        " Completeness yesterday: the pilot's previous local day, counted as the data-quality"
+        " method counts it (every device in service, a silent one at 0 %). Headline: the"
+        " latest verified savings or border coverage and its window. Alerts: the alert rules"
+        " firing now for the pilot. Click a row to drill down.",
+        "온라인: 등록 장치 중 최근 1시간 내 수신 또는 상태 'online'. 어제 완전성: 사업 현지 기준"
+        " 전날, 데이터 품질 방법과 같은 기준 (운영 중인 모든 장치, 무응답 장치는 0 %). 대표 지표:"
+        " 최신 검증 절감률 또는 국경선 커버리지와 그 기간. 경보: 현재 이 사업에 발생 중인 경보"
+        " 규칙. 행을 누르면 해당 사업 대시보드로 이동.",
+    ),
+    "dash_pf_map": ("Pilots on the world map", "세계 지도의 실증 사업"),
+    "dash_pf_map_desc": (
+        "Green: no alert firing; red: at least one.",
+        "녹색: 경보 없음, 빨간색: 경보 1건 이상.",
+    ),
+    "dash_pf_savings": ("Verified savings", "검증 절감률"),
+    "dash_f_online_registered": ("Online / registered", "온라인 / 등록"),
+    "dash_f_completeness_yesterday": ("Completeness yesterday", "어제 데이터 완전성"),
+    "dash_f_headline": ("Headline", "대표 지표"),
+    "dash_f_headline_pct": ("Headline figure", "대표 지표 값"),
+    "dash_f_headline_window": ("Verified window", "검증 기간"),
+    "dash_f_alerts_firing": ("Alerts", "경보"),
+    "dash_f_alert_rules": ("Alerts firing", "발생 중인 경보"),
     "dash_sl_title": ("K-City streetlight pilot", "K-City 스마트 가로등 실증"),
     "dash_sl_desc": (
         "Adaptive streetlights: power, dimming, traffic and verified savings.",

@@ -11,7 +11,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 
 from devices.ids import is_reserved
 from kcity.errors import BrokerError
+from kcity.settings import Settings
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 INGEST_ROLE = "kcity-ingest"
@@ -192,6 +193,11 @@ def broker_admin(host: str, port: int, username: str, password: str) -> Iterator
         yield admin
     finally:
         admin.close()
+
+
+def platform_admin(s: Settings) -> AbstractContextManager[BrokerAdmin]:
+    """The running platform's broker, with the admin account from `s`."""
+    return broker_admin(s.mqtt_host, s.mqtt_port, s.mqtt_admin_username, s.mqtt_admin_password)
 
 
 def create_session(

@@ -21,7 +21,7 @@ from devices.errors import DevicesError
 from devices.pilots import Pilot
 from ingest.check import CheckReport
 from kcity import dead_letters
-from kcity.analyses import latest_result
+from kcity.analyses import latest_headline
 from kcity.api import errors
 from kcity.api.auth import Action, Caller, current_caller
 from kcity.api.console.session import (
@@ -182,7 +182,7 @@ def overview(request: Request, pilot: str, conn: Conn, caller: ConsoleCaller) ->
     statuses = device_statuses(conn, pilot, datetime.now(UTC))
     active = [s for s in statuses if s.active]
     figure = headline(
-        p.kind, latest_result(conn, pilot, "savings"), latest_result(conn, pilot, "coverage")
+        p.kind, latest_headline(conn, pilot, "savings"), latest_headline(conn, pilot, "coverage")
     )
     reports = []
     if figure and figure["from"] and figure["to"] and caller.may(Action.DOWNLOAD_REPORTS, pilot):

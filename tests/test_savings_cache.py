@@ -1,0 +1,159 @@
+"""Savings with the cached baseline summary give the same figures as before it existed.
+
+Simulated Madiun data (faults on: outages, lamp failures, day-burning) in TimescaleDB. Three
+paths must agree: the savings method over *every* row from the baseline's first day on (the
+way it read before the cache: independent of the new selection), savings from scratch (the
+baseline summarised from its rows), and savings with the stored summary. A late record
+inside the baseline window must invalidate the summary of its luminaire, and only that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from analytics import queries
+from analytics.savings import compute_savings
+from devices.pilots import load_pilot
+from devices.sim import simulate_streetlights
+from kcity.analyses import Window, run_savings, savings_params
+from kcity.registry import apply_pilot, get_pilot
+from kcity.savings_cache import baseline_summary
+from kcity.simulation import streetlight_config
+
+PILOTS = Path(__file__).resolve().parent.parent / "pilots"
+START = date(2026, 10, 1)  # Madiun's baseline (dimming off) is 2026-10-01 … 10-07
+DEVICES = 10
+# A treated luminaire that reports only dimmed, after the baseline: it needs the control
+# group's pooled full power, read lazily from the whole span.
+DIMMED = "madiun-sl-099"
+WINDOWS = [
+    Window(date(2026, 10, 8), date(2026, 10, 9)),  # the night after the baseline
+    Window(date(2026, 10, 9), date(2026, 10, 12)),
+    Window(date(2026, 10, 5), date(2026, 10, 10)),  # overlaps the baseline window
+]
+
+
+def _store(conn: psycopg.Connection, readings: list[tuple[Any, ...]]) -> None:
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS staging (device_id text, ts timestamptz,"
+        " power_w float8, energy_wh float8, dim_pct float8, lamp_on bool)"
+    )
+    with conn.cursor() as cur, cur.copy("COPY staging FROM STDIN") as copy:
+        for row in readings:
+            copy.write_row(row)
+    conn.execute(
+        "INSERT INTO streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct, lamp_on)"
+        " SELECT * FROM staging ON CONFLICT DO NOTHING"
+    )
+    conn.execute("TRUNCATE staging")
+
+
+@pytest.fixture(scope="module")
+def seeded(db_url: str) -> Iterator[str]:
+    pilot = load_pilot(PILOTS / "madiun.toml")
+    sim = simulate_streetlights(
+        streetlight_config(pilot, devices=DEVICES, days=12, start=START, seed=5, faults=True)
+    )
+    with psycopg.connect(db_url) as conn:
+        apply_pilot(conn, pilot)
+        for i in [*range(1, DEVICES + 1), 99]:
+            conn.execute(
+                "INSERT INTO devices (id, pilot_id, kind, password_hash)"
+                " VALUES (%s, 'madiun', 'streetlight', '-') ON CONFLICT DO NOTHING",
+                (f"madiun-sl-{i:03d}",),
+            )
+        rows, events = [], []
+        for batch in sim.batches():
+            for item in batch.items:
+                if batch.channel == "telemetry":
+                    rows.append(
+                        (batch.device_id, item["ts"], item["power_w"], item.get("energy_wh"),
+                         item["dim_pct"], item["lamp_on"])
+                    )  # fmt: skip
+                else:
+                    events.append((batch.device_id, item["ts"], item["type"]))
+        # DIMMED: 40 % every 5 minutes through nights 10-09 … 10-11 (18:00-06:00 local).
+        t0 = datetime(2026, 10, 9, 11, 0, tzinfo=UTC)
+        for k in range(3 * 288):
+            ts = t0 + timedelta(seconds=300 * k)
+            if (ts.hour + 7) % 24 >= 18 or (ts.hour + 7) % 24 < 6:
+                rows.append((DIMMED, ts, 50.0, None, 40.0, True))
+        _store(conn, rows)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO events (device_id, ts, type) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                events,
+            )
+        conn.commit()
+    yield db_url
+
+
+def _every_row(conn: psycopg.Connection, window: Window) -> dict[str, Any]:
+    """The method over every row from the baseline's first day to the window's end."""
+    pilot = get_pilot(conn, "madiun")
+    params = savings_params(pilot)
+    assert params.baseline_start is not None and params.baseline_end is not None
+    last = max(window.end, params.baseline_end + timedelta(days=1))
+    lo, hi = Window(params.baseline_start, last).utc(pilot.timezone, extra_days=1)
+    ids = [r[0] for r in conn.execute("SELECT id FROM devices WHERE pilot_id = 'madiun'")]
+    every = queries.load_luminaires(conn, sorted(ids), lo, hi)
+    events = queries.load_events(conn, ids, lo, hi)
+    result = compute_savings(every, events, params, window.start, window.end, sorted(ids))
+    return {**result.to_json(), "input_sha256": None}
+
+
+def _figures(body: dict[str, Any]) -> dict[str, Any]:
+    drop = {"result_id", "pilot", "from", "to", "window", "dimming_profiles"}
+    return {k: v for k, v in body.items() if k not in drop}
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=lambda w: f"{w.start}-{w.end}")
+def test_cached_baseline_gives_the_figures_of_every_row(seeded: str, window: Window) -> None:
+    with psycopg.connect(seeded) as conn:
+        scratch, _ = run_savings(conn, "madiun", window, persist=False, reuse_baseline=False)
+        run_savings(conn, "madiun", window)  # stores the summary
+        cached, _ = run_savings(conn, "madiun", window, persist=False)
+        truth = _every_row(conn, window)
+    assert _figures(cached) == _figures(scratch), "cached = from scratch, hash included"
+    assert {**_figures(cached), "input_sha256": None} == truth, "= every row, to the last Wh"
+    sources = {r["device_id"]: r["full_power_source"] for r in cached["per_luminaire"]}
+    assert sources[DIMMED] == "control", "the lazily read pool is the pool of every row"
+    assert "baseline" in sources.values()
+
+
+def test_a_late_record_in_the_baseline_invalidates_its_luminaire(seeded: str) -> None:
+    window = WINDOWS[1]
+    device = "madiun-sl-008"  # treated
+    with psycopg.connect(seeded) as conn:
+        pilot = get_pilot(conn, "madiun")
+        params = savings_params(pilot)
+        ids = sorted(r[0] for r in conn.execute("SELECT id FROM devices"))
+        run_savings(conn, "madiun", window)
+        before, _ = run_savings(conn, "madiun", window, persist=False)
+        _, read = baseline_summary(conn, "madiun", params, ids)
+        assert read.summarised == 0 and read.reused > 0, "everything valid before the change"
+        # Off the 5-minute grid, at full level, 20 W above the luminaire: its median moves.
+        late = datetime(2026, 10, 3, 16, 2, 30, tzinfo=UTC)  # 23:02:30 local
+        watts = next(r for r in before["per_luminaire"] if r["device_id"] == device)
+        _store(conn, [(device, late, watts["full_power_w"] + 20.0, None, 100.0, True)])
+        conn.commit()
+        _, read = baseline_summary(conn, "madiun", params, ids)
+        assert read.summarised == 1, "only the luminaire with the late record is re-read"
+        cached, _ = run_savings(conn, "madiun", window, persist=False)
+        scratch, _ = run_savings(conn, "madiun", window, persist=False, reuse_baseline=False)
+        truth = _every_row(conn, window)
+    assert _figures(cached) == _figures(scratch)
+    assert {**_figures(cached), "input_sha256": None} == truth
+    after = next(r for r in cached["per_luminaire"] if r["device_id"] == device)
+    assert after["full_power_samples"] == watts["full_power_samples"] + 1
+    # The baseline night's energy moved: the control-group and regression baselines read it.
+    assert cached["control_group"] != before["control_group"]
+    assert cached["regression"] != before["regression"]
+    assert cached["input_sha256"] != before["input_sha256"]
