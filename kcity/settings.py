@@ -79,7 +79,7 @@ class Settings(BaseSettings):
             and isinstance(data_dir, Path)
         ):
             query["passfile"] = [str((data_dir / PGPASS).resolve())]
-            value = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+            value = urlunsplit(parts._replace(query=urlencode(query, doseq=True, safe="/")))
         return value
 
     def database_url_as(self, user: str) -> str:
