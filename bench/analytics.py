@@ -41,10 +41,17 @@ from bench.common import best_of, header, private_stack, verdict  # noqa: E402
 from devices.payload_models import DroneRecord  # noqa: E402
 from devices.pilots import load_pilot  # noqa: E402
 from devices.sim import DroneSimConfig, simulate_drones  # noqa: E402
-from kcity.analyses import Window, run_coverage, run_savings, savings_params  # noqa: E402
+from kcity.analyses import (  # noqa: E402
+    Window,
+    run_coverage,
+    run_quality,
+    run_savings,
+    savings_params,
+)
 from kcity.api import create_app  # noqa: E402
 from kcity.api.deps import API_PREFIX  # noqa: E402
 from kcity.registry import apply_pilot, get_pilot  # noqa: E402
+from kcity.rollups import refresh  # noqa: E402
 from kcity.savings_cache import baseline_rows_span  # noqa: E402
 from kcity.settings import Settings  # noqa: E402
 from kcity.stack.processes import free_port  # noqa: E402
@@ -54,6 +61,18 @@ PILOTS = Path(__file__).resolve().parent.parent / "pilots"
 LUMINAIRES, DAYS, INTERVAL = 500, 90, 300
 START = date(2026, 10, 1)
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+
+
+def _receipts(i: int, ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """When each record arrived [epoch s]: 0.2–3 s after its time; every 50th luminaire was
+    cut off for two days (days 40–42) and caught up when its link came back."""
+    received = ts + rng.uniform(0.2, 3.0, ts.size)
+    if i % 50 == 7:
+        lost = ts[0] + 40 * 86400
+        back = lost + 2 * 86400
+        held = (ts >= lost) & (ts < back)
+        received[held] = back + np.arange(held.sum()) * 0.01
+    return received
 
 
 def luminaire_rows(i: int, rng: np.random.Generator) -> np.ndarray:
@@ -82,34 +101,91 @@ def luminaire_rows(i: int, rng: np.random.Generator) -> np.ndarray:
             ("d", ">f8"),
             ("l5", ">i4"),
             ("on", "?"),
+            ("l6", ">i4"),
+            ("rec", ">i8"),
         ]
     )
     out = np.zeros(ts.size, dtype=row)
-    out["n"], out["dev"] = 6, f"madiun-sl-{i + 1:03d}".encode()
+    out["n"], out["dev"] = 7, f"madiun-sl-{i + 1:03d}".encode()
     out["l0"], out["l1"], out["l2"], out["l3"], out["l4"], out["l5"] = 13, 8, 8, 8, 8, 1
+    out["l6"] = 8
     out["ts"] = ((ts - PG_EPOCH) * 1e6).astype(np.int64)
     out["p"], out["e"], out["d"], out["on"] = power, energy, dim, on
+    out["rec"] = ((_receipts(i, ts, rng) - PG_EPOCH) * 1e6).astype(np.int64)
     return out
 
 
-def load_streetlights(conn: psycopg.Connection) -> int:
-    rng = np.random.default_rng(1)
+def message_rows(lum: np.ndarray) -> np.ndarray:
+    """The `ingest_messages` rows of one luminaire's records: one record a message, as live
+    luminaires send them (boot 0, seq in order, one message in 500 lost)."""
+    keep = np.ones(lum.size, dtype=bool)
+    keep[250::500] = False
+    lum = lum[keep]
+    row = np.dtype(
+        [
+            ("n", ">i2"),
+            ("l0", ">i4"),
+            ("dev", "S13"),
+            ("l1", ">i4"),
+            ("boot", ">i4"),
+            ("l2", ">i4"),
+            ("seq", ">i8"),
+            ("l3", ">i4"),
+            ("ch", "S9"),
+            ("l4", ">i4"),
+            ("rec", ">i8"),
+            ("l5", ">i4"),
+            ("sent", ">i8"),
+            ("l6", ">i4"),
+            ("records", ">i4"),
+            ("l7", ">i4"),
+            ("first", ">i8"),
+        ]
+    )
+    out = np.zeros(lum.size, dtype=row)
+    out["n"], out["dev"], out["ch"] = 8, lum["dev"], b"telemetry"
+    out["l0"], out["l1"], out["l2"], out["l3"], out["l4"] = 13, 4, 8, 9, 8
+    out["l5"], out["l6"], out["l7"] = 8, 4, 8
+    out["seq"] = np.flatnonzero(keep)
+    out["rec"], out["sent"] = lum["rec"], lum["rec"] - 100_000
+    out["records"], out["first"] = 1, lum["ts"]
+    return out
+
+
+def _copy_luminaires(
+    conn: psycopg.Connection, sql: str, rows_of: Callable[[np.ndarray], np.ndarray]
+) -> int:
+    rng = np.random.default_rng(1)  # the same luminaires on every call
     total = 0
-    with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct, lamp_on)"
-            " FROM STDIN (FORMAT BINARY)"
-        ) as copy,
-    ):
+    with conn.cursor() as cur, cur.copy(sql) as copy:
         copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
         for i in range(LUMINAIRES):
-            rows = luminaire_rows(i, rng)
+            rows = rows_of(luminaire_rows(i, rng))
             copy.write(rows.tobytes())
             total += rows.size
         copy.write(b"\xff\xff")
     conn.commit()
     return total
+
+
+def load_streetlights(conn: psycopg.Connection) -> int:
+    return _copy_luminaires(
+        conn,
+        "COPY streetlight_readings"
+        " (device_id, ts, power_w, energy_wh, dim_pct, lamp_on, received_at)"
+        " FROM STDIN (FORMAT BINARY)",
+        lambda rows: rows,
+    )
+
+
+def load_messages(conn: psycopg.Connection) -> int:
+    """The `ingest_messages` rows of the same luminaires' records."""
+    return _copy_luminaires(
+        conn,
+        "COPY ingest_messages (device_id, boot, seq, channel, received_at, sent_at,"
+        " records, first_ts) FROM STDIN (FORMAT BINARY)",
+        message_rows,
+    )
 
 
 DRONE_COLUMNS = tuple(f for f in DroneRecord.model_fields if f != "ts")
@@ -216,33 +292,101 @@ def savings_figures(conn: psycopg.Connection, settings: Settings) -> bool:
     return ok
 
 
+QUALITY_DAYS = (1, 7, 30, 90)
+
+
+def quality_figures(conn: psycopg.Connection, settings: Settings) -> bool:
+    """Quality windows through the API (from the per-device-day rollup, refreshed on read)
+    and counted from scratch over the raw rows, against a GROUP BY scan of the same rows;
+    the two results compared key for key (issue #23)."""
+    t0 = time.perf_counter()
+    built = refresh(conn)
+    print(
+        f"  quality rollup built once: {built.rebuilt_devices} devices in"
+        f" {time.perf_counter() - t0:.1f} s; a refresh with nothing new:"
+        f" {best_of(3, partial(refresh, conn)):.3f} s"
+    )
+    secret, _ = create_token(conn, "evaluator", label="bench-quality")
+    conn.commit()
+    end = START + timedelta(days=DAYS)
+    ok = True
+    with api_server(settings) as url, httpx.Client(timeout=600) as http:
+        auth = {"Authorization": f"Bearer {secret}"}
+        for days in QUALITY_DAYS:
+            window = Window(end - timedelta(days=days), end)
+            query = f"{url}/pilots/madiun/quality?from={window.start}&to={window.end}"
+            size = len(http.get(query, headers=auth).content)
+            api = _median_of(3, partial(_get, http, query, auth))
+            fast = run_quality(conn, "madiun", window, persist=False)
+            full = run_quality(conn, "madiun", window, persist=False, from_rollup=False)
+            raw = best_of(
+                2, partial(run_quality, conn, "madiun", window, persist=False, from_rollup=False)
+            )
+            lo, hi = window.utc("Asia/Jakarta")
+            scan = _scan(conn, [(lo, hi)])
+            print(
+                f"  quality {days:>2} d: API {api:.2f} s ({size / 1e6:.1f} MB body);"
+                f" from scratch {raw:.2f} s; GROUP BY of its rows {scan:.2f} s;"
+                f" rollup result {'identical to' if fast == full else 'DIFFERS from'}"
+                f" the recount"
+            )
+            ok &= fast == full
+            ok &= verdict(f"quality {days} d through the API [s]", api, 1.0,
+                          higher_is_better=False, unit=" s")  # fmt: skip
+            ok &= verdict(f"quality {days} d from scratch ÷ GROUP BY scan", raw / scan, 3.0,
+                          higher_is_better=False)  # fmt: skip
+    return ok
+
+
+def build_dataset(conn: psycopg.Connection) -> tuple[int, int, int, date]:
+    """Both pilots, 500 luminaires × 90 days with their messages, two drones for a week;
+    returns the rows loaded (readings, messages, drone records) and the drones' first day."""
+    for name in ("madiun", "mukdahan"):
+        apply_pilot(conn, load_pilot(PILOTS / f"{name}.toml"))
+    for i in range(LUMINAIRES):
+        conn.execute(
+            "INSERT INTO devices (id, pilot_id, kind, password_hash)"
+            " VALUES (%s, 'madiun', 'streetlight', '-')",
+            (f"madiun-sl-{i + 1:03d}",),
+        )
+    for i in (1, 2):
+        conn.execute(
+            "INSERT INTO devices (id, pilot_id, kind, password_hash)"
+            " VALUES (%s, 'mukdahan', 'hybrid_drone', '-')",
+            (f"mukdahan-uav-{i}",),
+        )
+    conn.commit()
+    rows = load_streetlights(conn)
+    messages = load_messages(conn)
+    drone_start = START + timedelta(days=7)
+    drone_rows = load_drones(conn, drone_start)
+    conn.autocommit = True
+    conn.execute("VACUUM ANALYZE")
+    conn.autocommit = False
+    return rows, messages, drone_rows, drone_start
+
+
 def main() -> int:
+    """`bench/analytics.py [savings] [quality] [scan]`: the parts named, all by default."""
+    parts = set(sys.argv[1:]) or {"savings", "quality", "scan"}
     header("analytics benchmark")
     with private_stack() as stack, psycopg.connect(stack.settings.database_url) as conn:
-        for name in ("madiun", "mukdahan"):
-            apply_pilot(conn, load_pilot(PILOTS / f"{name}.toml"))
-        for i in range(LUMINAIRES):
-            conn.execute(
-                "INSERT INTO devices (id, pilot_id, kind, password_hash)"
-                " VALUES (%s, 'madiun', 'streetlight', '-')",
-                (f"madiun-sl-{i + 1:03d}",),
-            )
-        for i in (1, 2):
-            conn.execute(
-                "INSERT INTO devices (id, pilot_id, kind, password_hash)"
-                " VALUES (%s, 'mukdahan', 'hybrid_drone', '-')",
-                (f"mukdahan-uav-{i}",),
-            )
-        conn.commit()
-        rows = load_streetlights(conn)
-        drone_start = START + timedelta(days=7)
-        drone_rows = load_drones(conn, drone_start)
+        rows, messages, drone_rows, drone_start = build_dataset(conn)
         conn.autocommit = True
-        conn.execute("VACUUM ANALYZE")
-        print(f"  loaded {rows:,} streetlight rows and {drone_rows:,} drone rows")
+        print(
+            f"  loaded {rows:,} streetlight rows, {messages:,} ingest messages and"
+            f" {drone_rows:,} drone rows"
+        )
         conn.autocommit = False
-        figures_ok = savings_figures(conn, stack.settings)
+        figures_ok = True
+        if "quality" in parts:
+            figures_ok &= quality_figures(conn, stack.settings)
+        if "savings" in parts:
+            figures_ok &= savings_figures(conn, stack.settings)
+        conn.commit()
         conn.autocommit = True
+        if "scan" not in parts:
+            return 0 if figures_ok else 1
 
         lo = datetime(2026, 9, 30, tzinfo=UTC)
         hi = lo + timedelta(days=DAYS + 2)

@@ -1,15 +1,18 @@
 """The ingest health dashboard: is field data arriving, and what is being refused or lost.
 
 Throughput comes from ``ingest_messages`` (one row per accepted message, indexed by
-``received_at``); the workers' counters come from ``ingest_stats``, which holds cumulative
-counter snapshots per worker, so the panels show their increase per interval (a drop means
-the worker restarted and its counter began again from zero).
+``received_at``), over long ranges from its hourly rollup (dashboards/long_range.py); the
+workers' counters come from ``ingest_stats``, which holds cumulative counter snapshots per
+worker, so the panels show their increase per interval (a drop means the worker restarted
+and its counter began again from zero). Sequence gaps are counted per channel: each
+channel numbers its own messages.
 """
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
+from dashboards.long_range import BUCKET_S, HOUR_BUCKET, LONG_RANGE, hours
 from dashboards.panels import (
     Labels,
     dashboard_of_kind,
@@ -37,7 +40,14 @@ THROUGHPUT_SQL = f"""
            count(*) / ($__interval_ms / 1000.0) AS messages_per_s,
            sum(records) / ($__interval_ms / 1000.0) AS records_per_s
     FROM ingest_messages
-    WHERE $__timeFilter(received_at) AND {OF_PILOTS}
+    WHERE $__timeFilter(received_at) AND {OF_PILOTS} AND NOT {LONG_RANGE}
+    GROUP BY 1
+    UNION ALL
+    SELECT {HOUR_BUCKET} AS time,
+           sum(messages) / {BUCKET_S} AS messages_per_s,
+           sum(records) / {BUCKET_S} AS records_per_s
+    FROM ingest_messages_hourly
+    WHERE {hours()} AND {OF_PILOTS}
     GROUP BY 1
     ORDER BY 1
 """
@@ -95,17 +105,34 @@ DEAD_REASONS_SQL = f"""
     LIMIT 100
 """
 
+# Dead letters a device sent beyond its budget of the minute: counted, not kept (issue #18).
+SUPPRESSED_SQL = f"""
+    SELECT device_id, pilot_id, stage, reason, sum(suppressed) AS suppressed,
+           count(DISTINCT minute) AS minutes, max(minute) AS last_minute
+    FROM dead_letters_suppressed
+    WHERE $__timeFilter(minute) AND {DEAD_OF_PILOTS}
+    GROUP BY device_id, pilot_id, stage, reason
+    ORDER BY suppressed DESC
+    LIMIT 100
+"""
+
 SEQ_GAPS_SQL = f"""
     SELECT d.pilot_id, g.device_id, {DASHBOARD_OF_KIND} AS dashboard,
            sum(g.lost) AS lost_messages, sum(g.received) AS received,
            round((100.0 * sum(g.lost) / nullif(sum(g.lost + g.received), 0))::numeric, 2)
              AS lost_pct
     FROM (
-      SELECT device_id, boot, count(DISTINCT seq) AS received,
-             max(seq) - min(seq) + 1 - count(DISTINCT seq) AS lost
+      SELECT device_id, boot, channel, count(*) AS received,
+             max(seq) - min(seq) + 1 - count(*) AS lost
       FROM ingest_messages
-      WHERE $__timeFilter(received_at)
-      GROUP BY device_id, boot
+      WHERE $__timeFilter(received_at) AND NOT {LONG_RANGE}
+      GROUP BY device_id, boot, channel
+      UNION ALL
+      SELECT device_id, boot, channel, sum(messages),
+             max(max_seq) - min(min_seq) + 1 - sum(messages)
+      FROM ingest_messages_hourly
+      WHERE {hours()}
+      GROUP BY device_id, boot, channel
     ) g
     JOIN devices d ON d.id = g.device_id
     WHERE d.pilot_id IN ($pilot)
@@ -122,21 +149,31 @@ LAST_SEEN_SQL = f"""
     FROM devices d
     LEFT JOIN device_status s ON s.device_id = d.id
     LEFT JOIN LATERAL (
-      SELECT count(*) AS messages,
-             max(extract(epoch FROM received_at - sent_at)) AS max_skew_s
-      FROM ingest_messages im
-      WHERE im.device_id = d.id AND $__timeFilter(im.received_at)) m ON true
+      SELECT sum(n)::bigint AS messages, max(skew) AS max_skew_s FROM (
+        SELECT count(*) AS n, max(extract(epoch FROM received_at - sent_at)) AS skew
+        FROM ingest_messages im
+        WHERE im.device_id = d.id AND $__timeFilter(im.received_at) AND NOT {LONG_RANGE}
+        UNION ALL
+        SELECT sum(messages), max(max_skew_s)
+        FROM ingest_messages_hourly h
+        WHERE h.device_id = d.id AND {hours("h.hour")}) x) m ON true
     WHERE d.pilot_id IN ($pilot) AND d.revoked_at IS NULL
     ORDER BY d.last_seen NULLS FIRST, d.id
 """
 
 TOTALS_SQL = f"""
-    SELECT count(*) AS messages,
-           coalesce(sum(records), 0) AS records,
+    SELECT coalesce(sum(n), 0)::bigint AS messages,
+           coalesce(sum(r), 0)::bigint AS records,
            (SELECT count(*) FROM dead_letters
             WHERE $__timeFilter(received_at) AND {DEAD_OF_PILOTS}) AS dead_letters
-    FROM ingest_messages
-    WHERE $__timeFilter(received_at) AND {OF_PILOTS}
+    FROM (
+      SELECT count(*) AS n, sum(records) AS r
+      FROM ingest_messages
+      WHERE $__timeFilter(received_at) AND {OF_PILOTS} AND NOT {LONG_RANGE}
+      UNION ALL
+      SELECT sum(messages), sum(records)
+      FROM ingest_messages_hourly
+      WHERE {hours()} AND {OF_PILOTS}) x
 """
 
 
@@ -195,6 +232,14 @@ def build(t: Labels) -> dash.Dashboard:
         )
         .with_panel(timeseries(t["dash_in_latency"], LATENCY_SQL, "ms"))
         .with_panel(table(t["dash_in_reasons"], DEAD_REASONS_SQL, span=24))
+        .with_panel(
+            table(
+                t["dash_in_suppressed"],
+                SUPPRESSED_SQL,
+                span=24,
+                description=t["dash_in_suppressed_desc"],
+            )
+        )
         .with_panel(
             hidden(
                 device_links(

@@ -12,6 +12,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 from grafana_foundation_sdk.builders import table as table_panel
 
+from dashboards.long_range import LONG_RANGE, hours
 from dashboards.panels import (
     Labels,
     dashboard_of_kind,
@@ -63,13 +64,20 @@ PILOTS_SQL = f"""
       WHERE d.revoked_at IS NULL
       GROUP BY d.pilot_id
     ), boots AS (
-      SELECT m.device_id,
-             sum(m.records) AS records,
-             extract(epoch FROM max(coalesce(m.sent_at, m.received_at))
-                              - min(coalesce(m.sent_at, m.received_at))) AS active_s
-      FROM ingest_messages m
-      WHERE m.channel = 'telemetry' AND $__timeFilter(m.received_at)
-      GROUP BY m.device_id, m.boot
+      SELECT x.device_id,
+             sum(x.records) AS records,
+             extract(epoch FROM max(x.hi) - min(x.lo)) AS active_s
+      FROM (
+        SELECT m.device_id, m.boot, m.records,
+               coalesce(m.sent_at, m.received_at) AS lo, coalesce(m.sent_at, m.received_at) AS hi
+        FROM ingest_messages m
+        WHERE m.channel = 'telemetry' AND $__timeFilter(m.received_at) AND NOT {LONG_RANGE}
+        UNION ALL
+        SELECT h.device_id, h.boot, h.records, h.min_sent, h.max_sent
+        FROM ingest_messages_hourly h
+        WHERE h.channel = 'telemetry' AND {hours("h.hour")}
+      ) x
+      GROUP BY x.device_id, x.boot
     ), recv AS (
       SELECT d.pilot_id, sum(b.records) AS records, sum(b.active_s) AS active_s,
              count(*) AS boots
@@ -136,8 +144,11 @@ VERIFIED_SQL = """
           ORDER BY pilot_id, analysis, computed_at DESC) l
 """
 
-INGEST_SQL = """
-    SELECT (SELECT count(*) FROM ingest_messages WHERE $__timeFilter(received_at)) AS messages,
+INGEST_SQL = f"""
+    SELECT ((SELECT count(*) FROM ingest_messages
+             WHERE $__timeFilter(received_at) AND NOT {LONG_RANGE})
+            + (SELECT coalesce(sum(messages), 0) FROM ingest_messages_hourly
+               WHERE {hours()}))::bigint AS messages,
            (SELECT count(*) FROM dead_letters WHERE $__timeFilter(received_at)) AS dead_letters
 """
 

@@ -58,46 +58,15 @@ def _firing(t: Labels) -> str:
     )
 
 
-# Completeness of the pilot's local yesterday, counted as the data-quality method counts it
-# (analytics.queries.quality_rows): every registered device in service that day; a
-# streetlight is expected all day at its record interval, a drone over each flight's span;
-# each device-day counts at most its expected records.
-# TODO(rollup): read the per-pilot per-day `pilot_day_quality` view once it is on main.
+# Completeness of the pilot's local yesterday from the rollup's per-pilot per-day view
+# (`pilot_day_quality`, kcity/migrations/007_rollups.sql): counted as the data-quality
+# method counts it — every registered device in service that day, a silent one at 0 %, a
+# drone over its flights' spans — and as fresh as the rollups' last refresh.
 _COMPLETENESS_YESTERDAY = """
-    day AS (
-      SELECT p.id AS pilot, p.kind,
-             (date_trunc('day', t.now AT TIME ZONE p.timezone) - interval '1 day')::date AS d,
-             (date_trunc('day', t.now AT TIME ZONE p.timezone) - interval '1 day')
-               AT TIME ZONE p.timezone AS day_start,
-             date_trunc('day', t.now AT TIME ZONE p.timezone) AT TIME ZONE p.timezone
-               AS day_end,
-             coalesce(p.definition->'streetlight'->>'record_interval_s',
-                      p.definition->'drone'->>'record_interval_s')::float8 AS interval_s
-      FROM pilots p, t
-    ), in_service AS (
-      SELECT day.*, dv.id AS device_id
-      FROM day JOIN devices dv ON dv.pilot_id = day.pilot
-      WHERE day.interval_s > 0
-        AND (dv.commissioned_on IS NULL OR dv.commissioned_on <= day.d)
-        AND (dv.decommissioned_on IS NULL OR day.d < dv.decommissioned_on)
-    ), device_day AS (
-      SELECT s.pilot, extract(epoch FROM s.day_end - s.day_start) / s.interval_s AS expected,
-             (SELECT count(*) FROM streetlight_readings r WHERE r.device_id = s.device_id
-                AND r.ts >= s.day_start AND r.ts < s.day_end) AS records
-      FROM in_service s WHERE s.kind = 'streetlight'
-      UNION ALL
-      SELECT s.pilot, coalesce(sum(f.span / s.interval_s + 1), 0), coalesce(sum(f.n), 0)
-      FROM in_service s LEFT JOIN LATERAL (
-        SELECT extract(epoch FROM max(r.ts) - min(r.ts)) AS span, count(*) AS n
-        FROM drone_readings r WHERE r.device_id = s.device_id
-          AND r.ts >= s.day_start AND r.ts < s.day_end
-        GROUP BY r.flight_id) f ON true
-      WHERE s.kind = 'hybrid_drone'
-      GROUP BY s.pilot, s.device_id
-    ), yesterday AS (
-      SELECT pilot, round((100.0 * sum(least(records, expected))
-                           / nullif(sum(expected), 0))::numeric, 1)::float8 AS pct
-      FROM device_day GROUP BY pilot
+    yesterday AS (
+      SELECT q.pilot_id AS pilot, round(q.completeness_pct, 1)::float8 AS pct
+      FROM pilots p, t, pilot_day_quality q
+      WHERE q.pilot_id = p.id AND q.day = (t.now AT TIME ZONE p.timezone)::date - 1
     )"""
 
 

@@ -1,9 +1,10 @@
 """The streetlight pilot dashboard: what the luminaires do and what it saves.
 
 Raw telemetry (power, dim level, vehicles) is bucketed with ``time_bucket`` at the panel's
-``$__interval`` so a year stays a few hundred points; nightly energy and savings come from
-the persisted analytics (``savings_nightly``, ``analytics_summary``), not from a rescan
-or the stored result documents.
+``$__interval`` over short ranges and read from the hourly rollup over long ones, so a
+90-day range neither scans 13 million rows nor draws more than a few thousand points;
+nightly energy and savings come from the persisted analytics (``savings_nightly``,
+``analytics_summary``), not from a rescan or the stored result documents.
 Faults, detections and outages are drawn as annotations (dashboards/events.py).
 """
 
@@ -13,6 +14,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 
 from dashboards.events import event_annotations
+from dashboards.long_range import HOUR_BUCKET, LONG_RANGE, hours
 from dashboards.panels import (
     Labels,
     device_links,
@@ -32,22 +34,36 @@ from dashboards.sql import Sql
 UID = "kcity-streetlight"
 KIND = "streetlight"
 
-POWER_SQL = """
+# Long ranges read the hourly rollup (dashboards/long_range.py).
+HOURS = f"""FROM streetlight_hourly
+    WHERE {hours()} AND device_id IN ($device)
+    GROUP BY 1"""
+
+POWER_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            avg(power_w) AS power_w,
            avg(dim_pct) AS dim_pct
     FROM streetlight_readings
-    WHERE $__timeFilter(ts) AND device_id IN ($device)
+    WHERE $__timeFilter(ts) AND device_id IN ($device) AND NOT {LONG_RANGE}
     GROUP BY 1
+    UNION ALL
+    SELECT {HOUR_BUCKET} AS time,
+           sum(power_sum) / sum(records) AS power_w,
+           sum(dim_sum) / sum(records) AS dim_pct
+    {HOURS}
     ORDER BY 1
 """
 
-VEHICLES_SQL = """
+VEHICLES_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            sum(vehicles) AS vehicles
     FROM streetlight_readings
-    WHERE $__timeFilter(ts) AND device_id IN ($device)
+    WHERE $__timeFilter(ts) AND device_id IN ($device) AND NOT {LONG_RANGE}
     GROUP BY 1
+    UNION ALL
+    SELECT {HOUR_BUCKET} AS time,
+           sum(vehicles)::bigint AS vehicles
+    {HOURS}
     ORDER BY 1
 """
 

@@ -38,7 +38,7 @@ _TS_RULE: Final = (
 )
 
 
-def _to_utc(value: object) -> datetime:
+def to_utc(value: object) -> datetime:
     """Turn RFC 3339 text with offset or integer epoch milliseconds into a UTC datetime."""
     if type(value) is int:
         try:
@@ -71,7 +71,7 @@ def _to_utc(value: object) -> datetime:
     raise PydanticCustomError("timestamp_type", _TS_RULE)
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
+Timestamp = Annotated[datetime, BeforeValidator(to_utc)]
 """An instant: RFC 3339 with offset or integer epoch ms in; a UTC-aware datetime out."""
 
 _MODEL_CONFIG: Final = ConfigDict(

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ingest.dead_letter_budget import minute_of
 from ingest.tables import (
     DEAD_LETTER_COLUMNS,
     DEAD_LETTER_TYPES,
@@ -50,6 +51,8 @@ class WriteResult:
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, code)
     statuses: int = 0
     last_seen: dict[str, datetime] = field(default_factory=dict)
+    # (device, stage, code) -> dead letters counted, not kept (the device's budget was spent)
+    suppressed: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def merge(self, other: WriteResult) -> None:
         self.stored.update(other.stored)
@@ -58,6 +61,7 @@ class WriteResult:
         self.new_messages += other.new_messages
         self.dead_letters.update(other.dead_letters)
         self.statuses += other.statuses
+        self.suppressed.update(other.suppressed)
         for device, seen in other.last_seen.items():
             if device not in self.last_seen or seen > self.last_seen[device]:
                 self.last_seen[device] = seen
@@ -148,8 +152,13 @@ class BatchWriter:
         letters: list[tuple[Any, ...]] = []
         topics: dict[str, str] = {}  # device -> a topic it published on, for conflicts
         statuses: dict[str, tuple[Any, ...]] = {}
+        suppressed: Counter[tuple[str, datetime, str, str, str | None]] = Counter()
         for item in items:
             o = item.outcome
+            for sup in o.suppressed:
+                minute = minute_of(item.received_at)
+                suppressed[(sup.device_id, minute, sup.stage, sup.code, sup.pilot_id)] += sup.count
+                result.suppressed[(sup.device_id, sup.stage, sup.code)] += sup.count
             if o.table is not None and o.rows:
                 specs[o.table.name] = o.table
                 if o.device_id is not None:
@@ -206,6 +215,15 @@ class BatchWriter:
                 self._insert_messages(cur, messages, result)
             if letters:
                 _copy(cur, "dead_letters", DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, letters)
+            if suppressed:
+                rows = sorted(suppressed.items(), key=lambda kv: kv[0][:4])  # one lock order
+                cur.executemany(
+                    "INSERT INTO dead_letters_suppressed AS t (device_id, minute, stage, reason,"
+                    " pilot_id, suppressed) VALUES (%s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (device_id, minute, stage, reason)"
+                    " DO UPDATE SET suppressed = t.suppressed + EXCLUDED.suppressed",
+                    [(*key, n) for key, n in rows],
+                )
             if statuses:
                 cur.executemany(
                     "INSERT INTO device_status (device_id, state, payload, received_at)"

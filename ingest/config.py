@@ -46,6 +46,7 @@ class IngestConfig:
     max_backoff_s: float = 5.0  # reconnect backoff ceiling (database and broker)
     shutdown_timeout_s: float = 15.0  # how long SIGTERM waits for the last commit
     feedback_per_minute: int = 30  # verdicts per device and minute on its feedback topic; 0: off
+    dead_letters_per_minute: int = 100  # kept in full per device and minute; the rest counted
 
     def __post_init__(self) -> None:
         if not _WORKER_RE.match(self.worker):
@@ -59,6 +60,10 @@ class IngestConfig:
             raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
         if self.feedback_per_minute < 0:
             raise ConfigError(f"feedback_per_minute must be >= 0, not {self.feedback_per_minute}")
+        if self.dead_letters_per_minute < 1:
+            raise ConfigError(
+                f"dead_letters_per_minute must be at least 1, not {self.dead_letters_per_minute}"
+            )
         if self.batch_age_s <= 0:
             raise ConfigError(f"batch_age_s must be positive, not {self.batch_age_s}")
 

@@ -27,6 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest.batch import AckToken
 from ingest.config import IngestConfig
 from ingest.errors import BrokerRefused
+from ingest.lean_client import LeanClient
 
 log = logging.getLogger(__name__)
 _READ_BURST = 512  # packets read per select() while the socket keeps delivering
@@ -49,7 +50,7 @@ class Consumer:
         self._next_attempt = 0.0
         self._backoff = 0.1
         self._started = False
-        client = mqtt.Client(
+        client = LeanClient(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=mqtt.MQTTv5,
@@ -60,6 +61,7 @@ class Consumer:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_publish_bytes = self._on_publish_bytes
         self._client = client
 
     # -- connection ------------------------------------------------------------------
@@ -134,6 +136,15 @@ class Consumer:
         token = AckToken(msg.mid, msg.qos, self.generation) if msg.qos else None
         self._handler(topic, bytes(msg.payload), token)
 
+    def _on_publish_bytes(self, topic: bytes, payload: bytes, mid: int, qos: int) -> None:
+        try:
+            text = topic.decode("utf-8")
+        except UnicodeDecodeError:
+            text = topic.decode("utf-8", "replace")
+        self.messages += 1
+        token = AckToken(mid, qos, self.generation) if qos else None
+        self._handler(text, payload, token)
+
     def wait_connected(self, timeout: float, should_stop: Callable[[], bool]) -> bool:
         """Connect for the first time; raise ``BrokerRefused`` if the account is refused."""
         deadline = time.monotonic() + timeout
@@ -170,12 +181,14 @@ class Consumer:
         if sock is None:
             return MQTTErrorCode.MQTT_ERR_NO_CONN
         wlist = [sock] if client.want_write() else []
+        if client.has_buffered_packet():
+            timeout = 0.0  # packets already read from the socket wait in the buffer
         try:
             readable, writable, _ = select.select([sock], wlist, [], timeout)
         except (OSError, ValueError):
             readable, writable = [], []
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        if readable:
+        if readable or client.has_buffered_packet():
             for _ in range(_READ_BURST):
                 before = self.messages
                 rc = client.loop_read()
@@ -191,14 +204,11 @@ class Consumer:
 
     def ack(self, tokens: Iterable[AckToken]) -> int:
         """Acknowledge messages of the current connection; return how many were sent."""
-        sent = 0
         if not self.connected:
             return 0
-        for t in tokens:
-            if t.generation == self.generation:
-                self._client.ack(t.mid, t.qos)
-                sent += 1
-        return sent
+        mids = [t.mid for t in tokens if t.generation == self.generation and t.qos == 1]
+        self._client.ack_many(mids)
+        return len(mids)
 
     def publish(self, topic: str, payload: bytes) -> bool:
         """Send a downlink message at QoS 0 (a verdict: losing one costs nothing stored)."""

@@ -25,6 +25,7 @@ class Totals:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    suppressed: int = 0  # dead letters counted, not kept (their device's budget was spent)
     seq_gaps: int = 0
     batches: int = 0
     latency_sum_s: float = 0.0  # since the last snapshot
@@ -60,6 +61,12 @@ class IngestMetrics:
         )
         self.dead_letters = Counter(
             "kcity_ingest_dead_letters", "Dead-lettered items", ["stage", "reason"], registry=r
+        )
+        self.suppressed = Counter(
+            "kcity_ingest_dead_letters_suppressed",
+            "Dead letters counted but not kept: their device had spent its budget of the minute",
+            ["device", "stage", "reason"],
+            registry=r,
         )
         self.seq_gaps = Counter(
             "kcity_ingest_sequence_gaps",
@@ -114,6 +121,7 @@ class IngestMetrics:
         stored: dict[str, int],
         duplicates: int,
         dead: dict[tuple[str, str], int],
+        suppressed: dict[tuple[str, str, str], int],
         gaps: int,
         latency_s: float,
         write_s: float,
@@ -123,6 +131,8 @@ class IngestMetrics:
             self.stored.labels(table).inc(n)
         for (stage, code), n in dead.items():
             self.dead_letters.labels(stage, code).inc(n)
+        for (device, stage, code), n in suppressed.items():
+            self.suppressed.labels(device, stage, code).inc(n)
         self.duplicates.inc(duplicates)
         self.seq_gaps.inc(gaps)
         self.batches.inc()
@@ -135,6 +145,7 @@ class IngestMetrics:
             t.stored += sum(stored.values())
             t.duplicates += duplicates
             t.dead_lettered += sum(dead.values())
+            t.suppressed += sum(suppressed.values())
             t.seq_gaps += gaps
             t.batches += 1
             t.latency_sum_s += latency_s

@@ -25,6 +25,7 @@ from ingest.batch import AckToken, Batch
 from ingest.batch_writer import OUTAGE_ERRORS, BatchWriter, WriteResult
 from ingest.config import IngestConfig
 from ingest.consumer import Consumer
+from ingest.dead_letter_budget import DeadLetterBudget
 from ingest.feedback import FeedbackLimiter, verdict
 from ingest.metrics import IngestMetrics, Totals, serve
 from ingest.registry import Registry
@@ -76,6 +77,7 @@ class IngestService:
         self._last_seq: dict[tuple[str, int, str], int] = {}
         self._unacked = 0
         self._feedback = FeedbackLimiter(config.feedback_per_minute)
+        self._dead_budget = DeadLetterBudget(config.dead_letters_per_minute)
         self._received_by_channel = {
             ch: self.metrics.received.labels(ch) for ch in (*_CHANNELS, "other")
         }
@@ -155,6 +157,7 @@ class IngestService:
         if isinstance(verdict, UnknownDevice):
             self._parked.append(msg)
             return
+        verdict = self._dead_budget.apply(verdict, msg.received_at)
         if self._batch is None:
             self._batch = Batch(started=msg.arrived)
         self._batch.add(Received(msg.topic, msg.payload, msg.received_at, verdict), msg.token)
@@ -196,6 +199,7 @@ class IngestService:
                 stored=dict(r.stored),
                 duplicates=r.duplicates,
                 dead=dict(r.dead_letters),
+                suppressed=dict(r.suppressed),
                 gaps=self._count_gaps(r.new_messages),
                 latency_s=done.committed - done.batch.started,
                 write_s=done.write_s,

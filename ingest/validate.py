@@ -27,6 +27,7 @@ from devices.errors import DevicesError, PayloadError
 from devices.ids import TopicParts, parse_topic
 from devices.kinds import KINDS
 from devices.payloads import MAX_PAYLOAD_BYTES, ParsedMessage, parse_message
+from ingest.fast_path import FastMessage, decode_telemetry
 from ingest.registry import DeviceInfo
 from ingest.tables import EVENTS, INT_RANGES, READINGS, TableSpec, storable_text
 
@@ -73,6 +74,17 @@ class StatusRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Suppressed:
+    """Dead letters of one reason that were counted, not kept (the device's budget was spent)."""
+
+    device_id: str  # '' when the topic names no device
+    pilot_id: str | None
+    stage: str
+    code: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """Everything one message contributes to a batch."""
 
@@ -82,6 +94,7 @@ class Outcome:
     message: MessageRow | None = None
     status: StatusRow | None = None
     dead_letters: tuple[DeadLetter, ...] = ()
+    suppressed: tuple[Suppressed, ...] = ()
 
     @property
     def size(self) -> int:
@@ -208,6 +221,12 @@ def _judge(
     table = EVENTS if channel == "event" else READINGS.get(info.kind)
     if table is None or info.kind not in KINDS:
         return reject("registry", "unsupported_kind", f"kind {info.kind!r} has no readings table")
+    if channel == "telemetry":
+        fast = decode_telemetry(info.kind, raw)
+        if fast is not None and fast.names == table.field_names:
+            taken = _fast_outcome(fast, table, device, raw, received_at)
+            if taken is not None:
+                return taken
     try:
         parsed = parse_message(info.kind, channel, raw)
     except PayloadError as exc:
@@ -245,6 +264,35 @@ def _judge(
         message=message,
         dead_letters=tuple(letters),
     )
+
+
+def _fast_outcome(
+    fast: FastMessage, table: TableSpec, device: str, raw: bytes, received_at: datetime
+) -> Outcome | None:
+    """A telemetry message whose records are all storable, without a pydantic model; None
+    when anything needs a dead letter (the pydantic path then words it)."""
+    if fast.boot > INT_RANGES["int4"][1]:
+        return None
+    newest = received_at + MAX_AHEAD
+    rows = []
+    for values in fast.values:
+        ts: datetime = values[0]
+        row = (device, received_at, *values)
+        if ts < MIN_TS or ts > newest or _unstorable(row, table) is not None:
+            return None
+        rows.append(row)
+    first_ts = min(v[0] for v in fast.values)
+    message = MessageRow(
+        device,
+        fast.boot,
+        fast.seq,
+        "telemetry",
+        fast.sent_at,
+        len(rows),
+        first_ts,
+        content_digest(raw),
+    )
+    return Outcome(device_id=device, table=table, rows=tuple(rows), message=message)
 
 
 def _rows(

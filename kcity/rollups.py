@@ -1,5 +1,8 @@
 """Rollups kept up to date by an incremental refresh (migration 007), because the Apache-2
-edition has no continuous aggregates.
+edition has no continuous aggregates: data quality per device and local day
+(`quality_device_day`), and for the dashboards streetlight hours (`streetlight_hourly`) and
+messages by hour of arrival (`ingest_messages_hourly`, recomputed from the hour of the last
+horizon on: arrival hours only grow at the end).
 
 A refresh finds the (device, local day) pairs that rows received since the last refresh
 touch — readings, `ingest_messages` (inserted, or updated by a duplicate: `changed_at`) and
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -166,6 +169,41 @@ def _recompute(kind: str, table: str) -> str:
     """
 
 
+# Hours of the scope's streetlights: per device one span of whole hours (half-hour zones
+# cut days inside an hour), rebuilt from the raw rows.
+_HOURS = """
+CREATE TEMP TABLE rollup_hours ON COMMIT DROP AS
+SELECT device_id,
+       CASE WHEN bool_or(whole) THEN '-infinity'::timestamptz
+            ELSE time_bucket('1 hour', min(lo)) END AS lo,
+       CASE WHEN bool_or(whole) THEN 'infinity'::timestamptz
+            ELSE time_bucket('1 hour', max(hi) - interval '1 microsecond') + interval '1 hour'
+       END AS hi
+FROM rollup_scope WHERE kind = 'streetlight' GROUP BY device_id;
+DELETE FROM streetlight_hourly h USING rollup_hours s
+WHERE h.device_id = s.device_id AND h.hour >= s.lo AND h.hour < s.hi;
+INSERT INTO streetlight_hourly
+SELECT r.device_id, time_bucket('1 hour', r.ts), count(*), sum(r.power_w), sum(r.dim_pct),
+       count(*) FILTER (WHERE r.lamp_on), sum(r.vehicles)
+FROM rollup_hours s JOIN streetlight_readings r
+  ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
+GROUP BY 1, 2;
+DROP TABLE rollup_hours
+"""
+
+# Messages by hour of arrival: every hour from the one holding the last horizon onward.
+_MESSAGES = """
+DELETE FROM ingest_messages_hourly WHERE hour >= time_bucket('1 hour', %(since)s::timestamptz);
+INSERT INTO ingest_messages_hourly
+SELECT device_id, channel, boot, time_bucket('1 hour', received_at), count(*), sum(records),
+       min(seq), max(seq), min(received_at), max(received_at),
+       min(coalesce(sent_at, received_at)), max(coalesce(sent_at, received_at)),
+       max(extract(epoch FROM received_at - sent_at))
+FROM ingest_messages
+WHERE received_at >= time_bucket('1 hour', %(since)s::timestamptz)
+GROUP BY 1, 2, 3, 4
+"""
+
 _CLEAR = """
 DELETE FROM quality_device_day q USING rollup_scope s
 WHERE q.device_id = s.device_id
@@ -221,11 +259,16 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
             conn.execute(_CLEAR)
             for kind, table in READINGS_TABLE.items():
                 conn.execute(_recompute(kind, table), {"edges": list(EDGES_US)})
+            for statement in _HOURS.split(";"):
+                conn.execute(statement)
             conn.execute(
                 "INSERT INTO rollup_devices (device_id, timezone)"
                 " SELECT DISTINCT device_id, tz FROM rollup_scope WHERE whole"
                 " ON CONFLICT (device_id) DO UPDATE SET timezone = excluded.timezone"
             )
+        since = last[0] if last is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        for statement in _MESSAGES.split(";"):
+            conn.execute(statement, {"since": since})
         conn.execute(
             "INSERT INTO rollup_horizons (source, horizon) VALUES (%s, %s)"
             " ON CONFLICT (source) DO UPDATE SET horizon = excluded.horizon",

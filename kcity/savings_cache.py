@@ -111,11 +111,12 @@ def _store(
     marks: dict[str, Mark],
     stale: Sequence[str],
 ) -> None:
-    """Replace the rows of `stale` luminaires; drop those without baseline records now."""
+    """Upsert the rows of `stale` luminaires (in device order: concurrent stored runs wait
+    for each other, never deadlock or collide); drop those without baseline records now."""
     conn.execute(
         "DELETE FROM savings_baseline_cache WHERE pilot_id = %s"
-        " AND (params_key <> %s OR device_id <> ALL(%s) OR device_id = ANY(%s))",
-        (pilot_id, key, list(marks), list(stale)),
+        " AND (params_key <> %s OR device_id <> ALL(%s))",
+        (pilot_id, key, list(marks)),
     )
     nights, empty = list(summary.nights), [0.0] * len(summary.nights)
     rows = []
@@ -140,7 +141,15 @@ def _store(
             "INSERT INTO savings_baseline_cache (pilot_id, device_id, params_key, records,"
             " last_received, in_nights, nights, valid, burning, actual_wh, sources,"
             " full_power_w, full_power_samples, full_power_se_w, rows_sha256)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (pilot_id, device_id) DO UPDATE SET (params_key, records,"
+            " last_received, in_nights, nights, valid, burning, actual_wh, sources,"
+            " full_power_w, full_power_samples, full_power_se_w, rows_sha256, computed_at) ="
+            " (excluded.params_key, excluded.records, excluded.last_received,"
+            " excluded.in_nights, excluded.nights, excluded.valid, excluded.burning,"
+            " excluded.actual_wh, excluded.sources, excluded.full_power_w,"
+            " excluded.full_power_samples, excluded.full_power_se_w, excluded.rows_sha256,"
+            " now())",
             rows,
         )
 

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     ingest_shared: bool = False
     http_ingest_per_minute: int = 600  # messages a device may POST a minute
     ingest_feedback_per_minute: int = 30  # verdicts per device and minute; 0 turns them off
+    rollup_slack_s: float = 300.0  # rows committed later than this after their stamp: missed
 
     @field_validator(
         "database_url", "ingest_database_url", "api_database_url", "grafana_database_url"

@@ -558,6 +558,13 @@ def test_savings_is_the_cli_body_and_is_not_stored(
     )
     assert body == json.loads(json.dumps(cli, default=str).replace("NaN", "null"))
     assert stored_results(conn) == before
+    # `?view=summary`: the same figures without the tables, each counted.
+    short = client.get(
+        f"{V1}/pilots/madiun/savings?{SL_WINDOW}&view=summary", headers=as_role(world, "viewer")
+    ).json()
+    assert short.pop("table_rows") == {k: len(v) for k, v in body.items() if isinstance(v, list)}
+    assert short == {k: v for k, v in body.items() if not isinstance(v, list)}
+    assert "per_luminaire" in body and "per_luminaire" not in short
 
 
 def test_coverage_is_the_cli_body(

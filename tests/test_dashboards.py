@@ -30,6 +30,7 @@ from dashboards.sql import DATASOURCE_UID
 from devices.pilots import load_pilot
 from kcity import grafana as shell_grafana
 from kcity.grafana import write
+from kcity.rollups import refresh
 from tests.fixtures.services import as_reader
 from tests.grafana_macros import Variable, expand, format_interval, interpolate_variables
 
@@ -333,6 +334,18 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
                 (now - timedelta(minutes=1), "kcity/v1/x", b"{}", "topic", "bad topic", None, None),
             ],
         )
+        cur.executemany(
+            "INSERT INTO dead_letters_suppressed (minute, device_id, pilot_id, stage, reason,"
+            " suppressed) VALUES (%s,%s,%s,'record','record_schema',%s)",
+            [
+                (now.replace(second=0, microsecond=0) - timedelta(minutes=m), d, p, n)
+                for m, d, p, n in (
+                    (3, "madiun-sl-001", "madiun", 900),
+                    (2, "madiun-sl-001", "madiun", 450),
+                    (1, "mukdahan-dr-01", "mukdahan", 7),
+                )
+            ],
+        )
     today = now.date()
     savings = {
         "pilot": "madiun",
@@ -379,6 +392,7 @@ def seeded(db_url: str) -> Iterator[Seeded]:
     now = datetime.now(UTC).replace(microsecond=0)
     with psycopg.connect(db_url, autocommit=True) as conn:
         _seed(conn, now)
+        refresh(conn)  # the long-range panels read the rollups
     yield Seeded(now)
 
 
@@ -566,6 +580,57 @@ def test_ingest_panels_count_gaps_and_resets(conn: psycopg.Connection, seeded: S
     assert sum(r["stored"] for r in counters) == 2 * (150 + 39 + 50)
     reasons = _run(conn, seeded, "kcity-ingest", "Dead letters by reason")
     assert {r["stage"] for r in reasons} == {"decode", "topic"}
+    suppressed = _run(conn, seeded, "kcity-ingest", "Dead letters counted, not kept")
+    assert [(r["device_id"], r["reason"], r["suppressed"], r["minutes"]) for r in suppressed] == [
+        ("madiun-sl-001", "record_schema", 900 + 450, 2),
+        ("mukdahan-dr-01", "record_schema", 7, 1),
+    ]
+
+
+ROLLUP_PANELS = (
+    ("kcity-ingest", "In range", "A"),
+    ("kcity-ingest", "Sequence gaps (lost messages)", "A"),
+    ("kcity-ingest", "Devices: last seen", "A"),
+    ("kcity-ingest", "Throughput", "A"),
+    ("kcity-overview", "Ingest in range", "A"),
+    ("kcity-overview", "Pilots", "A"),
+    ("kcity-streetlight", "annotation Communication outages", "Anno"),
+)
+
+
+@pytest.mark.parametrize(("uid", "title", "ref"), ROLLUP_PANELS)
+def test_rollup_branch_gives_the_raw_numbers(
+    conn: psycopg.Connection, seeded: Seeded, uid: str, title: str, ref: str
+) -> None:
+    """The same hour-aligned range read from the raw rows (a 5-minute interval) and from the
+    hourly rollups (an hour's interval switches the branch): the same rows come out (rates
+    per second summed per hour for the throughput)."""
+    dash = build_all()[uid]
+    target = next(q for u, t, _, q in TARGETS if u == uid and t == title and q["refId"] == ref)
+    start = seeded.now.replace(minute=0, second=0) - timedelta(hours=30)
+    end = seeded.now.replace(minute=0, second=0) + timedelta(hours=2) - timedelta(microseconds=1)
+
+    def rows(interval: timedelta) -> list[tuple[Any, ...]]:
+        sql = expand(target["rawSql"], start=start, end=end, interval=interval,
+                     variables=_variables(conn, dash))  # fmt: skip
+        with as_reader(conn):
+            out = [tuple(r) for r in conn.execute(sql).fetchall()]
+        assert out, f"{uid} / {title}: no rows"
+        return out
+
+    raw, hourly = rows(timedelta(minutes=5)), rows(timedelta(hours=1))
+    if title == "Throughput":  # per-second rates: per hour, then compare
+        per_hour: dict[datetime, list[float]] = {}
+        for t, msgs, recs in raw:
+            hour = t.replace(minute=0, second=0, microsecond=0)
+            acc = per_hour.setdefault(hour, [0.0, 0.0])
+            acc[0] += float(msgs) * 300 / 3600
+            acc[1] += float(recs) * 300 / 3600
+        assert [(t, pytest.approx(float(m)), pytest.approx(float(r))) for t, m, r in hourly] == [
+            (t, m, r) for t, (m, r) in sorted(per_hour.items())
+        ]
+        return
+    assert hourly == raw
 
 
 # --- push, against a stand-in for Grafana's HTTP API ------------------------------------
@@ -889,3 +954,11 @@ def test_luminaire_map_shows_located_devices_only(conn: psycopg.Connection, seed
     ]
     commands = _run(conn, seeded, "kcity-streetlight", "annotation Commands", "Anno")
     assert [r["text"] for r in commands] == ["madiun-sl-001: set_level (queued)"]
+
+
+def test_no_panel_reads_a_stored_result_document() -> None:
+    """Panels read result rows (`analytics_summary`, `savings_nightly`, `coverage_daily`),
+    never the megabyte JSON documents of `analytics_results` (issue #23)."""
+    sql = [t["rawSql"] for _, p in _panels() for t in p.get("targets", [])]
+    assert sql and any("analytics_summary" in q for q in sql)
+    assert not [q for q in sql if "analytics_results" in q or "result->" in q]

@@ -241,17 +241,21 @@ def test_each_dead_letter_reason(
             pub.publish(topic(pilot, revoked), encode_message(0, 0, [good]))
         with publisher(settings, rogue) as pub:  # drone of other_pilot, on pilot's topic
             pub.publish(topic(pilot, drone), encode_message(0, 0, [drone_rec]))
-        wait_until(
-            lambda: (
-                count(
-                    db_url,
-                    "SELECT count(*) FROM dead_letters WHERE device_id = ANY(%s)",
-                    ([dev, drone, ghost, revoked],),
-                )
-                >= len(own) + 3
-            ),
-            "every dead letter",
-        )
+        devices = [dev, drone, ghost, revoked]
+        try:
+            wait_until(
+                lambda: (
+                    count(
+                        db_url,
+                        "SELECT count(*) FROM dead_letters WHERE device_id = ANY(%s)",
+                        (devices,),
+                    )
+                    >= len(own) + 3
+                ),
+                "every dead letter",
+            )
+        except AssertionError as exc:  # say which ones arrived (a rare timeout under load)
+            raise AssertionError(f"{exc}: {[letters(db_url, d) for d in devices]}") from exc
     got = letters(db_url, dev)
     assert len(got) == len(own)
     for (_, stage, reason), (got_stage, got_reason) in zip(own, got, strict=True):

@@ -9,6 +9,11 @@ fault is open) and the drone pilot (one flight yesterday with every tenth point 
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,14 +23,19 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from PIL import Image
 from psycopg.types.json import Jsonb
+from typer.testing import CliRunner
 
 from dashboards.alerts import RULES
 from devices.pilots import Pilot, load_pilot
 from kcity.analyses import run_quality
+from kcity.cli import app
 from kcity.grafana import build_all
 from kcity.registry import apply_pilot
+from kcity.rollups import refresh
 from kcity.window import Window
+from tests.fixtures.services import as_reader
 from tests.grafana_macros import expand
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +142,9 @@ def _seed(conn: psycopg.Connection, now: datetime) -> World:
 def world(db_url: str) -> World:
     now = datetime.now(UTC).replace(microsecond=0)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        return _seed(conn, now)
+        seeded = _seed(conn, now)
+        refresh(conn)  # the rollups behind pilot_day_quality, as the stack's job does
+        return seeded
 
 
 def _sql(world: World, sql: str) -> str:
@@ -140,9 +152,10 @@ def _sql(world: World, sql: str) -> str:
 
 
 def _rows(conn: psycopg.Connection, sql: str) -> list[dict[str, Any]]:
-    cur = conn.execute(sql)
-    names = [c.name for c in cur.description or []]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    with as_reader(conn):  # as Grafana's login
+        cur = conn.execute(sql)
+        names = [c.name for c in cur.description or []]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def _portfolio(conn: psycopg.Connection, world: World, lang: str = "en") -> dict[str, Any]:
@@ -223,3 +236,83 @@ def test_world_map_places_every_pilot_and_colours_alerts() -> None:
     assert layer["config"]["style"]["color"]["field"] == "alerts_firing"
     steps = geo["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [(s["color"], s["value"]) for s in steps] == [("green", None), ("red", 1)]
+
+
+# --- the brief (`kcity portfolio`) ---------------------------------------------------------
+
+
+def _pdf_text(pdf: Path) -> str:
+    done = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True)
+    return " ".join(done.stdout.decode().split())
+
+
+def _data_values(html: str, pilot: str) -> dict[str, str]:
+    """``data-key`` → ``data-value`` of the numbers in the rows of `pilot`."""
+    out: dict[str, str] = {}
+    for row in re.findall(rf'<tr data-pilot="{pilot}">(.*?)</tr>', html, flags=re.S):
+        out |= dict(re.findall(r'data-key="([\w.]+)" data-value="([^"]*)"', row))
+    return out
+
+
+def test_brief_writes_the_dashboards_table_and_the_windows_figures(
+    db_url: str, world: World, tmp_path: Path
+) -> None:
+    day = world.yesterday[QUIET].astimezone(ZoneInfo("Asia/Jakarta")).date()
+    frm, to = day, day + timedelta(days=1)
+    result = CliRunner().invoke(
+        app,
+        ["portfolio", "--from", str(frm), "--to", str(to), "--out", str(tmp_path), "--lang", "en"],
+        env={"KCITY_DATABASE_URL": db_url},
+    )
+    assert result.exit_code == 0, result.output
+    html_path, pdf_path = (Path(p) for p in result.output.split())
+    html = html_path.read_text()
+    # The dashboard's numbers (checked by hand above) are the brief's.
+    assert _data_values(html, TROUBLED)["completeness_yesterday_pct"] == "50.0"
+    assert _data_values(html, DRONE)["completeness_yesterday_pct"] == json.dumps(
+        round(100 * 541 / 601, 1)
+    )
+    assert _data_values(html, QUIET)["headline_pct"] == "28.7"
+    assert re.search(r'data-key="alerts_firing" data-value="3"', html)
+    # The window's figures are those of `kcity coverage|quality --json` for the same window.
+    for pilot, verb, key in ((DRONE, "coverage", "linear_coverage_pct"),
+                             (TROUBLED, "quality", "completeness_pct")):  # fmt: skip
+        cli = CliRunner().invoke(
+            app, [verb, pilot, "--from", str(frm), "--to", str(to), "--json"],
+            env={"KCITY_DATABASE_URL": db_url},
+        )  # fmt: skip
+        expected = json.loads(cli.stdout)[key]
+        shown = _data_values(html, pilot)[key if verb != "quality" else f"quality.{key}"]
+        assert json.loads(shown) == expected
+    # The PDF, read back as text: every pilot, its city and its alerts.
+    text = _pdf_text(pdf_path)
+    for word in ("K-City portfolio brief", "Kediri", "Madiun", "Mukdahan", "Lamp fault (1)",
+                 "no alert", "50.0"):  # fmt: skip
+        assert word in text, word
+    # Rendered: the first page is a real page, not blank.
+    subprocess.run(["pdftoppm", "-r", "40", "-f", "1", "-l", "1", "-png", str(pdf_path),
+                    str(tmp_path / "page")], check=True)  # fmt: skip
+    page = Image.open(next(tmp_path.glob("page*.png"))).convert("L")
+    assert page.getextrema()[0] < 100  # dark ink somewhere on it
+
+
+def test_brief_in_korean_and_bad_input(db_url: str, world: World, tmp_path: Path) -> None:
+    env = {"KCITY_DATABASE_URL": db_url}
+    ok = CliRunner().invoke(
+        app, ["portfolio", "--from", "2026-10-01", "--to", "2026-10-02", "--out", str(tmp_path)],
+        env=env,
+    )  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    text = _pdf_text(Path(ok.output.split()[1]))
+    assert "K-City 실증 포트폴리오 브리핑" in text and "가로등 고장 (1)" in text
+    for args, message in (
+        (["--from", "2026-10-02", "--to", "2026-10-01"], "must be after --from"),
+        (["--from", "2026-10-01", "--to", "2026-10-02", "--lang", "fr"], "--lang must be one of"),
+    ):
+        bad = subprocess.run(
+            [sys.executable, "-m", "kcity", "portfolio", *args, "--out", str(tmp_path)],
+            capture_output=True, text=True, env={**os.environ, **env},
+        )  # fmt: skip
+        assert bad.returncode != 0
+        assert message in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1

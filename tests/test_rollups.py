@@ -166,6 +166,28 @@ def test_streetlight_rollup_equals_full_recomputation(
     for fraction, key in ((0.5, "skew_p50_s"), (0.95, "skew_p95_s")):
         _within_bound(body[key], values, fraction)
 
+    # The pilot's days as the `pilot_day_quality` view gives them (the portfolio's
+    # "completeness yesterday"), against the per-device-day rows of the result.
+    per_day: dict[str, list[float]] = {}
+    for r in body["per_device_day"]:
+        expected = r["expected"] or 0.0
+        day = per_day.setdefault(r["day"], [0.0, 0.0, 0.0])
+        day[0] += min(r["records"], expected)
+        day[1] += expected
+        day[2] += r["records"]
+    view = {
+        d.isoformat(): (float(c), int(n))
+        for d, c, n in conn.execute(
+            "SELECT day, completeness_pct, records FROM pilot_day_quality"
+            " WHERE pilot_id = %s AND day >= %s AND day < %s",
+            (pilot, window.start, window.end),
+        ).fetchall()
+    }
+    assert view == {
+        day: (round(100.0 * counted / expected, 2), int(records))
+        for day, (counted, expected, records) in per_day.items()
+    }
+
     # The pilot moves zone: its devices' days are cut again, whole.
     conn.execute("UPDATE pilots SET timezone = 'Asia/Tokyo' WHERE id = %s", (pilot,))
     conn.commit()

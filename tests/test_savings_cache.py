@@ -10,6 +10,7 @@ inside the baseline window must invalidate the summary of its luminaire, and onl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,27 @@ def test_a_late_record_in_the_baseline_invalidates_its_luminaire(seeded: str) ->
     assert cached["control_group"] != before["control_group"]
     assert cached["regression"] != before["regression"]
     assert cached["input_sha256"] != before["input_sha256"]
+
+
+def test_stored_runs_at_once_both_write_the_summary(seeded: str) -> None:
+    """Two stored runs (a report job beside the CLI) summarising at the same time both
+    succeed, and leave one row per luminaire with baseline records."""
+    with psycopg.connect(seeded) as conn:
+        conn.execute("DELETE FROM savings_baseline_cache")
+        conn.commit()
+
+    def stored(_: int) -> float:
+        with psycopg.connect(seeded) as conn:
+            body, _result = run_savings(conn, "madiun", WINDOWS[0])
+            return float(body["savings_kwh"])
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(stored, range(2))
+    assert first == second
+    with psycopg.connect(seeded) as conn:
+        rows = conn.execute("SELECT count(*) FROM savings_baseline_cache").fetchone()
+        have = conn.execute(
+            "SELECT count(DISTINCT device_id) FROM streetlight_readings"
+            " WHERE ts >= '2026-09-30' AND ts < '2026-10-09'"
+        ).fetchone()
+    assert rows is not None and have is not None and rows[0] == have[0] == DEVICES

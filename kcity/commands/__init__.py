@@ -16,7 +16,9 @@ from kcity.commands import imports as imports_cmd
 from kcity.commands import ingest as ingest_cmd
 from kcity.commands import payload as payload_cmd
 from kcity.commands import pilots as pilots_cmd
+from kcity.commands import portfolio as portfolio_cmd
 from kcity.commands import report as report_cmd
+from kcity.commands import rollups as rollups_cmd
 from kcity.commands import simulate as simulate_cmd
 from kcity.commands import tokens as tokens_cmd
 
@@ -27,6 +29,7 @@ def register(app: typer.Typer) -> None:
     demo_cmd.register(app)
     report_cmd.register(app)
     evidence_cmd.register(app)
+    portfolio_cmd.register(app)
     app.add_typer(db.app, name="db")
     app.add_typer(pilots_cmd.app, name="pilots")
     app.add_typer(simulate_cmd.app, name="simulate")
@@ -41,3 +44,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tokens_cmd.app, name="tokens")
     app.add_typer(imports_cmd.app, name="import")
     app.add_typer(payload_cmd.app, name="payload")
+    app.add_typer(rollups_cmd.app, name="rollups")

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from analytics.coverage import CoverageResult
 from analytics.errors import AnalyticsError
 from analytics.luminaire_nights import pool_parts
 from analytics.nights import NO_NIGHTS
@@ -93,7 +94,7 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _pilot(bundle: Bundle) -> tuple[Pilot, Check]:
+def pilot_of(bundle: Bundle) -> tuple[Pilot, Check]:
     """The definition from the bundle's TOML and GeoJSON, checked against pilot.json."""
     stored = Pilot.from_json(bundle.read("pilot.json"))
     with tempfile.TemporaryDirectory(prefix="kcity-verify-") as tmp:
@@ -109,6 +110,18 @@ def _pilot(bundle: Bundle) -> tuple[Pilot, Check]:
         except DevicesError as exc:
             raise BundleError(f"the bundle's pilot.toml does not load: {exc}") from exc
     return pilot, Check("definition", "pilot", "pilot.toml = pilot.json", "", "", pilot == stored)
+
+
+def coverage_of(
+    bundle: Bundle, pilot: Pilot, window: Window
+) -> tuple[dict[str, Any], CoverageResult]:
+    """Coverage from the bundle's drone rows: the JSON and the geometry the report draws."""
+    ids = list(bundle.manifest["devices"])
+    events = bundle.table("events")
+    wstart, wend = window.utc(pilot.timezone)
+    detections = inputs.count_events(events, ids, "detection", wstart, wend)
+    tracks = inputs.drones(bundle.table("drone_readings"), ids, wstart, wend)
+    return analyses.coverage_from(pilot, window, tracks, detections)
 
 
 def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> dict[str, Any]:
@@ -143,11 +156,7 @@ def recompute(bundle: Bundle, pilot: Pilot, window: Window, analysis: str) -> di
         )
         return body
     if analysis == "coverage":
-        wstart, wend = window.utc(pilot.timezone)
-        detections = inputs.count_events(events, ids, "detection", wstart, wend)
-        tracks = inputs.drones(readings, ids, wstart, wend)
-        body, _ = analyses.coverage_from(pilot, window, tracks, detections)
-        return body
+        return coverage_of(bundle, pilot, window)[0]
     devices = inputs.registered(bundle.table("devices"))
     rows = inputs.quality_rows(
         kind=pilot.kind,
@@ -196,7 +205,7 @@ def verify_bundle(path: Path) -> Verdict:
             return Verdict(path, digest, tuple(checks))
         try:
             window = Window.parse(date.fromisoformat(m["from"]), date.fromisoformat(m["to"]))
-            pilot, definition = _pilot(bundle)
+            pilot, definition = pilot_of(bundle)
             checks.append(definition)
             for analysis, entry in m.get("results", {}).items():
                 body = recompute(bundle, pilot, window, analysis)

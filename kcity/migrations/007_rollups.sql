@@ -41,6 +41,40 @@ CREATE TABLE IF NOT EXISTS quality_device_day (
 );
 CREATE INDEX IF NOT EXISTS quality_device_day_day ON quality_device_day (day);
 
+-- Streetlight panels over long ranges (dashboards/streetlight.py) read hours, not 5-minute
+-- rows: averages are sums over `records`, burning hours are `lamp_on` records × interval.
+CREATE TABLE IF NOT EXISTS streetlight_hourly (
+    device_id  text NOT NULL,
+    hour       timestamptz NOT NULL,
+    records    integer NOT NULL,
+    power_sum  double precision NOT NULL,
+    dim_sum    double precision NOT NULL,
+    lamp_on    integer NOT NULL,              -- records with the lamp lit
+    vehicles   bigint,                        -- NULL when no record counted vehicles
+    PRIMARY KEY (device_id, hour)
+);
+CREATE INDEX IF NOT EXISTS streetlight_hourly_hour ON streetlight_hourly (hour);
+
+-- Ingest panels and annotations over long ranges read messages per device, channel, boot
+-- and hour of arrival (`received_at`), not one row per message.
+CREATE TABLE IF NOT EXISTS ingest_messages_hourly (
+    device_id       text NOT NULL,
+    channel         text NOT NULL,
+    boot            integer NOT NULL,
+    hour            timestamptz NOT NULL,
+    messages        integer NOT NULL,
+    records         bigint NOT NULL,
+    min_seq         bigint NOT NULL,
+    max_seq         bigint NOT NULL,
+    first_received  timestamptz NOT NULL,
+    last_received   timestamptz NOT NULL,
+    min_sent        timestamptz NOT NULL,   -- coalesce(sent_at, received_at)
+    max_sent        timestamptz NOT NULL,
+    max_skew_s      double precision,       -- received_at − sent_at
+    PRIMARY KEY (device_id, channel, boot, hour)
+);
+CREATE INDEX IF NOT EXISTS ingest_messages_hourly_hour ON ingest_messages_hourly (hour);
+
 -- Finding what arrived since the horizon without scanning the readings: BRIN on
 -- `received_at` (rows are appended roughly in arrival order, late data too), nearly free
 -- for ingest to maintain.

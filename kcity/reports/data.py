@@ -87,6 +87,13 @@ def hour_profile(
         "interval": float(interval_s),
         "start": dt.datetime.combine(start, noon), "end": dt.datetime.combine(end, noon),
     })  # fmt: skip
+    return profile_from_rows(rows, start, end)
+
+
+def profile_from_rows(
+    rows: Sequence[tuple[dt.date, int, float | None, float | None]], start: dt.date, end: dt.date
+) -> HourProfile:
+    """The profile grid of (night, local hour, mean dim of treated, vehicles per hour) rows."""
     nights = tuple(start + dt.timedelta(days=k) for k in range((end - start).days))
     present = {int(r[1]) for r in rows}
     order = [h for h in NIGHT_HOURS if h in present]
@@ -134,6 +141,17 @@ def night_completeness(
         "dusk": [dt.datetime.fromtimestamp(t, utc) for t in calendar.dusk.tolist()],
         "dawn": [dt.datetime.fromtimestamp(t, utc) for t in calendar.dawn.tolist()],
     })  # fmt: skip
+    return grid_from_counts(rows, ids, calendar, interval_s)
+
+
+def grid_from_counts(
+    rows: Sequence[tuple[str, dt.date, int]],
+    ids: Sequence[str],
+    calendar: NightCalendar,
+    interval_s: float,
+) -> CompletenessGrid:
+    """The completeness grid of (device, night, records in the night) rows; `ids` sorted."""
+    ids = tuple(ids)
     counts = np.zeros((len(ids), len(calendar)))
     for device, night, n in rows:
         counts[ids.index(device), calendar.index(night)] = n
@@ -142,4 +160,5 @@ def night_completeness(
     return CompletenessGrid(ids, calendar.dates, pct)
 
 
-__all__ = ["CompletenessGrid", "HourProfile", "hour_profile", "night_completeness"]
+__all__ = ["CompletenessGrid", "HourProfile", "grid_from_counts", "hour_profile",
+           "night_completeness", "profile_from_rows"]  # fmt: skip

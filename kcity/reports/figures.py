@@ -350,3 +350,30 @@ __all__ = [
     "revisit_histogram",
     "vehicles_per_hour",
 ]
+
+
+def pilot_map(points: Sequence[tuple[float, float, str, bool]], t: Labels, path: Path) -> Path:
+    """Pilots on a longitude/latitude graticule (equirectangular), one marker each
+    (``(lat, lon, label, alerting)``), red where an alert fires; the view spans the pilots
+    with at least 40° around them, labels alternate above and below so neighbours stay
+    legible. No coastlines: none ship with the project."""
+    lats = [p[0] for p in points] or [0.0]
+    lons = [p[1] for p in points] or [0.0]
+    half = max(20.0, (max(lons) - min(lons)) / 2 + 8, (max(lats) - min(lats)) / 2 + 8)
+    cx, cy = (max(lons) + min(lons)) / 2, (max(lats) + min(lats)) / 2
+    with _figure(path, width=5.2, height=3.6) as fig:
+        ax = fig.subplots()
+        ax.set_xlim(max(-180.0, cx - half), min(180.0, cx + half))
+        ax.set_ylim(max(-85.0, cy - half * 0.7), min(85.0, cy + half * 0.7))
+        ax.set_aspect("equal")
+        ax.axhline(0, color=GREY, linewidth=0.6)
+        order = sorted(range(len(points)), key=lambda k: (points[k][1], points[k][0]))
+        for n, k in enumerate(order):
+            lat, lon, label, alerting = points[k]
+            ax.scatter([lon], [lat], s=40, color=RED if alerting else GREEN, zorder=3,
+                       edgecolors="white", linewidths=0.6)  # fmt: skip
+            ax.annotate(label, (lon, lat), xytext=(5, 6 if n % 2 == 0 else -11),
+                        textcoords="offset points", fontsize=7.5)  # fmt: skip
+        ax.set_xlabel(t["ax_lon"])
+        ax.set_ylabel(t["ax_lat"])
+    return path

@@ -278,6 +278,11 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     ),
     "dash_in_latency": ("Batch latency (worst per interval)", "배치 지연 (구간별 최대)"),
     "dash_in_reasons": ("Dead letters by reason", "사유별 거부 메시지"),
+    "dash_in_suppressed": ("Dead letters counted, not kept", "저장하지 않고 집계한 거부 메시지"),
+    "dash_in_suppressed_desc": (
+        "Beyond its budget of the minute, a device's dead letters are only counted per reason.",
+        "분당 한도를 넘은 장치의 거부 메시지는 사유별로 집계만 합니다.",
+    ),
     "dash_in_gaps": ("Sequence gaps (lost messages)", "시퀀스 공백 (유실 메시지)"),
     "dash_in_gaps_desc": (
         "Holes in each device's seq within a boot, for messages received in the time range.",
@@ -536,6 +541,11 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "Re-run {cmd} on the same data: the input hash and every figure must match.",
         "동일 데이터로 {cmd}을(를) 다시 실행하면 입력 해시와 모든 수치가 일치해야 함.",
     ),
+    "repro_bundle": (
+        "This report was regenerated from the evidence bundle alone, without our database;"
+        " {cmd} makes it again.",
+        "이 보고서는 데이터베이스 없이 증빙 번들만으로 다시 생성됨; {cmd}(으)로 다시 만들 수 있음.",
+    ),
     "evidence_bundle": ("Evidence bundle", "증빙 번들"),
     "bundle_note": (
         "Every figure above is re-derived offline, without our database, by {cmd}: it checks"
@@ -593,6 +603,33 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "ax_kwh": ("Energy [kWh]", "에너지 [kWh]"),
     "ax_fuel": ("Fuel [L]", "연료 [L]"),
     "ax_no_data": ("no data", "데이터 없음"),
+    "ax_lon": ("Longitude [°]", "경도 [°]"),
+    "ax_lat": ("Latitude [°]", "위도 [°]"),
+    # --- the portfolio brief (`kcity portfolio`) ------------------------------------------
+    "pf_title": ("K-City portfolio brief", "K-City 실증 포트폴리오 브리핑"),
+    "pf_state": (
+        "State as of {now}: devices online now, completeness of each pilot's local yesterday,"
+        " the latest verified figure and the alert rules firing — the home dashboard's table.",
+        "{now} 기준 현황: 현재 온라인 장치, 사업 현지 기준 어제 데이터 완전성, 최신 검증 지표,"
+        " 발생 중인 경보 규칙 — 홈 대시보드와 같은 표.",
+    ),
+    "pf_window": ("Verified in the window", "기간 내 검증 결과"),
+    "pf_window_note": (
+        "Computed now from the raw data with the evaluation methods (nothing stored); the"
+        " numbers of kcity savings|coverage|quality --json for the same window.",
+        "원시 데이터로 평가 방법을 지금 적용한 값 (저장하지 않음); 같은 기간의"
+        " kcity savings|coverage|quality --json 값과 같음.",
+    ),
+    "pf_map": (
+        "Where the pilots are (red: an alert is firing)",
+        "실증 사업 위치 (빨간색: 경보 발생)",
+    ),
+    "pf_problems": ("Notes from the analyses", "분석 참고 사항"),
+    "pf_none": ("no alert", "경보 없음"),
+    "pf_dates": (
+        "local dates of each pilot's time zone; the end date is excluded",
+        "각 사업 현지 날짜 기준, 종료일 미포함",
+    ),
 }
 
 for _key, _pair in _TEXT.items():

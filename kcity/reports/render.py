@@ -23,14 +23,15 @@ import psycopg
 import shapely
 from markupsafe import Markup, escape
 
+from analytics.coverage import CoverageResult
 from analytics.geo import LINEAR, POLYGONAL, geometry_from_geojson
-from analytics.nights import night_calendar
+from analytics.nights import NightCalendar, night_calendar
 from devices.pilots import Pilot
 from kcity.analyses import Window, run_coverage, run_quality, run_savings
 from kcity.errors import KcityError
 from kcity.registry import get_pilot, list_devices
 from kcity.reports import figures
-from kcity.reports.data import hour_profile, night_completeness
+from kcity.reports.data import CompletenessGrid, HourProfile, hour_profile, night_completeness
 from kcity.reports.i18n import LANGS, SOURCES_STREETLIGHT, drone_sources, labels
 
 DISTRIBUTION = "kcity-pilot-telemetry"
@@ -106,11 +107,31 @@ def _parameters_text(parameters: dict[str, Any]) -> str:
                      for k, v in parameters.items())  # fmt: skip
 
 
-def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
-                 t: dict[str, str], persist: bool) -> dict[str, Any]:  # fmt: skip
-    body, _ = run_savings(conn, pilot.id, window, persist=persist)
+@dataclass(frozen=True)
+class Inputs:
+    """What a report shows, wherever it was computed: the database or an evidence bundle."""
+
+    body: dict[str, Any]  # the savings or coverage JSON
+    quality: dict[str, Any]
+    profile: HourProfile | None = None  # streetlights
+    grid: CompletenessGrid | None = None  # streetlights
+    coverage: CoverageResult | None = None  # drones
+
+
+def report_nights(pilot: Pilot, window: Window) -> NightCalendar:
+    """The nights a streetlight report shows, one per local date of the window."""
+    return night_calendar(window.start, window.end - dt.timedelta(days=1),
+                          timezone=pilot.timezone, latitude=pilot.latitude,
+                          longitude=pilot.longitude)  # fmt: skip
+
+
+def db_inputs(conn: psycopg.Connection, pilot: Pilot, window: Window, persist: bool) -> Inputs:
+    """The report's inputs from the database (the analyses stored unless `persist` is off)."""
     quality = run_quality(conn, pilot.id, window, persist=persist)
-    params = body["parameters"]
+    if pilot.kind == "hybrid_drone":
+        body, result = run_coverage(conn, pilot.id, window, persist=persist)
+        return Inputs(body, quality, coverage=result)
+    body, _ = run_savings(conn, pilot.id, window, persist=persist)
     sl = pilot.streetlight
     assert sl is not None
     devices = [d.id for d in list_devices(conn, pilot.id)]
@@ -118,11 +139,15 @@ def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: P
     profile = hour_profile(conn, device_ids=devices, treated_ids=treated,
                            timezone=pilot.timezone, interval_s=sl.record_interval_s,
                            start=window.start, end=window.end)  # fmt: skip
-    calendar = night_calendar(window.start, window.end - dt.timedelta(days=1),
-                              timezone=pilot.timezone, latitude=pilot.latitude,
-                              longitude=pilot.longitude)  # fmt: skip
-    grid = night_completeness(conn, device_ids=devices, calendar=calendar,
+    grid = night_completeness(conn, device_ids=devices, calendar=report_nights(pilot, window),
                               interval_s=sl.record_interval_s)  # fmt: skip
+    return Inputs(body, quality, profile=profile, grid=grid)
+
+
+def _streetlight(pilot: Pilot, stem: Path, t: dict[str, str], inputs: Inputs) -> dict[str, Any]:
+    body, quality, profile, grid = inputs.body, inputs.quality, inputs.profile, inputs.grid
+    assert profile is not None and grid is not None
+    params = body["parameters"]
     conf = fmt(100 * float(body["confidence"]), ".0f")
     sufficiency = 100 * float(params.get("sufficiency", 0.9))
     night_labels = [d.isoformat()[5:] for d in profile.nights]
@@ -171,10 +196,9 @@ def _streetlight(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: P
     }
 
 
-def _drone(conn: psycopg.Connection, pilot: Pilot, window: Window, stem: Path,
-           t: dict[str, str], persist: bool) -> dict[str, Any]:  # fmt: skip
-    body, result = run_coverage(conn, pilot.id, window, persist=persist)
-    quality = run_quality(conn, pilot.id, window, persist=persist)
+def _drone(pilot: Pilot, stem: Path, t: dict[str, str], inputs: Inputs) -> dict[str, Any]:
+    body, quality, result = inputs.body, inputs.quality, inputs.coverage
+    assert result is not None
     d = pilot.drone
     assert d is not None
     proj = result.projection
@@ -235,6 +259,18 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
     if lang not in LANGS:
         raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
     pilot = get_pilot(conn, pilot_id)
+    if pilot.kind not in ("streetlight", "hybrid_drone"):
+        raise ReportError(f"no evaluation report for {pilot.kind} pilots yet ({pilot.id})")
+    inputs = db_inputs(conn, pilot, window, persist)
+    return render(pilot, window, out_dir, lang, inputs, now=now, bundle=bundle)
+
+
+def render(pilot: Pilot, window: Window, out_dir: Path, lang: str, inputs: Inputs, *,
+           now: dt.datetime | None = None, bundle: BundleRef | None = None,
+           from_bundle: bool = False) -> ReportFiles:  # fmt: skip
+    """Write the report of `inputs`; `from_bundle`: they were re-computed from `bundle`."""
+    if lang not in LANGS:
+        raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -242,9 +278,9 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
     stem = out_dir / f"{pilot.id}-{window.start}-{window.end}-{lang}"
     t = dict(labels(lang))
     if pilot.kind == "streetlight":
-        context = _streetlight(conn, pilot, window, stem, t, persist)
+        context = _streetlight(pilot, stem, t, inputs)
     elif pilot.kind == "hybrid_drone":
-        context = _drone(conn, pilot, window, stem, t, persist)
+        context = _drone(pilot, stem, t, inputs)
     else:
         raise ReportError(f"no evaluation report for {pilot.kind} pilots yet ({pilot.id})")
     generated = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
@@ -259,7 +295,13 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
         "css": resources.files("kcity.reports.templates").joinpath("report.css").read_text(),
     }
     command = f"kcity {context['verb']} {pilot.id} --from {window.start} --to {window.end} --json"
-    context["repro_note"] = Markup(escape(t["repro_note"])).format(
+    note = "repro_note"
+    if from_bundle and bundle is not None:
+        command, note = (
+            f"kcity report --bundle {bundle.name} --out DIR --lang {lang}",
+            "repro_bundle",
+        )
+    context["repro_note"] = Markup(escape(t[note])).format(
         cmd=Markup("<code>{}</code>").format(command)
     )
     context["bundle"] = bundle
@@ -275,19 +317,22 @@ def build(conn: psycopg.Connection, pilot_id: str, window: Window, out_dir: Path
             cmd=Markup("<code>{}</code>").format(export)
         )
     html = _environment().get_template(context["template"]).render(context)
-    html_path, pdf_path = stem.with_suffix(".html"), stem.with_suffix(".pdf")
-    try:
-        html_path.write_text(html, encoding="utf-8")
-        _write_pdf(html, out_dir, pdf_path)
-    except OSError as exc:
-        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror}") from exc
+    html_path, pdf_path = write_pages(html, stem)
     return ReportFiles(html_path, pdf_path, context["figure_paths"])
 
 
-def _write_pdf(html: str, base: Path, path: Path) -> None:
+def write_pages(html: str, stem: Path) -> tuple[Path, Path]:
+    """``stem.html`` and its PDF (figures resolve beside it); return both paths."""
     import weasyprint  # heavy (pango, fonts): only when a report is written
 
-    weasyprint.HTML(string=html, base_url=str(base)).write_pdf(path)
+    html_path, pdf_path = stem.with_suffix(".html"), stem.with_suffix(".pdf")
+    try:
+        html_path.write_text(html, encoding="utf-8")
+        weasyprint.HTML(string=html, base_url=str(stem.parent)).write_pdf(pdf_path)
+    except OSError as exc:
+        raise ReportError(f"cannot write into {stem.parent}: {exc.strerror}") from exc
+    return html_path, pdf_path
 
 
-__all__ = ["ReportError", "ReportFiles", "build", "fmt", "software_version"]
+__all__ = ["Inputs", "ReportError", "ReportFiles", "build", "db_inputs", "fmt", "render",
+           "report_nights", "software_version", "write_pages"]  # fmt: skip

@@ -93,6 +93,15 @@ class LocalStack:
                 if not self._service_healthy(name):
                     self._start_service(name)
                     started.append(name)
+            rollups_pid, rollups_log = self._service_files("rollups")
+            if read_pid(rollups_pid) is None:
+                # Keeps the quality and dashboard rollups (migration 007) current.
+                spawn(
+                    [sys.executable, "-m", "kcity", "rollups", "run"],
+                    log=rollups_log,
+                    pid_file=rollups_pid,
+                )
+                started.append("rollups")
             bridge_pid, bridge_log = self._service_files("bridge")
             if bridged and bridged[0] and read_pid(bridge_pid) is None:
                 # A pilot declares a LoRaWAN network server: its bridge runs beside ingest.
@@ -151,7 +160,7 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop everything that runs; return the names of what was stopped."""
         stopped = []
-        for name in ("bridge", "api", "ingest"):
+        for name in ("bridge", "rollups", "api", "ingest"):
             if stop_pid(self._service_files(name)[0]):
                 stopped.append(name)
         if self.mosquitto.running():
