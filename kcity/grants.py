@@ -42,6 +42,7 @@ INGEST_WRITES: Final = (
     "dead_letters",
     "ingest_stats",
     "commands",
+    "dead_letters_suppressed",
 )
 # What it only reads (secret columns excepted), and the columns it may update there.
 INGEST_READS: Final = ("pilots", "devices")
@@ -135,16 +136,24 @@ def _grant_api(conn: psycopg.Connection, tables: dict[str, list[str]]) -> None:
     conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
 
 
+def drop_reader_views(conn: psycopg.Connection) -> None:
+    """Drop the reader's views: before migrations, so that none of them keeps a migration
+    from dropping or changing a table; `apply_grants` makes them again."""
+    for (name,) in conn.execute(
+        "SELECT viewname FROM pg_views WHERE schemaname = %s", (READER_SCHEMA,)
+    ).fetchall():
+        conn.execute(
+            sql.SQL("DROP VIEW {}.{}").format(sql.Identifier(READER_SCHEMA), sql.Identifier(name))
+        )
+
+
 def _reader_views(conn: psycopg.Connection, tables: dict[str, list[str]]) -> None:
     """Views of the same names in `grafana`, re-created so that they follow the tables."""
     schema = sql.Identifier(READER_SCHEMA)
     role = sql.Identifier(READER_ROLE)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
     conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM PUBLIC").format(schema))
-    for (name,) in conn.execute(
-        "SELECT viewname FROM pg_views WHERE schemaname = %s", (READER_SCHEMA,)
-    ).fetchall():
-        conn.execute(sql.SQL("DROP VIEW {}.{}").format(schema, sql.Identifier(name)))
+    drop_reader_views(conn)
     for name, columns in tables.items():
         shown = _shown(columns)
         if name in SECRET_TABLES or not shown:

@@ -11,9 +11,10 @@ from importlib import resources
 import psycopg
 
 from kcity.errors import DatabaseError
-from kcity.grants import apply_grants
+from kcity.grants import apply_grants, drop_reader_views
 
 LOCK_ID = 7_240_001
+
 
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every shipped migration, in order."""
@@ -37,9 +38,10 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for version, name, sql in migration_files():
-                if version in done:
-                    continue
+            pending = [m for m in migration_files() if m[0] not in done]
+            if pending:  # the reader's views would pin the tables a migration changes
+                drop_reader_views(conn)
+            for version, name, sql in pending:
                 conn.execute(sql)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)

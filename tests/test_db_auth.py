@@ -17,7 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
+from kcity import schema
 from kcity.grants import API_ROLE, INGEST_ROLE
+from kcity.schema import migrate
 from kcity.stack import postgres as pg
 from kcity.stack.local import LocalStack
 from kcity.stack.processes import free_port, is_root
@@ -197,3 +199,26 @@ def test_a_trust_cluster_of_an_older_version_is_secured_at_its_next_start(
         assert c.execute("SELECT x FROM yesterday").fetchone() == (42,)
     passfile = parse_qs(urlsplit(server.url()).query)["passfile"][0]
     assert passfile == str(server.passfile)
+
+
+def test_a_later_migration_may_drop_a_table_grafana_reads(
+    stack: LocalStack, uid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's views are dropped before pending migrations and made again after: a
+    view never keeps a migration from dropping a table (it would fail on the dependency)."""
+    name = f"t_views_{uid}"
+    stack.postgres.create_database(name)
+    try:
+        with psycopg.connect(stack.postgres.url(name), autocommit=True) as c:
+            migrate(c)
+            c.execute("CREATE TABLE public.doomed (x int)")
+            migrate(c)  # nothing pending: the grants alone make grafana.doomed
+            assert c.execute("SELECT to_regclass('grafana.doomed')").fetchone() != (None,)
+            shipped = schema.migration_files()
+            later = (10_000, "10000_drop.sql", "DROP TABLE public.doomed")
+            monkeypatch.setattr(schema, "migration_files", lambda: [*shipped, later])
+            assert migrate(c) == ["10000_drop.sql"]
+            assert c.execute("SELECT to_regclass('grafana.doomed')").fetchone() == (None,)
+            assert c.execute("SELECT to_regclass('grafana.pilots')").fetchone() != (None,)
+    finally:
+        stack.postgres.drop_database(name)

@@ -96,9 +96,7 @@ def test_verdict_of_a_whole_message_and_of_a_good_one() -> None:
 def _subscribe_as(settings: Settings, username: str, topic: str) -> int:
     """The SUBACK reason code the broker gives ``username`` for ``topic``."""
     codes: queue.Queue[int] = queue.Queue()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, DEVICE_PASSWORD)
     client.on_subscribe = lambda c, u, mid, rcs, p: codes.put(rcs[0].value)
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=0)
