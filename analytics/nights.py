@@ -20,6 +20,7 @@ The sun is computed once per date (astral is slow per call); records are placed 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -81,26 +82,37 @@ def _zone(timezone: str) -> ZoneInfo:
         raise InputError(f"unknown timezone {timezone!r}") from exc
 
 
+@functools.lru_cache(maxsize=8192)
+def _dusk_dawn(
+    day: dt.date, timezone: str, latitude: float, longitude: float
+) -> tuple[float, float]:
+    """Epoch seconds of the sunset on local date `day` and of the next sunrise; kept, since
+    every savings call asks for the same nights again (a year of them for D_E)."""
+    zone = _zone(timezone)
+    observer = Observer(latitude=latitude, longitude=longitude)
+    try:
+        return (
+            sunset(observer, day, tzinfo=zone).timestamp(),
+            sunrise(observer, day + dt.timedelta(days=1), tzinfo=zone).timestamp(),
+        )
+    except ValueError as exc:
+        raise AstronomyError(
+            f"no sunset/sunrise at ({latitude}, {longitude}) around {day}: {exc}"
+        ) from exc
+
+
 def night_calendar(
     first: dt.date, last: dt.date, *, timezone: str, latitude: float, longitude: float
 ) -> NightCalendar:
     """Nights whose sunset falls on local dates `first` … `last` (both inclusive)."""
     if last < first:
         raise InputError(f"calendar end {last} is before its start {first}")
-    zone = _zone(timezone)
-    observer = Observer(latitude=latitude, longitude=longitude)
     count = (last - first).days + 1
     dates = tuple(first + dt.timedelta(days=k) for k in range(count))
     dusk = np.empty(count, dtype=np.float64)
     dawn = np.empty(count, dtype=np.float64)
     for k, day in enumerate(dates):
-        try:
-            dusk[k] = sunset(observer, day, tzinfo=zone).timestamp()
-            dawn[k] = sunrise(observer, day + dt.timedelta(days=1), tzinfo=zone).timestamp()
-        except ValueError as exc:
-            raise AstronomyError(
-                f"no sunset/sunrise at ({latitude}, {longitude}) around {day}: {exc}"
-            ) from exc
+        dusk[k], dawn[k] = _dusk_dawn(day, timezone, latitude, longitude)
     if np.any(np.diff(np.stack([dusk, dawn], axis=1).ravel()) <= 0):
         raise AstronomyError("sunset/sunrise times are not increasing; location unsupported")
     return NightCalendar(timezone=timezone, dates=dates, dusk=dusk, dawn=dawn)

@@ -212,6 +212,8 @@ class Pilot(BaseModel):
     latitude: Annotated[float, Field(ge=-90, le=90)]
     longitude: Annotated[float, Field(ge=-180, le=180)]
     firm: Text
+    # Days of raw readings the Apache edition keeps (`kcity retention apply`); None: all.
+    retain_raw_days: Annotated[int, Field(ge=1)] | None = None
     streetlight: StreetlightSettings | None = None
     drone: DroneSettings | None = None
     lorawan: LorawanSettings | None = None  # devices behind a LoRaWAN network server

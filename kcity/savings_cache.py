@@ -167,10 +167,15 @@ def baseline_summary(
     from their rows, and written back when `store` (the caller commits)."""
     read = baseline_rows_span(params)
     key = params_key(params)
-    marks = queries.arrival_marks(conn, device_ids, read.start, read.end)
-    cached = _cached(conn, pilot_id, key, read.calendar.dates) if reuse else {}
-    fresh = {d: lum for d, (mark, lum) in cached.items() if marks.get(d) == mark}
-    stale = sorted(set(marks) - set(fresh))
+    if not reuse and not store:  # from scratch, nothing kept: no need to know the marks
+        marks: dict[str, Mark] = {}
+        fresh: dict[str, BaselineLuminaire | None] = {}
+        stale = sorted(device_ids)
+    else:
+        marks = queries.arrival_marks(conn, device_ids, read.start, read.end)
+        cached = _cached(conn, pilot_id, key, read.calendar.dates) if reuse else {}
+        fresh = {d: lum for d, (mark, lum) in cached.items() if marks.get(d) == mark}
+        stale = sorted(set(marks) - set(fresh))
     rows = queries.load_luminaires(
         conn, stale, read.start, read.end, read.calendar, read.lead_s, every_lamp_on=False
     )

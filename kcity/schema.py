@@ -26,7 +26,7 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def migrate(conn: psycopg.Connection) -> list[str]:
+def migrate(conn: psycopg.Connection, *, retain_raw_days: int = 0) -> list[str]:
     """Apply the migrations not yet applied; return their names (empty when up to date)."""
     applied: list[str] = []
     try:
@@ -48,20 +48,22 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                 )
                 applied.append(name)
             apply_grants(conn)  # after all migrations: their tables are covered too
-            if _licensed(conn):
-                _enable_extras(conn)
+            if licensed(conn):
+                _enable_extras(conn, retain_raw_days)
     except psycopg.Error as exc:
         raise DatabaseError(f"migration failed: {exc}") from exc
     return applied
 
 
-def _licensed(conn: psycopg.Connection) -> bool:
+def licensed(conn: psycopg.Connection) -> bool:
+    """Whether the server carries the Timescale license (policies, compression)."""
     row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
     return bool(row and row[0] == "timescale")
 
 
-def _enable_extras(conn: psycopg.Connection) -> None:
-    """Compression of old raw readings where the Timescale license allows it (Docker image)."""
+def _enable_extras(conn: psycopg.Connection, retain_raw_days: int = 0) -> None:
+    """Where the Timescale license allows it (Docker image): compression of old raw
+    readings, and a retention policy dropping them after `retain_raw_days` (0: none)."""
     for table, segment in (("streetlight_readings", "device_id"), ("drone_readings", "device_id")):
         conn.execute(
             f"ALTER TABLE {table} SET (timescaledb.compress,"
@@ -70,3 +72,10 @@ def _enable_extras(conn: psycopg.Connection) -> None:
         conn.execute(
             f"SELECT add_compression_policy('{table}', interval '30 days', if_not_exists => true)"
         )
+    for table in ("streetlight_readings", "drone_readings", "generic_readings"):
+        conn.execute(f"SELECT remove_retention_policy('{table}', if_exists => true)")
+        if retain_raw_days > 0:
+            conn.execute(
+                f"SELECT add_retention_policy('{table}', make_interval(days => %s))",
+                (retain_raw_days,),
+            )

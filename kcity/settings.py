@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     ingest_shared: bool = False
     http_ingest_per_minute: int = 600  # messages a device may POST a minute
     ingest_feedback_per_minute: int = 30  # verdicts per device and minute; 0 turns them off
+    # Licensed edition (compose): raw readings older than this many days go by the server's
+    # retention policy (set at `kcity db migrate`); 0 keeps them. The Apache edition uses
+    # each pilot's `retain_raw_days` through `kcity retention apply` instead.
+    retain_raw_days: int = 0
     rollup_slack_s: float = 300.0  # rows committed later than this after their stamp: missed
 
     @field_validator(

@@ -18,6 +18,7 @@ from kcity.commands import payload as payload_cmd
 from kcity.commands import pilots as pilots_cmd
 from kcity.commands import portfolio as portfolio_cmd
 from kcity.commands import report as report_cmd
+from kcity.commands import retention as retention_cmd
 from kcity.commands import rollups as rollups_cmd
 from kcity.commands import simulate as simulate_cmd
 from kcity.commands import tokens as tokens_cmd
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(api_cmd.app, name="api")
     app.add_typer(bridge_cmd.app, name="bridge")
     app.add_typer(tokens_cmd.app, name="tokens")
+    app.add_typer(retention_cmd.app, name="retention")
     app.add_typer(imports_cmd.app, name="import")
     app.add_typer(payload_cmd.app, name="payload")
     app.add_typer(rollups_cmd.app, name="rollups")

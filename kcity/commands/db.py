@@ -14,5 +14,5 @@ app = typer.Typer(help="The database schema.", no_args_is_help=True)
 def migrate(ctx: typer.Context) -> None:
     """Apply the schema migrations not yet applied (idempotent)."""
     with connect(ctx.obj.database_url) as conn:
-        applied = apply_migrations(conn)
+        applied = apply_migrations(conn, retain_raw_days=ctx.obj.retain_raw_days)
     print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
