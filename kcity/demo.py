@@ -28,6 +28,7 @@ from kcity.evidence.verify import verify_bundle
 from kcity.grafana import write as write_dashboards
 from kcity.progress import progress_bar
 from kcity.registry import apply_pilot, get_pilot
+from kcity.reports.brief import build_brief
 from kcity.reports.render import BundleRef
 from kcity.reports.render import build as build_report
 from kcity.settings import Settings
@@ -124,12 +125,14 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
         quality = {p: run_quality(conn, p, REPORT_WINDOW) for p in ("madiun", "mukdahan")}
 
         console.print("[bold]5/6[/] evidence bundles (verified offline) and the evaluation")
-        console.print("    reports (HTML and PDF, en and ko) that name them")
+        console.print(
+            "    reports (HTML and PDF, en and ko) that name them, and the portfolio brief"
+        )
         bundles = {pilot_id: write_bundle(conn, pilot_id, REPORT_WINDOW, paths.reports)
                    for pilot_id in ("madiun", "mukdahan")}  # fmt: skip
         reports: list[Path] = []
         with progress_bar() as bar:
-            task = bar.add_task("reports", total=4)
+            task = bar.add_task("reports", total=5)
             for pilot_id in ("madiun", "mukdahan"):
                 ref = BundleRef(Path(bundles[pilot_id]["path"]).name, bundles[pilot_id]["sha256"])
                 for lang in ("en", "ko"):
@@ -138,6 +141,9 @@ def _run(settings: Settings, console: Console, paths: DemoPaths) -> dict[str, An
                     )
                     reports += [files.html, files.pdf]
                     bar.advance(task)
+            brief = build_brief(conn, REPORT_WINDOW, paths.reports, "ko")  # the ministry's
+            reports += [brief.html, brief.pdf]
+            bar.advance(task)
 
     console.print("[bold]6/6[/] building the Grafana dashboards")
     dashboards = write_dashboards(paths.dashboards)

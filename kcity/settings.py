@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     ingest_batch_age_s: float = 0.2
     ingest_max_inflight: int = 20000
     ingest_shared: bool = False
+    ingest_workers: int = 0  # ingest processes `kcity up` starts; 0 = one per core
+    ingest_dead_letters_per_minute: int = 100  # kept in full per device, minute and worker
+    # The broker's per-session queue (the ingest workers' while they are away) holds this
+    # long an outage at this message rate of all pilots together, twice over (headroom).
+    broker_outage_hours: float = 24.0
+    broker_messages_per_s: float = 10.0
+    broker_message_bytes: int = 1024  # mean message size assumed for the byte bound
     http_ingest_per_minute: int = 600  # messages a device may POST a minute
     ingest_feedback_per_minute: int = 30  # verdicts per device and minute; 0 turns them off
     # Licensed edition (compose): raw readings older than this many days go by the server's

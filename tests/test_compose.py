@@ -32,7 +32,13 @@ from kcity.cli import app
 from kcity.grafana import build_all
 from kcity.settings import Settings
 from kcity.stack.local import LocalStack
-from kcity.stack.mosquitto import dynsec_plugin
+from kcity.stack.mosquitto import (
+    BROKER_INFLIGHT,
+    BROKER_MESSAGE_LIMIT,
+    BROKER_PACKET_LIMIT,
+    dynsec_plugin,
+    queue_bounds,
+)
 from kcity.stack.processes import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +167,23 @@ def test_ports_agree_with_the_settings() -> None:
         assert (env.mqtt_port, env.mqtt_tls_port) == (DEFAULTS.mqtt_port, DEFAULTS.mqtt_tls_port)
         assert (env.api_port, env.metrics_port) == (DEFAULTS.api_port, DEFAULTS.metrics_port)
         assert env.database_port == 5432  # inside the compose network
+
+
+def test_broker_bounds_agree_with_the_settings() -> None:
+    """The deployed broker's queue bounds are the local stack's, sized from the defaults."""
+    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    values = dict(re.findall(r"^(max_\w+|message_size_limit)\s+(\d+)", conf, re.M))
+    messages, size = queue_bounds(
+        DEFAULTS.broker_outage_hours, DEFAULTS.broker_messages_per_s, DEFAULTS.broker_message_bytes
+    )
+    assert (int(values["max_queued_messages"]), int(values["max_queued_bytes"])) == (
+        messages,
+        size,
+    )
+    assert messages == 24 * 3600 * 10 * 2  # a day at 10 msg/s, twice over
+    assert int(values["max_inflight_messages"]) == BROKER_INFLIGHT
+    assert int(values["message_size_limit"]) == BROKER_MESSAGE_LIMIT
+    assert int(values["max_packet_size"]) == BROKER_PACKET_LIMIT
 
 
 def test_database_users_wait_for_a_healthy_database() -> None:

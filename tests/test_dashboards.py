@@ -200,6 +200,18 @@ def _pilot_row(conn: psycopg.Connection, toml: str) -> None:
     )
 
 
+PER_LUMINAIRE = [
+    {"device_id": "madiun-sl-001", "actual_kwh": 80.0, "baseline_kwh": 130.0,
+     "savings_kwh": 50.0, "savings_pct": 38.5, "nights": 7, "nights_excluded": 0,
+     "completeness_pct": 99.0, "full_power_w": 118.2, "full_power_source": "baseline",
+     "full_power_samples": 980},
+    {"device_id": "madiun-sl-002", "actual_kwh": 93.9, "baseline_kwh": 167.3,
+     "savings_kwh": 73.4, "savings_pct": 43.9, "nights": 6, "nights_excluded": 1,
+     "completeness_pct": 97.0, "full_power_w": 121.0, "full_power_source": "control",
+     "full_power_samples": 4100},
+]  # fmt: skip
+
+
 def _seed(conn: psycopg.Connection, now: datetime) -> None:
     _pilot_row(conn, "madiun.toml")
     _pilot_row(conn, "mukdahan.toml")
@@ -358,6 +370,7 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
         "actual_kwh": 173.9,
         "baseline_kwh": 297.3,
         "ci90_kwh": [100.0, 140.0],
+        "per_luminaire": PER_LUMINAIRE,
     }
     coverage = {
         "pilot": "mukdahan",
@@ -962,3 +975,15 @@ def test_no_panel_reads_a_stored_result_document() -> None:
     sql = [t["rawSql"] for _, p in _panels() for t in p.get("targets", [])]
     assert sql and any("analytics_summary" in q for q in sql)
     assert not [q for q in sql if "analytics_results" in q or "result->" in q]
+
+
+def test_stored_savings_keep_their_luminaires_as_rows(seeded: Seeded, db_url: str) -> None:
+    """The trigger on `analytics_results` copies each stored savings result's per-luminaire
+    table into `savings_luminaires` (what the streetlight dashboard's table reads)."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT device_id, actual_kwh, baseline_kwh, savings_kwh, savings_pct, nights,"
+            " nights_excluded, completeness_pct, full_power_w, full_power_source,"
+            " full_power_samples FROM savings_luminaires ORDER BY device_id"
+        ).fetchall()
+    assert [dict(zip(PER_LUMINAIRE[0], r, strict=True)) for r in rows] == PER_LUMINAIRE

@@ -1,5 +1,6 @@
-"""`kcity ingest run` killed with SIGKILL mid-stream and restarted: the persistent session
-redelivers what was not acknowledged, and every record ends stored exactly once."""
+"""One of two shared `kcity ingest run` workers killed with SIGKILL mid-stream and restarted:
+its persistent session keeps and redelivers what it had not acknowledged, the other worker
+goes on, and every record ends stored exactly once."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def ingest_process(settings: Settings, worker: str, log: Path) -> Iterator[subpr
         "KCITY_MQTT_PASSWORD": settings.mqtt_password,
         "KCITY_METRICS_PORT": str(port),
         "KCITY_INGEST_WORKER": worker,
+        "KCITY_INGEST_SHARED": "true",
         "KCITY_INGEST_BATCH_SIZE": "200",
         "KCITY_INGEST_BATCH_AGE_S": "0.05",
     }
@@ -94,23 +96,32 @@ def test_sigkill_mid_stream_then_restart_stores_every_record_once(
                     pub.flush()
                     time.sleep(0.02)
 
+    other = f"kill-b-{uid}"
     try:
-        with ingest_process(mine, worker, log) as first:
-            sender = threading.Thread(target=stream)
-            sender.start()
-            wait_count(db_url, sql, (dev,), 300)
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-            killed_at = count(db_url, sql, (dev,))
-        assert first.returncode == -signal.SIGKILL
-        assert killed_at < MESSAGES  # killed mid-stream
-        with ingest_process(mine, worker, log) as second:
+        with ingest_process(mine, other, tmp_path / "other.log") as survivor:
+            with ingest_process(mine, worker, log) as first:
+                sender = threading.Thread(target=stream)
+                sender.start()
+                wait_count(db_url, sql, (dev,), 300)
+                first.send_signal(signal.SIGKILL)
+                first.wait(timeout=10)
+                killed_at = count(db_url, sql, (dev,))
+            assert first.returncode == -signal.SIGKILL
+            assert killed_at < MESSAGES  # killed mid-stream
             sender.join(timeout=120)
-            assert wait_count(db_url, sql, (dev,), MESSAGES, timeout=120) == MESSAGES
-            second.send_signal(signal.SIGTERM)
-            assert second.wait(timeout=30) == 0
+            # The survivor stores its share meanwhile; the killed worker's share waits in its
+            # session on the broker.
+            wait_count(db_url, sql, (dev,), killed_at + 100, timeout=60)
+            assert count(db_url, sql, (dev,)) < MESSAGES
+            with ingest_process(mine, worker, log) as second:
+                assert wait_count(db_url, sql, (dev,), MESSAGES, timeout=120) == MESSAGES
+                second.send_signal(signal.SIGTERM)
+                assert second.wait(timeout=30) == 0
+            survivor.send_signal(signal.SIGTERM)
+            assert survivor.wait(timeout=30) == 0
     finally:
         forget_session(ingest_config(mine, worker))
+        forget_session(ingest_config(mine, other))
     assert count(db_url, sql, (dev,)) == MESSAGES
     assert (
         count(db_url, "SELECT count(*) FROM ingest_messages WHERE device_id = %s", (dev,))
@@ -118,3 +129,4 @@ def test_sigkill_mid_stream_then_restart_stores_every_record_once(
     )
     assert count(db_url, "SELECT count(*) FROM dead_letters WHERE device_id = %s", (dev,)) == 0
     assert "ingest stopped: received" in log.read_text()
+    assert "ingest stopped: received" in (tmp_path / "other.log").read_text()

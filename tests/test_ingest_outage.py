@@ -1,5 +1,6 @@
-"""A database outage mid-stream: the service stops acknowledging, keeps its batch, waits the
-database out with backoff, and afterwards every published record is stored exactly once."""
+"""A database outage mid-stream, under two shared workers: each stops acknowledging, keeps
+its batch, waits the database out with backoff, and afterwards every published record is
+stored exactly once."""
 
 from __future__ import annotations
 
@@ -62,10 +63,11 @@ def test_database_down_for_30_s_loses_and_duplicates_nothing(
                     encode_message(0, seq, [rec]),
                 )
 
-    config = ingest_config(s, f"outage-{uid}", max_backoff_s=2.0)
+    configs = [ingest_config(s, f"outage-{w}-{uid}", max_backoff_s=2.0, shared=True) for w in "ab"]
     with (
         caplog.at_level(logging.WARNING, logger="ingest"),
-        running_ingest(config) as running,
+        running_ingest(configs[0]) as running,
+        running_ingest(configs[1]) as other,
         publisher(s, devices[0]) as p0,
         publisher(s, devices[1]) as p1,
         publisher(s, devices[2]) as p2,
@@ -80,18 +82,22 @@ def test_database_down_for_30_s_loses_and_duplicates_nothing(
             time.sleep(1.0)
         for p in (p0, p1, p2):
             p.flush()
-        gauges = running.service.metrics.registry
-        assert gauges.get_sample_value("kcity_ingest_database_up") == 0
-        unacked = gauges.get_sample_value("kcity_ingest_unacknowledged_messages") or 0
+        registries = [w.service.metrics.registry for w in (running, other)]
+        assert [g.get_sample_value("kcity_ingest_database_up") for g in registries] == [0, 0]
+        unacked = [
+            g.get_sample_value("kcity_ingest_unacknowledged_messages") or 0 for g in registries
+        ]
         stack.postgres.start()
         publish(pubs, 100)
         total = sum(seqs.values())
         assert wait_count(url, sql, (), total, timeout=90) == total
         wait_until(
-            lambda: gauges.get_sample_value("kcity_ingest_unacknowledged_messages") == 0,
+            lambda: all(
+                g.get_sample_value("kcity_ingest_unacknowledged_messages") == 0 for g in registries
+            ),
             "every message acknowledged",
         )
-    assert unacked > 0  # held, not acknowledged, while the database was down
+    assert all(n > 0 for n in unacked), unacked  # held, not acknowledged, while it was down
     assert any("database unavailable" in r.getMessage() for r in caplog.records)
     assert count(url, "SELECT count(*) FROM ingest_messages") == total
     assert count(url, "SELECT count(DISTINCT (device_id, ts)) FROM streetlight_readings") == total

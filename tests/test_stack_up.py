@@ -113,6 +113,13 @@ def test_up_makes_the_ingest_session_first_and_status_tells_the_truth(
         assert services(env, tmp_path) == dict.fromkeys(
             ("timescaledb", "mosquitto", "ingest", "api"), True
         )
+        # One ingest worker per core, each its own process, session and /metrics page.
+        info = json.loads(kcity(["status", "--json"], env, tmp_path).stdout)
+        workers = info["ingest_workers"]
+        assert sorted(workers) == [f"w{i}" for i in range(1, (os.cpu_count() or 1) + 1)]
+        assert all(w["healthy"] for w in workers.values())
+        assert len({w["metrics_url"] for w in workers.values()}) == len(workers)
+        assert "ingest w1" in kcity(["status"], env, tmp_path).stdout
         ok(kcity(["pilots", "apply", str(ROOT / "pilots" / "madiun.toml")], env, tmp_path))
         device = f"sl-up-{uuid.uuid4().hex[:6]}"
         with argv:
@@ -127,15 +134,19 @@ def test_up_makes_the_ingest_session_first_and_status_tells_the_truth(
         # The ingest service stops and its session is gone (the attack's state): status says
         # so and the broker drops a device's message (0x10). The session `kcity up` makes
         # first queues the next one (PUBACK 0) until the service is back.
-        assert stop_pid(Path(env["KCITY_DATA_DIR"]) / "run" / "ingest.pid")
-        assert services(env, tmp_path)["ingest"] is False
+        run = Path(env["KCITY_DATA_DIR"]) / "run"
+        assert stop_pid(run / "ingest-w1.pid")
+        assert services(env, tmp_path)["ingest"] is False  # one worker down is not healthy
+        for name in workers:
+            stop_pid(run / f"ingest-{name}.pid")
         stack = LocalStack(load_settings())
-        forget_session(ingest_config(stack.settings, "main"))
+        for name in workers:
+            forget_session(ingest_config(stack.settings, name))
         dev = Probe(creds["mqtt_host"], creds["mqtt_port"], creds["username"], creds["password"])
         topic = creds["topic_prefix"] + "telemetry"
         try:
             assert dev.publish(topic, reading(0)) == 0x10
-            stack.ensure_ingest_session()
+            stack.ensure_ingest_sessions()
             assert dev.publish(topic, reading(1)) == 0
         finally:
             dev.close()

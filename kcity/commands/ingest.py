@@ -9,32 +9,12 @@ from types import FrameType
 
 import typer
 
-from ingest.config import IngestConfig
 from ingest.errors import IngestError
 from ingest.service import run as run_service
 from kcity.errors import KcityError
-from kcity.settings import Settings
+from kcity.stack.ingest_workers import ingest_config
 
 app = typer.Typer(help="The MQTT ingest service.", no_args_is_help=True)
-
-
-def ingest_config(settings: Settings, worker: str) -> IngestConfig:
-    """The ingest package's configuration, from the shell's settings."""
-    return IngestConfig(
-        database_url=settings.ingest_db_url,
-        mqtt_host=settings.mqtt_host,
-        mqtt_port=settings.mqtt_port,
-        mqtt_username=settings.mqtt_username,
-        mqtt_password=settings.mqtt_password,
-        worker=worker,
-        shared=settings.ingest_shared,
-        batch_size=settings.ingest_batch_size,
-        batch_age_s=settings.ingest_batch_age_s,
-        max_inflight=settings.ingest_max_inflight,
-        feedback_per_minute=settings.ingest_feedback_per_minute,
-        metrics_port=settings.metrics_port,
-        metrics_host=settings.metrics_host,
-    )
 
 
 @app.command()

@@ -43,8 +43,13 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
         return
     table = Table("service", "healthy", title="K-City local stack")
     services: dict[str, bool] = info["services"]  # type: ignore[assignment]
+    workers: dict[str, dict[str, object]] = info["ingest_workers"]  # type: ignore[assignment]
     for name, healthy in services.items():
         table.add_row(name, "[green]yes[/]" if healthy else "[red]no[/]")
+        if name == "ingest":
+            for worker, w in workers.items():
+                ok = "[green]yes[/]" if w["healthy"] else "[red]no[/]"
+                table.add_row(f"  ingest {worker}", f"{ok}  {w['metrics_url']}")
     console = Console()
     console.print(table)
     for key in (

@@ -12,14 +12,21 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.config import IngestConfig
 from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.schema import migrate
 from kcity.settings import PGPASS, STACK_ENV, Settings, load_settings
 from kcity.stack.broker_admin import create_session
 from kcity.stack.dynsec_file import write_private
-from kcity.stack.mosquitto import MosquittoServer, new_secret
+from kcity.stack.ingest_workers import (
+    LEGACY_WORKER,
+    Worker,
+    forget_session,
+    ingest_config,
+    stale_workers,
+    workers,
+)
+from kcity.stack.mosquitto import MosquittoServer, new_secret, queue_bounds
 from kcity.stack.postgres import PostgresServer
 from kcity.stack.processes import port_open, read_pid, spawn, stop_pid, wait_for_port
 
@@ -54,6 +61,7 @@ class LocalStack:
     @property
     def mosquitto(self) -> MosquittoServer:
         s = self.settings
+        queue = queue_bounds(s.broker_outage_hours, s.broker_messages_per_s, s.broker_message_bytes)
         return MosquittoServer(
             self.root / "mqtt",
             s.mqtt_port,
@@ -62,6 +70,8 @@ class LocalStack:
             s.mqtt_admin_password,
             ingest_username=s.mqtt_username,
             ingest_password=s.mqtt_password,
+            queue_messages=queue[0],
+            queue_bytes=queue[1],
         )
 
     def _service_files(self, name: str) -> tuple[Path, Path]:
@@ -76,8 +86,8 @@ class LocalStack:
         if s.mqtt_host in LOCAL_HOSTS and not self.mosquitto.running():
             self.mosquitto.start()  # the ingest account is in its security file already
             started.append("mosquitto")
-        if services and read_pid(self._service_files("ingest")[0]) is None:
-            self.ensure_ingest_session()
+        if services:
+            self.ensure_ingest_sessions()
         if urlhost(s.database_url) in LOCAL_HOSTS:
             if not self.postgres.running():
                 started.append("timescaledb")
@@ -89,10 +99,13 @@ class LocalStack:
                 "SELECT count(*) FROM pilots WHERE jsonb_typeof(definition->'lorawan') = 'object'"
             ).fetchone()
         if services:
-            for name in ("ingest", "api"):
-                if not self._service_healthy(name):
-                    self._start_service(name)
-                    started.append(name)
+            for worker in self.workers:
+                if not self._worker_healthy(worker):
+                    self._start_worker(worker)
+                    started.append(f"ingest-{worker.name}")
+            if not self._service_healthy("api"):
+                self._start_service("api")
+                started.append("api")
             rollups_pid, rollups_log = self._service_files("rollups")
             if read_pid(rollups_pid) is None:
                 # Keeps the quality and dashboard rollups (migration 007) current.
@@ -113,33 +126,59 @@ class LocalStack:
                 started.append("bridge")
         return started
 
-    def ensure_ingest_session(self) -> None:
-        """The ingest consumer's persistent session, before any device can publish: until
-        the service connects, the broker queues device messages for it."""
+    @property
+    def workers(self) -> list[Worker]:
+        return workers(self.settings, self.root)
+
+    def ensure_ingest_sessions(self) -> None:
+        """Each ingest worker's persistent session, before any device can publish: until a
+        worker connects, the broker queues its share of the device messages for it. Sessions
+        of workers no longer configured (and of the old single worker) are deleted."""
         s = self.settings
-        config = IngestConfig(
-            database_url=s.database_url,
-            mqtt_host=s.mqtt_host,
-            mqtt_port=s.mqtt_port,
-            mqtt_username=s.mqtt_username,
-            mqtt_password=s.mqtt_password,
-            shared=s.ingest_shared,
+        run = self.root / "run"
+        gone = [(n, run / f"ingest-{n}.pid") for n in stale_workers(s, self.root)]
+        if (run / "ingest.pid").exists():  # the single unshared worker of earlier versions
+            gone.append((LEGACY_WORKER, run / "ingest.pid"))
+        for name, pid_file in gone:
+            if read_pid(pid_file) is None:
+                forget_session(s, name)
+                pid_file.unlink(missing_ok=True)
+        for worker in self.workers:
+            if read_pid(worker.pid_file) is not None:
+                continue
+            config = ingest_config(s, worker.name, shared=True)
+            create_session(
+                s.mqtt_host,
+                s.mqtt_port,
+                s.mqtt_username,
+                s.mqtt_password,
+                client_id=config.client_id,
+                topic_filters=config.topic_filters,
+                expiry_s=config.session_expiry_s,
+            )
+
+    def _start_worker(self, worker: Worker) -> None:
+        worker.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        stop_pid(worker.pid_file)
+        spawn(
+            [sys.executable, "-m", "kcity", "ingest", "run"],
+            log=worker.log,
+            pid_file=worker.pid_file,
+            env=worker.env(),
         )
-        create_session(
-            s.mqtt_host,
-            s.mqtt_port,
-            s.mqtt_username,
-            s.mqtt_password,
-            client_id=config.client_id,
-            topic_filters=config.topic_filters,
-            expiry_s=config.session_expiry_s,
-        )
+        try:
+            wait_for_port("127.0.0.1", worker.metrics_port, 30, f"ingest worker {worker.name}")
+        except KcityError as exc:
+            raise KcityError(f"{exc} (see {worker.log})") from exc
+
+    def _worker_healthy(self, worker: Worker) -> bool:
+        return read_pid(worker.pid_file) is not None and ingest_healthy(worker.metrics_url)
 
     def _start_service(self, name: str) -> None:
         pid_file, log = self._service_files(name)
         stop_pid(pid_file)
         spawn([sys.executable, "-m", "kcity", name, "run"], log=log, pid_file=pid_file)
-        port = self.settings.metrics_port if name == "ingest" else self.settings.api_port
+        port = self.settings.api_port
         try:
             wait_for_port("127.0.0.1", port, 30, f"the {name} service")
         except KcityError as exc:
@@ -149,20 +188,22 @@ class LocalStack:
         pid_file, _ = self._service_files(name)
         if read_pid(pid_file) is None:
             return False
-        if name == "api":
-            try:
-                with urllib.request.urlopen(f"{self.settings.api_url}/health", timeout=2) as r:
-                    return bool(r.status == 200)
-            except OSError:
-                return False
-        return ingest_healthy(f"http://127.0.0.1:{self.settings.metrics_port}/metrics")
+        try:
+            with urllib.request.urlopen(f"{self.settings.api_url}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
     def down(self) -> list[str]:
         """Stop everything that runs; return the names of what was stopped."""
         stopped = []
-        for name in ("bridge", "rollups", "api", "ingest"):
+        for name in ("bridge", "rollups", "api"):
             if stop_pid(self._service_files(name)[0]):
                 stopped.append(name)
+        run = self.root / "run"
+        for pid_file in sorted(run.glob("ingest*.pid")) if run.is_dir() else []:
+            if stop_pid(pid_file):
+                stopped.append(pid_file.stem)
         if self.mosquitto.running():
             self.mosquitto.stop()
             stopped.append("mosquitto")
@@ -173,6 +214,7 @@ class LocalStack:
 
     def status(self) -> dict[str, object]:
         s = self.settings
+        ingest = {w.name: self._worker_healthy(w) for w in self.workers}
         db_ok = True
         try:
             with connect(s.database_url) as conn:
@@ -190,8 +232,12 @@ class LocalStack:
             "services": {
                 "timescaledb": db_ok,
                 "mosquitto": port_open(s.mqtt_host, s.mqtt_port),
-                "ingest": self._service_healthy("ingest"),
+                "ingest": all(ingest.values()),
                 "api": self._service_healthy("api"),
+            },
+            "ingest_workers": {
+                w.name: {"healthy": ingest[w.name], "metrics_url": w.metrics_url}
+                for w in self.workers
             },
         }
 

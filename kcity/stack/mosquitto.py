@@ -1,12 +1,14 @@
 """A private Mosquitto broker under the data directory (`kcity up`, tests).
 
 Authentication and access control use Mosquitto's dynamic-security plugin, so devices are
-provisioned and revoked while the broker runs (see `broker_admin`). Persistence is on and
-the per-client queue is unbounded, so a persistent session never silently drops messages.
+provisioned and revoked while the broker runs (see `broker_admin`). Persistence is on; each
+persistent session's queue is bounded to hold a configured outage (`queue_bounds`), far
+above Mosquitto's default of 1000 messages.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import subprocess
 from dataclasses import dataclass
@@ -31,6 +33,23 @@ DYNSEC_PLUGIN_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
 # The broker's hard limit; payloads between the contract's 256 KiB and this reach the ingest
 # service, which dead-letters them with their bytes, instead of vanishing at the broker.
 BROKER_MESSAGE_LIMIT = 1024 * 1024
+# A client sending a bigger packet (payload, topic and headers) is disconnected at once.
+BROKER_PACKET_LIMIT = BROKER_MESSAGE_LIMIT + 64 * 1024
+# QoS 1/2 messages a client may have unacknowledged towards the broker (announced to MQTT 5
+# clients as the broker's Receive Maximum), and the broker's sending window to clients that
+# announce none; an MQTT 5 client's own Receive Maximum (ingest: 20,000) governs what the
+# broker sends it.
+BROKER_INFLIGHT = 1000
+QUEUE_HEADROOM = 2.0
+
+
+def queue_bounds(outage_hours: float, messages_per_s: float, message_bytes: int) -> tuple[int, int]:
+    """(messages, bytes) one session may queue: an outage of ``outage_hours`` at
+    ``messages_per_s``, twice over. Beyond it Mosquitto drops further messages for that
+    session (the device still gets its PUBACK); the broker counts them in
+    ``$SYS/broker/publish/messages/dropped`` and ingest sees them as sequence gaps."""
+    messages = math.ceil(outage_hours * 3600 * messages_per_s * QUEUE_HEADROOM)
+    return messages, messages * message_bytes
 
 
 def dynsec_plugin() -> str:
@@ -51,6 +70,8 @@ class MosquittoServer:
     host: str = "127.0.0.1"
     ingest_username: str = ""  # written into the security file with the admin, if given
     ingest_password: str = ""
+    queue_messages: int = 0  # per-session queue bounds (`queue_bounds`); 0: unbounded
+    queue_bytes: int = 0
 
     @property
     def conf(self) -> Path:
@@ -102,10 +123,11 @@ class MosquittoServer:
             "persistence true\n"
             f"persistence_location {self.root / 'data'}/\n"
             "autosave_interval 2\n"
-            "max_queued_messages 0\n"
-            "max_queued_bytes 0\n"
-            "max_inflight_messages 0\n"
+            f"max_queued_messages {self.queue_messages}\n"
+            f"max_queued_bytes {self.queue_bytes}\n"
+            f"max_inflight_messages {BROKER_INFLIGHT}\n"
             f"message_size_limit {BROKER_MESSAGE_LIMIT}\n"
+            f"max_packet_size {BROKER_PACKET_LIMIT}\n"
             "set_tcp_nodelay true\n"
             "persistent_client_expiration 14d\n"
             f"pid_file {self.pid_file}\n"
