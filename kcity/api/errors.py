@@ -93,8 +93,8 @@ class SafeJSONResponse(JSONResponse):
             return json.dumps(
                 content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
             ).encode()
-        except ValueError:
-            return super().render(finite(content))
+        except (ValueError, TypeError):  # NaN, or a value JSON has no type for
+            return super().render(finite(jsonable_encoder(content)))
 
 
 def finite(value: Any) -> Any:
