@@ -81,9 +81,7 @@ def connack(settings: Settings, username: str, password: str) -> int:
     """The broker's CONNACK reason code for these credentials (0 = accepted)."""
     got: list[int] = []
     done = threading.Event()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=new_id("api-probe"), protocol=mqtt.MQTTv5
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, password)
 
     def on_connect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
