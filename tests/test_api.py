@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -822,3 +823,16 @@ def test_tokens_expire(client: TestClient, conn: psycopg.Connection) -> None:
     assert not listed[token.id].active and listed[default.id].active
     with pytest.raises(TokenError, match="expires"):
         tokens.create_token(conn, "viewer", days=0)
+
+
+def test_json_bodies_are_strict_whatever_path_renders_them() -> None:
+    """Analytics bodies are sent as they are (one encoding pass); NaN still becomes null and
+    a date its ISO form, as through FastAPI's own encoder."""
+    from kcity.api.errors import SafeJSONResponse
+
+    weird = {"nan": math.nan, "inf": [math.inf], "day": date(2026, 1, 2), "ok": {"x": 1.5}}
+    assert json.loads(SafeJSONResponse(weird).body) == {
+        "nan": None, "inf": [None], "day": "2026-01-02", "ok": {"x": 1.5}
+    }  # fmt: skip
+    plain = {"kwh": 1.25, "rows": [{"device_id": "a", "n": 3}], "note": "é"}
+    assert json.loads(SafeJSONResponse(plain).body) == plain
