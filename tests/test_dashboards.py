@@ -31,6 +31,7 @@ from devices.pilots import load_pilot
 from kcity import grafana as shell_grafana
 from kcity.grafana import write
 from kcity.rollups import refresh
+from tests.fixtures.services import as_reader
 from tests.grafana_macros import Variable, expand, format_interval, interpolate_variables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,9 +415,10 @@ def _variables(conn: psycopg.Connection, dash: dict[str, Any]) -> dict[str, Vari
     values: dict[str, Variable] = {}
     for var in dash.get("templating", {}).get("list", []):
         sql = expand(var["query"], start=T0, end=T1, variables=values)
-        cur = conn.execute(sql)
-        names = [c.name for c in cur.description or []]
-        rows = cur.fetchall()
+        with as_reader(conn):
+            cur = conn.execute(sql)
+            names = [c.name for c in cur.description or []]
+            rows = cur.fetchall()
         col = names.index("__value") if "__value" in names else 0
         options = [str(r[col]) for r in rows]
         assert options, f"variable {var['name']} has no options"
@@ -455,9 +457,10 @@ def test_panel_query_runs_on_timescaledb(
         interval=interval,
         variables=variables,
     )
-    cur = conn.execute(sql)
-    columns = [c.name for c in cur.description or []]
-    rows = cur.fetchall()
+    with as_reader(conn):  # as Grafana's login: a panel reading what it cannot see fails
+        cur = conn.execute(sql)
+        columns = [c.name for c in cur.description or []]
+        rows = cur.fetchall()
     assert rows, f"{uid} / {title}: no rows on seeded data"
     if target["format"] == "time_series":
         assert columns[0] == "time"
@@ -480,9 +483,10 @@ def _run(
         interval=timedelta(minutes=1),
         variables=_variables(conn, dash),
     )
-    cur = conn.execute(sql)
-    names = [c.name for c in cur.description or []]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    with as_reader(conn):
+        cur = conn.execute(sql)
+        names = [c.name for c in cur.description or []]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def test_overview_reports_each_pilot(conn: psycopg.Connection, seeded: Seeded) -> None:
@@ -547,9 +551,10 @@ def test_overview_completeness_counts_every_registered_luminaire_in_service(
             for u, t, _, q in TARGETS
             if u == "kcity-overview" and t == "Pilots" and q["refId"] == "A"
         )
-        cur = conn.execute(expand(sql, start=start, end=end, interval=timedelta(minutes=5)))
-        names = [c.name for c in cur.description or []]
-        rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        with as_reader(conn):
+            cur = conn.execute(expand(sql, start=start, end=end, interval=timedelta(minutes=5)))
+            names = [c.name for c in cur.description or []]
+            rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
         conn.rollback()
     assert rows["ovc"]["devices"] == 4
     assert float(rows["ovc"]["completeness_pct"]) == pytest.approx(
@@ -621,7 +626,8 @@ def test_rollup_branch_gives_the_raw_numbers(
     def rows(interval: timedelta) -> list[tuple[Any, ...]]:
         sql = expand(target["rawSql"], start=start, end=end, interval=interval,
                      variables=_variables(conn, dash))  # fmt: skip
-        out = [tuple(r) for r in conn.execute(sql).fetchall()]
+        with as_reader(conn):
+            out = [tuple(r) for r in conn.execute(sql).fetchall()]
         assert out, f"{uid} / {title}: no rows"
         return out
 

@@ -91,8 +91,8 @@ class SafeJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         try:  # orjson writes NaN and infinities as null, 10 MB in tens of milliseconds
             return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError:  # a type orjson does not know: the standard library's way
-            return super().render(finite(content))
+        except TypeError:  # a type orjson does not know: FastAPI's encoder, then strict JSON
+            return super().render(finite(jsonable_encoder(content)))
 
 
 def finite(value: Any) -> Any:
