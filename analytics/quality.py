@@ -12,7 +12,7 @@ records — never exceptions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -81,16 +81,29 @@ class QualityResult:
         return ["no records from any device of the pilot in this window"]
 
     def to_json(self) -> dict[str, Any]:
-        expected = sum(r.expected or 0.0 for r in self.rows)
-        counted = sum(min(float(r.records), r.expected or 0.0) for r in self.rows)
+        """One pass over the rows (a 90-day window of 500 devices holds 45,000)."""
+        expected = counted = 0.0
+        totals = dict.fromkeys(_COUNTS, 0)
         per_device = {d.device_id: _device(d.device_id) for d in self.devices}
+        per_day = []
         for r in self.rows:
-            d = per_device.setdefault(r.device_id, _device(r.device_id))
+            row = r.__dict__  # not dataclasses.asdict: it deep-copies every row
+            d = per_device.get(r.device_id)
+            if d is None:
+                d = per_device[r.device_id] = _device(r.device_id)
+            e = r.expected or 0.0
+            c = min(float(r.records), e)
             for key in _COUNTS:
-                d[key] += getattr(r, key)
-            d["expected"] += r.expected or 0.0
-            d["counted"] += min(float(r.records), r.expected or 0.0)
+                d[key] += row[key]
+                totals[key] += row[key]
+            d["expected"] += e
+            d["counted"] += c
             d["days_in_service"] += int(r.in_service)
+            expected += e
+            counted += c
+            per_day.append(
+                {**row, "day": r.day.isoformat(), "completeness_pct": _round(r.completeness_pct)}
+            )
         for d in per_device.values():
             counted_d = d.pop("counted")
             d["expected"] = round(d["expected"], 1)
@@ -101,24 +114,17 @@ class QualityResult:
             "method": METHOD,
             "method_version": METHOD_VERSION,
             "devices": len(per_device),
-            "records": sum(r.records for r in self.rows),
+            "records": totals["records"],
             "expected_records": round(expected, 1),
             "completeness_pct": round(100.0 * counted / expected, 2) if expected else None,
             "silent_devices": self.silent_devices(),
             "skew_p50_s": skew_sketch.percentile_s(self.skew, 0.5),
             "skew_p95_s": skew_sketch.percentile_s(self.skew, 0.95),
             "skew_sketch": skew_sketch.describe(),
-            **{key: sum(getattr(r, key) for r in self.rows) for key in _COUNTS[1:]},
+            **{key: totals[key] for key in _COUNTS[1:]},
             "warnings": self.warnings(),
             "per_device": sorted(per_device.values(), key=lambda d: d["device_id"]),
-            "per_device_day": [
-                {
-                    **asdict(r),
-                    "day": r.day.isoformat(),
-                    "completeness_pct": _round(r.completeness_pct),
-                }
-                for r in self.rows
-            ],
+            "per_device_day": per_day,
         }
 
 

@@ -63,16 +63,21 @@ START = date(2026, 10, 1)
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
 
+# The data set runs to the end of December 2026; nothing can have arrived after the load.
+RECEIVED_BY = datetime.now(UTC).timestamp() - 3600
+
+
 def _receipts(i: int, ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """When each record arrived [epoch s]: 0.2–3 s after its time; every 50th luminaire was
-    cut off for two days (days 40–42) and caught up when its link came back."""
+    cut off for two days (days 40–42) and caught up when its link came back. Records dated
+    after the load arrived an hour before it (as from a device whose clock runs ahead)."""
     received = ts + rng.uniform(0.2, 3.0, ts.size)
     if i % 50 == 7:
         lost = ts[0] + 40 * 86400
         back = lost + 2 * 86400
         held = (ts >= lost) & (ts < back)
         received[held] = back + np.arange(held.sum()) * 0.01
-    return received
+    return np.minimum(received, RECEIVED_BY)
 
 
 def luminaire_rows(i: int, rng: np.random.Generator) -> np.ndarray:
@@ -197,14 +202,24 @@ def load_drones(conn: psycopg.Connection, start: date) -> int:
     with (
         conn.cursor() as cur,
         cur.copy(
-            f"COPY drone_readings (device_id, ts, {', '.join(DRONE_COLUMNS)}) FROM STDIN"
+            f"COPY drone_readings (device_id, ts, received_at, {', '.join(DRONE_COLUMNS)})"
+            " FROM STDIN"
         ) as copy,
     ):
         for batch in sim.batches():
             if batch.channel != "telemetry":
                 continue
             for r in batch.items:
-                copy.write_row([batch.device_id, r["ts"], *(r.get(c) for c in DRONE_COLUMNS)])
+                sent = datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")).timestamp()
+                received = min(sent + 0.5, RECEIVED_BY)  # arrived with the flight, not now
+                copy.write_row(
+                    [
+                        batch.device_id,
+                        r["ts"],
+                        datetime.fromtimestamp(received, UTC),
+                        *(r.get(c) for c in DRONE_COLUMNS),
+                    ]
+                )
                 total += 1
     conn.commit()
     return total

@@ -95,6 +95,18 @@ SAVINGS_WINDOW_SQL = """
     LIMIT 1
 """
 
+# The latest stored savings run's per-luminaire rows (not its JSON document).
+LUMINAIRES_SQL = """
+    SELECT l.device_id, s.pilot_id, l.savings_kwh, l.savings_pct, l.full_power_w,
+           l.full_power_source, l.full_power_samples, l.completeness_pct
+    FROM savings_luminaires l
+    JOIN (SELECT result_id, pilot_id FROM analytics_summary
+          WHERE pilot_id = '$pilot' AND analysis = 'savings'
+          ORDER BY computed_at DESC, result_id DESC LIMIT 1) s USING (result_id)
+    WHERE l.device_id IN ($device)
+    ORDER BY l.savings_pct NULLS FIRST, l.device_id
+"""
+
 FAULTS_SQL = """
     SELECT e.ts AS time, d.pilot_id, e.device_id, e.type, e.data->>'code' AS code,
            e.received_at
@@ -184,6 +196,18 @@ def build(t: Labels) -> dash.Dashboard:
             "savings_kwh": ("savings_kwh", "kwatth"),
         },
     )
+    luminaires = fields(
+        table(t["dash_sl_luminaires"], LUMINAIRES_SQL, description=t["dash_sl_luminaires_desc"]),
+        t,
+        {
+            "savings_kwh": ("savings_kwh", "kwatth"),
+            "savings_pct": ("savings_pct", "percent"),
+            "full_power_w": ("dash_f_full_power", "watt"),
+            "full_power_source": ("dash_f_full_power_source", "string"),
+            "full_power_samples": ("dash_f_full_power_samples", "short"),
+            "completeness_pct": ("dash_f_completeness", "percent"),
+        },
+    )
     vehicles = fields(
         timeseries(t["dash_sl_vehicles"], VEHICLES_SQL, "short", bars=True),
         t,
@@ -204,6 +228,7 @@ def build(t: Labels) -> dash.Dashboard:
         .with_panel(power)
         .with_panel(vehicles)
         .with_panel(nightly)
+        .with_panel(device_links(luminaires, t, UID))
         .with_panel(_map(t))
         .with_panel(device_links(table(t["dash_sl_faults"], FAULTS_SQL), t, UID))
         .with_panel(

@@ -11,27 +11,9 @@ from importlib import resources
 import psycopg
 
 from kcity.errors import DatabaseError
+from kcity.grants import apply_grants, drop_reader_views
 
 LOCK_ID = 7_240_001
-
-# Grafana's read-only login (deploy/timescaledb/initdb) reads every table through default
-# privileges; that must not include secrets: nothing of api_tokens, and every column of
-# devices but password_hash. Run after every migration, so that columns added later count.
-RESTRICT_READERS = """
-DO $$
-DECLARE cols text;
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'grafana_reader') THEN
-    REVOKE ALL ON api_tokens FROM grafana_reader;
-    REVOKE ALL ON devices FROM grafana_reader;
-    SELECT string_agg(quote_ident(column_name), ', ') INTO cols
-      FROM information_schema.columns
-     WHERE table_schema = current_schema() AND table_name = 'devices'
-       AND column_name <> 'password_hash';
-    EXECUTE format('GRANT SELECT (%s) ON devices TO grafana_reader', cols);
-  END IF;
-END $$
-"""
 
 
 def migration_files() -> list[tuple[int, str, str]]:
@@ -56,15 +38,16 @@ def migrate(conn: psycopg.Connection, *, retain_raw_days: int = 0) -> list[str]:
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for version, name, sql in migration_files():
-                if version in done:
-                    continue
+            pending = [m for m in migration_files() if m[0] not in done]
+            if pending:  # the reader's views would pin the tables a migration changes
+                drop_reader_views(conn)
+            for version, name, sql in pending:
                 conn.execute(sql)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
                 )
                 applied.append(name)
-            conn.execute(RESTRICT_READERS)
+            apply_grants(conn)  # after all migrations: their tables are covered too
             if licensed(conn):
                 _enable_extras(conn, retain_raw_days)
     except psycopg.Error as exc:

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kcity.errors import SettingsError
+from kcity.grants import API_ROLE, INGEST_ROLE, READER_ROLE
 
 STACK_ENV = "stack.env"
+PGPASS = "pgpass"  # <data_dir>/pgpass: the local cluster's passwords (libpq format, 0600)
+LOCAL_DB_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KCITY_", extra="ignore")
 
     data_dir: Path = Path(".kcity")
+    # The owner (migrations, the CLI). A local URL without a password reads it from the
+    # local stack's password file (`?passfile=` is added).
     database_url: str = "postgresql://kcity@127.0.0.1:54329/kcity"
+    # The services' least-privilege logins; empty = database_url as kcity_ingest / kcity_api.
+    ingest_database_url: str = ""
+    api_database_url: str = ""
+    # What Grafana's data source logs in as (`kcity dashboards push --create-datasource`);
+    # empty = database_url as grafana_reader, with its password from the password file.
+    grafana_database_url: str = ""
     mqtt_url: str = "mqtt://127.0.0.1:18839"
     mqtt_tls_port: int = 18840
     mqtt_username: str = "kcity-ingest"
@@ -57,9 +68,13 @@ class Settings(BaseSettings):
     retain_raw_days: int = 0
     rollup_slack_s: float = 300.0  # rows committed later than this after their stamp: missed
 
-    @field_validator("database_url")
+    @field_validator(
+        "database_url", "ingest_database_url", "api_database_url", "grafana_database_url"
+    )
     @classmethod
-    def _check_database_url(cls, value: str) -> str:
+    def _check_database_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.field_name != "database_url":
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
             raise ValueError("must look like postgresql://user@host:port/dbname")
@@ -67,7 +82,46 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from exc
+        data_dir = info.data.get("data_dir")
+        query = parse_qs(parts.query)
+        if (
+            parts.hostname in LOCAL_DB_HOSTS
+            and parts.password is None
+            and "passfile" not in query
+            and isinstance(data_dir, Path)
+        ):
+            query["passfile"] = [str((data_dir / PGPASS).resolve())]
+            value = urlunsplit(parts._replace(query=urlencode(query, doseq=True, safe="/")))
         return value
+
+    def database_url_as(self, user: str) -> str:
+        """database_url with another login (its password from the same password file)."""
+        parts = urlsplit(self.database_url)
+        netloc = f"{user}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
+    def ingest_db_url(self) -> str:
+        return self.ingest_database_url or self.database_url_as(INGEST_ROLE)
+
+    @property
+    def api_db_url(self) -> str:
+        return self.api_database_url or self.database_url_as(API_ROLE)
+
+    @property
+    def grafana_db_url(self) -> str:
+        """Grafana stores a password, not a file name: the reader's URL with its password."""
+        url = self.grafana_database_url or self.database_url_as(READER_ROLE)
+        parts = urlsplit(url)
+        passfile = parse_qs(parts.query).get("passfile")
+        if parts.password is not None or not passfile or not parts.username:
+            return url
+        password = passfile_password(Path(passfile[0]), parts.username)
+        if password is None:
+            return url
+        host = f"{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        netloc = f"{quote(parts.username)}:{quote(password, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc, query=""))
 
     @field_validator("mqtt_url")
     @classmethod
@@ -100,6 +154,19 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+
+def passfile_password(passfile: Path, user: str) -> str | None:
+    """`user`'s password in a libpq password file written by the local stack."""
+    try:
+        lines = passfile.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":")
+        if len(parts) == 5 and parts[3] == user:
+            return parts[4]
+    return None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -80,9 +81,7 @@ def connack(settings: Settings, username: str, password: str) -> int:
     """The broker's CONNACK reason code for these credentials (0 = accepted)."""
     got: list[int] = []
     done = threading.Event()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=new_id("api-probe"), protocol=mqtt.MQTTv5
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, password)
 
     def on_connect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -824,3 +823,16 @@ def test_tokens_expire(client: TestClient, conn: psycopg.Connection) -> None:
     assert not listed[token.id].active and listed[default.id].active
     with pytest.raises(TokenError, match="expires"):
         tokens.create_token(conn, "viewer", days=0)
+
+
+def test_json_bodies_are_strict_whatever_path_renders_them() -> None:
+    """Analytics bodies are sent as they are (one encoding pass); NaN still becomes null and
+    a date its ISO form, as through FastAPI's own encoder."""
+    from kcity.api.errors import SafeJSONResponse
+
+    weird = {"nan": math.nan, "inf": [math.inf], "day": date(2026, 1, 2), "ok": {"x": 1.5}}
+    assert json.loads(SafeJSONResponse(weird).body) == {
+        "nan": None, "inf": [None], "day": "2026-01-02", "ok": {"x": 1.5}
+    }  # fmt: skip
+    plain = {"kwh": 1.25, "rows": [{"device_id": "a", "n": 3}], "note": "é"}
+    assert json.loads(SafeJSONResponse(plain).body) == plain

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -31,6 +31,7 @@ from dashboards.sql import DATASOURCE_TYPE, DATASOURCE_UID
 from kcity.cli import app
 from kcity.grafana import build_all
 from kcity.settings import Settings
+from kcity.stack.local import LocalStack
 from kcity.stack.mosquitto import (
     BROKER_INFLIGHT,
     BROKER_MESSAGE_LIMIT,
@@ -302,32 +303,54 @@ def test_datasource_matches_the_dashboards_and_the_database() -> None:
     assert ds["url"] == "timescaledb:5432"
     secret = ds["secureJsonData"]["password"].lstrip("$").strip("{}")
     assert secret in _environment(grafana), "Grafana needs the password variable it expands"
-    reader = (ROOT / "deploy/timescaledb/initdb/10-grafana-reader.sh").read_text()
-    assert f"ROLE {ds['user']}" in reader
+    reader = (ROOT / "deploy/timescaledb/initdb/10-roles.sh").read_text()
+    assert f"ROLE {ds['user']} WITH LOGIN" in reader
 
 
 # --- the init scripts on real services --------------------------------------------------
 
 
-def test_grafana_reader_can_read_but_not_write(db_url: str, uid: str) -> None:
+def test_roles_script_gives_logins_that_the_migration_grants(
+    stack: LocalStack, db_url: str, uid: str
+) -> None:
+    """The compose init script on the real cluster: its logins work with their passwords,
+    and read/write exactly what kcity/grants.py gave them (the same as the local stack)."""
     parts = urlsplit(db_url)
     env = {
         **os.environ,
         "PGHOST": parts.hostname or "127.0.0.1",
         "PGPORT": str(parts.port),
+        "PGPASSFILE": parse_qs(parts.query)["passfile"][0],
         "POSTGRES_USER": parts.username or "kcity",
         "POSTGRES_DB": parts.path.lstrip("/"),
-        "GRAFANA_DB_PASSWORD": f"pw-{uid}",
+        "GRAFANA_DB_PASSWORD": f"reader-{uid}",
+        "INGEST_DB_PASSWORD": f"ingest-{uid}",
+        "API_DB_PASSWORD": f"api-{uid}",
     }
-    script = ROOT / "deploy/timescaledb/initdb/10-grafana-reader.sh"
-    for _ in range(2):  # idempotent
-        run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr
-    reader_url = parts._replace(netloc=f"grafana_reader@{parts.hostname}:{parts.port}").geturl()
-    with psycopg.connect(reader_url) as conn:
-        assert conn.execute("SELECT count(*) FROM pilots").fetchone() == (0,)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("DELETE FROM pilots")
+    script = ROOT / "deploy/timescaledb/initdb/10-roles.sh"
+    try:
+        for _ in range(2):  # idempotent
+            run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+            assert run.returncode == 0, run.stderr
+
+        def login(user: str, password: str) -> psycopg.Connection:
+            netloc = f"{user}:{password}@{parts.hostname}:{parts.port}"
+            return psycopg.connect(parts._replace(netloc=netloc, query="").geturl())
+
+        with login("grafana_reader", f"reader-{uid}") as conn:
+            assert conn.execute("SELECT count(*) FROM pilots").fetchone() == (0,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM public.pilots")
+        with login("kcity_ingest", f"ingest-{uid}") as conn:
+            assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT count(*) FROM api_tokens")
+        with login("kcity_api", f"api-{uid}") as conn:
+            assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)
+        with pytest.raises(psycopg.OperationalError):
+            login("kcity_api", "wrong").close()
+    finally:
+        stack.postgres.start()  # give the session's logins their own passwords back
 
 
 @pytest.fixture

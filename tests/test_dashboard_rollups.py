@@ -19,6 +19,7 @@ from dashboards.streetlight import POWER_SQL, VEHICLES_SQL
 from devices.pilots import load_pilot
 from kcity.registry import apply_pilot, create_device
 from kcity.rollups import refresh
+from tests.fixtures.services import as_reader
 from tests.grafana_macros import Variable, expand
 
 PILOTS = Path(__file__).resolve().parent.parent / "pilots"
@@ -58,7 +59,8 @@ def _run(conn: psycopg.Connection, sql: str, devices: list[str], hours: int, int
         interval=interval,
         variables={"device": Variable(devices, multi=True, include_all=True)},
     )
-    return {r[0]: tuple(r[1:]) for r in conn.execute(text).fetchall()}
+    with as_reader(conn):  # as Grafana's login
+        return {r[0]: tuple(r[1:]) for r in conn.execute(text).fetchall()}
 
 
 def test_long_range_panels_read_hours_with_the_raw_numbers(db_url: str, uid: str) -> None:

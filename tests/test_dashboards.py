@@ -31,6 +31,7 @@ from devices.pilots import load_pilot
 from kcity import grafana as shell_grafana
 from kcity.grafana import write
 from kcity.rollups import refresh
+from tests.fixtures.services import as_reader
 from tests.grafana_macros import Variable, expand, format_interval, interpolate_variables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,6 +200,18 @@ def _pilot_row(conn: psycopg.Connection, toml: str) -> None:
     )
 
 
+PER_LUMINAIRE = [
+    {"device_id": "madiun-sl-001", "actual_kwh": 80.0, "baseline_kwh": 130.0,
+     "savings_kwh": 50.0, "savings_pct": 38.5, "nights": 7, "nights_excluded": 0,
+     "completeness_pct": 99.0, "full_power_w": 118.2, "full_power_source": "baseline",
+     "full_power_samples": 980},
+    {"device_id": "madiun-sl-002", "actual_kwh": 93.9, "baseline_kwh": 167.3,
+     "savings_kwh": 73.4, "savings_pct": 43.9, "nights": 6, "nights_excluded": 1,
+     "completeness_pct": 97.0, "full_power_w": 121.0, "full_power_source": "control",
+     "full_power_samples": 4100},
+]  # fmt: skip
+
+
 def _seed(conn: psycopg.Connection, now: datetime) -> None:
     _pilot_row(conn, "madiun.toml")
     _pilot_row(conn, "mukdahan.toml")
@@ -357,6 +370,7 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
         "actual_kwh": 173.9,
         "baseline_kwh": 297.3,
         "ci90_kwh": [100.0, 140.0],
+        "per_luminaire": PER_LUMINAIRE,
     }
     coverage = {
         "pilot": "mukdahan",
@@ -401,9 +415,10 @@ def _variables(conn: psycopg.Connection, dash: dict[str, Any]) -> dict[str, Vari
     values: dict[str, Variable] = {}
     for var in dash.get("templating", {}).get("list", []):
         sql = expand(var["query"], start=T0, end=T1, variables=values)
-        cur = conn.execute(sql)
-        names = [c.name for c in cur.description or []]
-        rows = cur.fetchall()
+        with as_reader(conn):
+            cur = conn.execute(sql)
+            names = [c.name for c in cur.description or []]
+            rows = cur.fetchall()
         col = names.index("__value") if "__value" in names else 0
         options = [str(r[col]) for r in rows]
         assert options, f"variable {var['name']} has no options"
@@ -442,9 +457,10 @@ def test_panel_query_runs_on_timescaledb(
         interval=interval,
         variables=variables,
     )
-    cur = conn.execute(sql)
-    columns = [c.name for c in cur.description or []]
-    rows = cur.fetchall()
+    with as_reader(conn):  # as Grafana's login: a panel reading what it cannot see fails
+        cur = conn.execute(sql)
+        columns = [c.name for c in cur.description or []]
+        rows = cur.fetchall()
     assert rows, f"{uid} / {title}: no rows on seeded data"
     if target["format"] == "time_series":
         assert columns[0] == "time"
@@ -467,9 +483,10 @@ def _run(
         interval=timedelta(minutes=1),
         variables=_variables(conn, dash),
     )
-    cur = conn.execute(sql)
-    names = [c.name for c in cur.description or []]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    with as_reader(conn):
+        cur = conn.execute(sql)
+        names = [c.name for c in cur.description or []]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def test_overview_reports_each_pilot(conn: psycopg.Connection, seeded: Seeded) -> None:
@@ -534,9 +551,10 @@ def test_overview_completeness_counts_every_registered_luminaire_in_service(
             for u, t, _, q in TARGETS
             if u == "kcity-overview" and t == "Pilots" and q["refId"] == "A"
         )
-        cur = conn.execute(expand(sql, start=start, end=end, interval=timedelta(minutes=5)))
-        names = [c.name for c in cur.description or []]
-        rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        with as_reader(conn):
+            cur = conn.execute(expand(sql, start=start, end=end, interval=timedelta(minutes=5)))
+            names = [c.name for c in cur.description or []]
+            rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
         conn.rollback()
     assert rows["ovc"]["devices"] == 4
     assert float(rows["ovc"]["completeness_pct"]) == pytest.approx(
@@ -608,7 +626,8 @@ def test_rollup_branch_gives_the_raw_numbers(
     def rows(interval: timedelta) -> list[tuple[Any, ...]]:
         sql = expand(target["rawSql"], start=start, end=end, interval=interval,
                      variables=_variables(conn, dash))  # fmt: skip
-        out = [tuple(r) for r in conn.execute(sql).fetchall()]
+        with as_reader(conn):
+            out = [tuple(r) for r in conn.execute(sql).fetchall()]
         assert out, f"{uid} / {title}: no rows"
         return out
 
@@ -956,3 +975,15 @@ def test_no_panel_reads_a_stored_result_document() -> None:
     sql = [t["rawSql"] for _, p in _panels() for t in p.get("targets", [])]
     assert sql and any("analytics_summary" in q for q in sql)
     assert not [q for q in sql if "analytics_results" in q or "result->" in q]
+
+
+def test_stored_savings_keep_their_luminaires_as_rows(seeded: Seeded, db_url: str) -> None:
+    """The trigger on `analytics_results` copies each stored savings result's per-luminaire
+    table into `savings_luminaires` (what the streetlight dashboard's table reads)."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT device_id, actual_kwh, baseline_kwh, savings_kwh, savings_pct, nights,"
+            " nights_excluded, completeness_pct, full_power_w, full_power_source,"
+            " full_power_samples FROM savings_luminaires ORDER BY device_id"
+        ).fetchall()
+    assert [dict(zip(PER_LUMINAIRE[0], r, strict=True)) for r in rows] == PER_LUMINAIRE

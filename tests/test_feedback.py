@@ -12,7 +12,6 @@ import json
 import queue
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,9 +96,7 @@ def test_verdict_of_a_whole_message_and_of_a_good_one() -> None:
 def _subscribe_as(settings: Settings, username: str, topic: str) -> int:
     """The SUBACK reason code the broker gives ``username`` for ``topic``."""
     codes: queue.Queue[int] = queue.Queue()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"spy-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, DEVICE_PASSWORD)
     client.on_subscribe = lambda c, u, mid, rcs, p: codes.put(rcs[0].value)
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=0)
@@ -160,9 +157,11 @@ def test_a_bad_payload_gets_a_verdict_on_the_device_feedback_topic(
             timeout=1,
         )
 
-        # Not JSON at all, from the device's own connection: a verdict without a sequence.
-        with publisher(settings, device) as raw:
-            raw.publish(f"kcity/v1/{pilot}/{device}/telemetry", b"\xff not json")
+        # Not JSON at all, from the device's own connection (its broker client is bound to
+        # the SDK's client id): a verdict without a sequence.
+        client._client.publish(
+            f"kcity/v1/{pilot}/{device}/telemetry", b"\xff not json", qos=1
+        ).wait_for_publish(GENEROUS_WAIT_S)
         _, body = verdicts.get(timeout=GENEROUS_WAIT_S)
         assert body["stage"] == "decode" and body["boot"] is None
     # The SDK left a retained status: clear it, or every later ingest worker on the shared
@@ -182,9 +181,7 @@ def test_a_flooding_device_gets_a_bounded_number_of_verdicts(
     add_device(conn, broker_admin, pilot, device)
     got: list[dict[str, Any]] = []
     done = threading.Event()
-    listener = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"{device}-listen", protocol=mqtt.MQTTv5
-    )
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
     listener.username_pw_set(device, DEVICE_PASSWORD)
     listener.on_connect = lambda c, u, f, rc, p: c.subscribe(feedback_topic(pilot, device))
     listener.on_subscribe = lambda *a: done.set()
@@ -195,10 +192,11 @@ def test_a_flooding_device_gets_a_bounded_number_of_verdicts(
     flood = 12
     config = ingest_config(settings, f"fl-{uid}", feedback_per_minute=3)
     try:
-        with running_ingest(config) as ingest, publisher(settings, device) as pub:
-            for i in range(flood):
-                pub.publish(f"kcity/v1/{pilot}/{device}/telemetry", f"bad {i}".encode())
-            pub.flush()
+        with running_ingest(config) as ingest:
+            for i in range(flood):  # the listener publishes: a device has one connection
+                listener.publish(
+                    f"kcity/v1/{pilot}/{device}/telemetry", f"bad {i}".encode(), qos=1
+                ).wait_for_publish(GENEROUS_WAIT_S)
             wait_count(
                 settings.database_url,
                 "SELECT count(*) FROM dead_letters WHERE device_id = %s",

@@ -1,70 +1,60 @@
-"""Issue #17: the deployment's `grafana_reader` (created by deploy/timescaledb/initdb before
-the first migration, reading through default privileges) sees the data but no secret: no
-token hashes, no device password hashes. Tried by connecting as that role."""
+"""Issue #17: Grafana's `grafana_reader` (created by the local stack with a password in
+the password file, granted by kcity/grants.py after every migration) sees the data through
+views of the same names, and no secret: no token hashes, no device password hashes, no
+write. Tried by logging in as that role."""
 
 from __future__ import annotations
-
-import re
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from kcity.schema import migrate
-from kcity.stack.local import LocalStack
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def deploy_grants() -> list[str]:
-    """The SQL the compose init script runs, with its psql variables filled in."""
-    script = (ROOT / "deploy/timescaledb/initdb/10-grafana-reader.sh").read_text()
-    body = script.split("<<'SQL'\n", 1)[1].split("\nSQL", 1)[0]
-    body = body.replace(":'reader_password'", "'reader-pw'").replace(':"owner"', "kcity")
-    return [
-        s.strip().removesuffix("\\gexec").strip()
-        for s in re.split(r";\s*\n|\\gexec\n", body)
-        if s.strip() and "ROLE grafana_reader LOGIN" not in s
-    ]
+from kcity.grants import READER_ROLE
 
 
 @pytest.fixture
-def reader_db(stack: LocalStack) -> Iterator[str]:
-    name = f"t_reader_{uuid.uuid4().hex[:6]}"
-    stack.postgres.create_database(name)
-    url = stack.postgres.url(name)
-    with psycopg.connect(url, autocommit=True) as c:
-        if c.execute("SELECT 1 FROM pg_roles WHERE rolname = 'grafana_reader'").fetchone() is None:
-            c.execute("CREATE ROLE grafana_reader LOGIN")
-        for statement in deploy_grants():
-            c.execute(statement)
-        migrate(c)
-        c.execute(
-            "INSERT INTO pilots (id, name, kind, country, city, timezone, latitude, longitude,"
-            " definition) VALUES ('p1', 'P', 'streetlight', 'ID', 'C', 'UTC', 0, 0, '{}')"
-        )
-        c.execute(
-            "INSERT INTO devices (id, pilot_id, kind, password_hash) VALUES"
-            " ('d1', 'p1', 'streetlight', 'scrypt$secret')"
-        )
-    yield url.replace("postgresql://kcity@", "postgresql://grafana_reader@")
-    stack.postgres.drop_database(name)
+def reader(db_url: str, conn: psycopg.Connection, uid: str) -> psycopg.Connection:
+    conn.execute(
+        "INSERT INTO pilots (id, name, kind, country, city, timezone, latitude, longitude,"
+        " definition) VALUES (%s, 'P', 'streetlight', 'ID', 'C', 'UTC', 0, 0, '{}')",
+        (f"p{uid}",),
+    )
+    conn.execute(
+        "INSERT INTO devices (id, pilot_id, kind, password_hash) VALUES"
+        " (%s, %s, 'streetlight', 'scrypt$secret')",
+        (f"d{uid}", f"p{uid}"),
+    )
+    conn.execute(
+        "INSERT INTO api_tokens (token_hash, role, label) VALUES (%s, 'admin', 'x')",
+        (f"hash{uid}",),
+    )
+    url = db_url.replace("postgresql://kcity@", f"postgresql://{READER_ROLE}@", 1)
+    return psycopg.connect(url, autocommit=True)
 
 
-def test_grafana_reader_reads_data_but_no_secret(reader_db: str) -> None:
-    with psycopg.connect(reader_db, autocommit=True) as c:
-        assert c.execute("SELECT id, pilot_id, kind FROM devices").fetchall() == [
-            ("d1", "p1", "streetlight")
-        ]
+def test_grafana_reader_reads_data_but_no_secret(reader: psycopg.Connection, uid: str) -> None:
+    with reader as c:
+        row = c.execute("SELECT pilot_id, kind FROM devices WHERE id = %s", (f"d{uid}",))
+        assert row.fetchone() == (f"p{uid}", "streetlight")
+        rows = c.execute("SELECT * FROM devices WHERE id = %s", (f"d{uid}",))
+        names = [col.name for col in rows.description or []]
+        assert rows.fetchall() and "pilot_id" in names and "password_hash" not in names
         assert c.execute("SELECT count(*) FROM streetlight_readings").fetchone() == (0,)
-        for sql in (
-            "SELECT password_hash FROM devices",
-            "SELECT * FROM devices",
-            "SELECT token_hash FROM api_tokens",
-            "SELECT count(*) FROM api_tokens",
-            "INSERT INTO api_tokens (token_hash, role) VALUES ('x', 'admin')",
-        ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute(sql)
+        refused = {
+            "SELECT password_hash FROM devices": psycopg.errors.UndefinedColumn,
+            "SELECT token_hash FROM api_tokens": psycopg.errors.InsufficientPrivilege,
+            "SELECT count(*) FROM api_tokens": psycopg.errors.InsufficientPrivilege,
+            "SELECT password_hash FROM public.devices": psycopg.errors.InsufficientPrivilege,
+            "SELECT count(*) FROM public.pilots": psycopg.errors.InsufficientPrivilege,
+            "INSERT INTO api_tokens (token_hash, role) VALUES ('x', 'admin')": (
+                psycopg.errors.InsufficientPrivilege
+            ),
+            "UPDATE pilots SET name = 'x'": psycopg.errors.InsufficientPrivilege,
+            "UPDATE public.pilots SET name = 'x'": psycopg.errors.InsufficientPrivilege,
+            "CREATE TABLE grafana.mine (x int)": psycopg.errors.InsufficientPrivilege,
+            "CREATE VIEW grafana.tokens AS SELECT * FROM public.api_tokens": (
+                psycopg.errors.InsufficientPrivilege
+            ),
+        }
+        for statement, error in refused.items():
+            with pytest.raises(error):
+                c.execute(statement)

@@ -35,6 +35,7 @@ from kcity.grafana import build_all
 from kcity.registry import apply_pilot
 from kcity.rollups import refresh
 from kcity.window import Window
+from tests.fixtures.services import as_reader
 from tests.grafana_macros import expand
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,9 +152,10 @@ def _sql(world: World, sql: str) -> str:
 
 
 def _rows(conn: psycopg.Connection, sql: str) -> list[dict[str, Any]]:
-    cur = conn.execute(sql)
-    names = [c.name for c in cur.description or []]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    with as_reader(conn):  # as Grafana's login
+        cur = conn.execute(sql)
+        names = [c.name for c in cur.description or []]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def _portfolio(conn: psycopg.Connection, world: World, lang: str = "en") -> dict[str, Any]:

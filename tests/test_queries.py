@@ -99,14 +99,14 @@ def test_a_span_whose_connection_is_refused_is_read_on_the_callers(
 ) -> None:
     with psycopg.connect(db_url, autocommit=True) as admin:
         admin.execute("DROP ROLE IF EXISTS q_single")
-        admin.execute("CREATE ROLE q_single LOGIN CONNECTION LIMIT 1")
+        admin.execute("CREATE ROLE q_single LOGIN PASSWORD 'q-pw' CONNECTION LIMIT 1")
         admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO q_single")
         admin.execute("GRANT USAGE ON SCHEMA _timescaledb_internal TO q_single")
         admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA _timescaledb_internal TO q_single")
         every = queries.load_luminaires(admin, IDS, T0, END)
-    with psycopg.connect(db_url, user="q_single") as conn:
+    with psycopg.connect(db_url, user="q_single", password="q-pw") as conn:
         with pytest.raises(psycopg.OperationalError, match="too many connections"):
-            psycopg.connect(db_url, user="q_single")
+            psycopg.connect(db_url, user="q_single", password="q-pw")
         limited = queries.load_luminaires(conn, IDS, T0, END)
     assert [s.device_id for s in limited] == list(IDS)
     for a, b in zip(every, limited, strict=True):

@@ -156,11 +156,11 @@ def test_up_makes_the_ingest_session_first_and_status_tells_the_truth(
         deadline = time.monotonic() + 60
         stored = 0
         while stored == 0 and time.monotonic() < deadline:
-            with psycopg.connect(env["KCITY_DATABASE_URL"]) as c:
+            with psycopg.connect(stack.settings.database_url) as c:
                 row = c.execute(sql, (device,)).fetchone()
             stored = row[0] if row else 0
             time.sleep(0.2)
-        with psycopg.connect(env["KCITY_DATABASE_URL"]) as c:
+        with psycopg.connect(stack.settings.database_url) as c:
             dead = c.execute("SELECT stage, reason FROM dead_letters").fetchall()
         assert (stored, dead) == (1, [])
     finally:

@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     slots = settings.api_heavy_slots or os.cpu_count() or 1
     heavy = HeavyWork(slots, settings.api_max_jobs or 2 * slots)
     # Heavy work holds at most `slots` connections; the rest stay free for light requests.
-    pool = SharedPool(settings.database_url, max_size=heavy.slots + LIGHT_CONNECTIONS)
+    pool = SharedPool(settings.api_db_url, max_size=heavy.slots + LIGHT_CONNECTIONS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

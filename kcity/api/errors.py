@@ -22,10 +22,10 @@ becomes a 500:
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Final
 
+import orjson
 import psycopg
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -89,12 +89,10 @@ class SafeJSONResponse(JSONResponse):
     """Strict JSON: NaN and infinities (an empty window's ratios) become null, not `NaN`."""
 
     def render(self, content: Any) -> bytes:
-        try:  # most bodies are finite already: one pass, not two, over megabytes
-            return json.dumps(
-                content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            ).encode()
-        except ValueError:
-            return super().render(finite(content))
+        try:  # orjson writes NaN and infinities as null, 10 MB in tens of milliseconds
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # a type orjson does not know: FastAPI's encoder, then strict JSON
+            return super().render(finite(jsonable_encoder(content)))
 
 
 def finite(value: Any) -> Any:

@@ -44,7 +44,7 @@ def bridge_config(settings: Settings, pilot: Pilot, env: Mapping[str, str]) -> B
         else:
             found[key] = env[name]
     return BridgeConfig(
-        settings.database_url, pilot.id, lorawan, found["username"], found["password"]
+        settings.ingest_db_url, pilot.id, lorawan, found["username"], found["password"]
     )
 
 
@@ -62,7 +62,7 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     s: Settings = ctx.obj
-    with connect(s.database_url) as conn:
+    with connect(s.ingest_db_url) as conn:
         pilots = [registry.get_pilot(conn, p.id) for p in registry.list_pilots(conn)]
     chosen = [p for p in pilots if p.lorawan is not None and (not pilot or p.id in pilot)]
     if not chosen:

@@ -66,7 +66,9 @@ def push_command(
     database_url: Annotated[
         str | None,
         typer.Option(
-            "--database-url", help="Database the data source reads (default: KCITY_DATABASE_URL)."
+            "--database-url",
+            help="Database and login the data source uses (default: the grafana_reader"
+            " login of KCITY_DATABASE_URL's database).",
         ),
     ] = None,
     lang: Annotated[str, typer.Option("--lang", help=LANG_HELP)] = DEFAULT_LANG,
@@ -74,7 +76,7 @@ def push_command(
     """Create or update the dashboards in a folder of a running Grafana (idempotent)."""
     try:
         datasource = (
-            datasource_definition(database_url or ctx.obj.database_url)
+            datasource_definition(database_url or ctx.obj.grafana_db_url)
             if create_datasource
             else None
         )

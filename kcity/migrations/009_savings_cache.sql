@@ -77,9 +77,43 @@ CREATE OR REPLACE FUNCTION kcity_summarise_result(rid bigint) RETURNS void LANGU
     ON CONFLICT (result_id) DO NOTHING
 $$;
 
+-- Each stored savings result's per-luminaire table as rows, for the streetlight dashboard.
+CREATE TABLE IF NOT EXISTS savings_luminaires (
+    result_id           bigint NOT NULL REFERENCES analytics_results(id) ON DELETE CASCADE,
+    device_id           text NOT NULL,
+    actual_kwh          double precision,
+    baseline_kwh        double precision,
+    savings_kwh         double precision,
+    savings_pct         double precision,
+    nights              integer,
+    nights_excluded     integer,
+    completeness_pct    double precision,
+    full_power_w        double precision,
+    full_power_source   text,
+    full_power_samples  integer,
+    PRIMARY KEY (result_id, device_id)
+);
+
+CREATE OR REPLACE FUNCTION kcity_savings_luminaires(rid bigint) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO savings_luminaires
+    SELECT r.id, l.device_id, l.actual_kwh, l.baseline_kwh, l.savings_kwh, l.savings_pct,
+           l.nights, l.nights_excluded, l.completeness_pct, l.full_power_w,
+           l.full_power_source, l.full_power_samples
+    FROM analytics_results r,
+         jsonb_to_recordset(CASE WHEN jsonb_typeof(r.result->'per_luminaire') = 'array'
+                                 THEN r.result->'per_luminaire' ELSE '[]' END)
+           AS l(device_id text, actual_kwh float8, baseline_kwh float8, savings_kwh float8,
+                savings_pct float8, nights integer, nights_excluded integer,
+                completeness_pct float8, full_power_w float8, full_power_source text,
+                full_power_samples integer)
+    WHERE r.id = rid AND r.analysis = 'savings' AND l.device_id IS NOT NULL
+    ON CONFLICT (result_id, device_id) DO NOTHING
+$$;
+
 CREATE OR REPLACE FUNCTION kcity_result_summary() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM kcity_summarise_result(NEW.id);
+    PERFORM kcity_savings_luminaires(NEW.id);
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS analytics_results_summary ON analytics_results;
@@ -88,3 +122,5 @@ CREATE TRIGGER analytics_results_summary AFTER INSERT ON analytics_results
 
 SELECT kcity_summarise_result(id) FROM analytics_results
 WHERE id NOT IN (SELECT result_id FROM analytics_summary);
+SELECT kcity_savings_luminaires(id) FROM analytics_results
+WHERE analysis = 'savings' AND id NOT IN (SELECT result_id FROM savings_luminaires);

@@ -223,6 +223,17 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "이 사업의 최신 검증 절감량 (IPMVP Option B).",
     ),
     "dash_sl_latest": ("Latest savings result", "최신 절감량 산출"),
+    "dash_sl_luminaires": (
+        "Luminaires in the latest savings result",
+        "최신 절감량 산출의 가로등별 값",
+    ),
+    "dash_sl_luminaires_desc": (
+        "Per luminaire, from the latest stored savings run (savings_luminaires): savings, its"
+        " measured full power and where it comes from (baseline, own reporting samples,"
+        " control group, rated), lowest savings first.",
+        "최신 저장 절감량 산출의 가로등별 값 (savings_luminaires): 절감량, 측정된 최대 출력과"
+        " 그 근거 (기준 기간, 자체 보고 기간 측정, 대조군, 정격), 절감률 낮은 순.",
+    ),
     "dash_sl_power": ("Power and dim level", "전력과 디밍 수준"),
     "dash_sl_vehicles": ("Vehicles detected", "감지된 차량"),
     "dash_sl_nightly": ("Nightly energy: actual vs counterfactual", "야간 에너지: 실측 대 기준"),
@@ -299,6 +310,9 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "dash_f_actual": ("Actual", "실측"),
     "dash_f_counterfactual": ("Counterfactual", "기준 (미적용 시)"),
     "dash_f_completeness": ("Data completeness", "데이터 완전성"),
+    "dash_f_full_power": ("Full power", "최대 출력 전력"),
+    "dash_f_full_power_source": ("Full power from", "최대 출력 산정 근거"),
+    "dash_f_full_power_samples": ("100 % samples", "100 % 측정 수"),
     "dash_f_area_cov": ("Area coverage", "면적 커버리지"),
     "dash_f_border_cov": ("Border coverage", "국경선 커버리지"),
     "dash_f_covered": ("Area covered", "커버 면적"),

@@ -128,29 +128,43 @@ class BrokerAdmin:
     # Mosquitto 2.0.11 crashes when a role still held by a client is deleted: always delete
     # the client first, then its role, then create both afresh.
 
-    def _put(self, username: str, password: str, rolename: str, acls: list[dict[str, Any]]) -> None:
+    def _put(
+        self,
+        username: str,
+        password: str,
+        rolename: str,
+        acls: list[dict[str, Any]],
+        clientid: str | None = None,
+    ) -> None:
         self._delete(username, rolename)
         self.command({"command": "createRole", "rolename": rolename, "acls": acls})
-        self.command(
-            {
-                "command": "createClient",
-                "username": username,
-                "password": password,
-                "roles": [{"rolename": rolename}],
-            }
-        )
+        client: dict[str, Any] = {
+            "command": "createClient",
+            "username": username,
+            "password": password,
+            "roles": [{"rolename": rolename}],
+        }
+        if clientid is not None:
+            client["clientid"] = clientid
+        self.command(client)
 
     def _delete(self, username: str, rolename: str) -> None:
         self.command({"command": "deleteClient", "username": username}, ok_errors=("not found",))
         self.command({"command": "deleteRole", "rolename": rolename}, ok_errors=("not found",))
 
     def add_device(self, pilot: str, device: str, password: str) -> None:
+        """The device's client, bound to its own client id (= its device id): with any other
+        id, such as the ingest consumer's or another device's, the broker refuses it rather
+        than hand it that session (Mosquitto lets a new connection take a client id over)."""
         _not_platform(device)
-        self._put(device, password, f"device-{device}", device_acls(pilot, device))
+        self._put(device, password, f"device-{device}", device_acls(pilot, device), device)
 
     def sync_device_acls(self, pilot: str, device: str) -> None:
         """Add what `device_acls` grants today to an existing device's role (an upgrade that
-        adds a topic, such as `feedback`), without touching its password or connection."""
+        adds a topic, such as `feedback`) and bind its client id, without touching its
+        password."""
+        _not_platform(device)
+        self.command({"command": "setClientId", "username": device, "clientid": device})
         for acl in device_acls(pilot, device):
             self.command(
                 {"command": "addRoleACL", "rolename": f"device-{device}", **acl},

@@ -37,7 +37,7 @@ def ingest_config(
 ) -> IngestConfig:
     """The ingest package's configuration for one worker, from the shell's settings."""
     return IngestConfig(
-        database_url=settings.database_url,
+        database_url=settings.ingest_db_url,  # its least-privilege login (kcity.grants)
         mqtt_host=settings.mqtt_host,
         mqtt_port=settings.mqtt_port,
         mqtt_username=settings.mqtt_username,

@@ -15,7 +15,7 @@ from pathlib import Path
 from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.schema import migrate
-from kcity.settings import STACK_ENV, Settings, load_settings
+from kcity.settings import PGPASS, STACK_ENV, Settings, load_settings
 from kcity.stack.broker_admin import create_session
 from kcity.stack.dynsec_file import write_private
 from kcity.stack.ingest_workers import (
@@ -56,7 +56,7 @@ class LocalStack:
 
     @property
     def postgres(self) -> PostgresServer:
-        return PostgresServer(self.root / "pg", self.settings.database_port)
+        return PostgresServer(self.root / "pg", self.settings.database_port, self.root / PGPASS)
 
     @property
     def mosquitto(self) -> MosquittoServer:
@@ -88,10 +88,11 @@ class LocalStack:
             started.append("mosquitto")
         if services:
             self.ensure_ingest_sessions()
-        if urlhost(s.database_url) in LOCAL_HOSTS and not self.postgres.running():
-            self.postgres.start()
+        if urlhost(s.database_url) in LOCAL_HOSTS:
+            if not self.postgres.running():
+                started.append("timescaledb")
+            self.postgres.start()  # also when running: a trust cluster of old is secured
             self.postgres.create_database(s.database_name)
-            started.append("timescaledb")
         with connect(s.database_url) as conn:
             migrate(conn)
             bridged = conn.execute(
