@@ -47,6 +47,9 @@ class IngestConfig:
     shutdown_timeout_s: float = 15.0  # how long SIGTERM waits for the last commit
     feedback_per_minute: int = 30  # verdicts per device and minute on its feedback topic; 0: off
     dead_letters_per_minute: int = 100  # kept in full per device and minute; the rest counted
+    # Bytes of messages from devices whose budget is spent held for judging later; beyond
+    # it they are judged before the socket is read again (the flood delays others again).
+    deferred_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not _WORKER_RE.match(self.worker):

@@ -6,7 +6,10 @@ writer is idle. The writer thread owns the database connection: it commits each 
 batch, retrying on a new connection with backoff while the database is down, and hands
 committed batches back so the main thread can acknowledge them. Nothing is acknowledged
 before its commit; at most ``max_inflight`` messages are unacknowledged, which bounds
-memory during an outage.
+memory during an outage. Messages of a device whose dead-letter budget of the minute is
+spent (a flood) are deferred, unacknowledged, and judged in slices between reads of the
+socket, so other devices' messages behind them in the broker's queue are not kept waiting;
+beyond ``deferred_bytes`` they are judged before reading on.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +36,7 @@ from ingest.registry import Registry
 from ingest.validate import Outcome, Received, UnknownDevice, dead, validate
 
 log = logging.getLogger(__name__)
+_DEFERRED_SLICE_S = 0.01  # judging deferred messages between two reads of the socket
 _CHANNELS = frozenset({"telemetry", "event", "status"})
 
 
@@ -54,6 +59,11 @@ class _Committed:
     committed: float
 
 
+def _device_of(topic: str) -> str:
+    parts = topic.split("/", 4)
+    return parts[3] if len(parts) > 3 else ""
+
+
 def _connect(url: str) -> psycopg.Connection:
     return psycopg.connect(url, connect_timeout=3, application_name="kcity-ingest")
 
@@ -68,6 +78,11 @@ class IngestService:
         self.consumer = Consumer(config, self._on_message)
         self._batch: Batch | None = None
         self._parked: list[_Parked] = []
+        # Messages of devices whose dead-letter budget is spent wait here (unacknowledged),
+        # judged in slices between reads, so a flooding device does not delay the others.
+        self._deferred: deque[_Parked] = deque()
+        self._deferred_devices: Counter[str] = Counter()
+        self._deferred_bytes = 0
         self._handoff: queue.Queue[Batch] = queue.Queue(maxsize=1)
         self._committed: queue.SimpleQueue[_Committed] = queue.SimpleQueue()
         self._writer_stop = threading.Event()
@@ -117,7 +132,11 @@ class IngestService:
             if self._batch is not None:
                 age_left = self._batch.started + self.config.batch_age_s - now
                 timeout = max(0.0, min(timeout, age_left))
-        self.consumer.loop(timeout)
+        if self._deferred_bytes >= self.config.deferred_bytes:
+            self._judge_deferred(down_to_bytes=self.config.deferred_bytes // 2)  # backpressure
+        self.consumer.loop(0.0 if self._deferred else timeout)
+        if self._deferred:
+            self._judge_deferred(seconds=_DEFERRED_SLICE_S)
         self.metrics.broker_up.set(1 if self.consumer.connected else 0)
         self.metrics.subscribed.set(1 if self.consumer.subscribed else 0)
         self._acknowledge()
@@ -134,11 +153,35 @@ class IngestService:
         self.metrics.totals.received += 1
         if token is not None:
             self._unacked += 1
-        self._judge(_Parked(topic, payload, received_at, arrived, token), final=False)
+        msg = _Parked(topic, payload, received_at, arrived, token)
+        device = _device_of(topic)
+        if self._deferred_devices[device] or self._dead_budget.spent(device, received_at):
+            self._deferred.append(msg)  # after its device's earlier ones: order kept
+            self._deferred_devices[device] += 1
+            self._deferred_bytes += len(payload)
+            return
+        self._judge(msg, final=False)
+
+    def _judge_deferred(self, *, seconds: float = 0.0, down_to_bytes: int | None = None) -> None:
+        """Judge deferred messages for ``seconds``, or (``down_to_bytes``) until no more
+        than that many bytes wait; -1 judges them all."""
+        until = time.monotonic() + seconds
+        while self._deferred:
+            if down_to_bytes is None:
+                if time.monotonic() >= until:
+                    break
+            elif self._deferred_bytes <= down_to_bytes:
+                break
+            msg = self._deferred.popleft()
+            device = _device_of(msg.topic)
+            self._deferred_devices[device] -= 1
+            if not self._deferred_devices[device]:
+                del self._deferred_devices[device]
+            self._deferred_bytes -= len(msg.payload)
+            self._judge(msg, final=False)
 
     def _judge(self, msg: _Parked, final: bool) -> None:
-        parts = msg.topic.split("/", 4)
-        device = parts[3] if len(parts) > 3 else ""
+        device = _device_of(msg.topic)
         try:
             verdict = validate(
                 msg.topic,
@@ -266,6 +309,7 @@ class IngestService:
     def _shutdown(self, writer: threading.Thread) -> None:
         """Flush what was judged, wait for its commit, acknowledge it."""
         deadline = time.monotonic() + self.config.shutdown_timeout_s
+        self._judge_deferred(down_to_bytes=-1)
         if self._parked:
             self.registry.expire()  # one last chance for the devices they came from
             self._reload_registry(time.monotonic())

@@ -66,7 +66,7 @@ def test_a_flooding_device_costs_counters_and_leaves_others_alone(
     add_device(conn, broker_admin, pilot, bad)
     add_device(conn, broker_admin, pilot, good)
     now = datetime.now(UTC).replace(microsecond=0)
-    messages, per_message, budget = 30, 50, 40
+    messages, per_message, budget = 120, 200, 40
     config = ingest_config(settings, f"budget-{uid}", dead_letters_per_minute=budget)
     invalid = [
         {
