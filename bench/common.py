@@ -42,7 +42,7 @@ def private_stack() -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.down()
-        shutil.rmtree(root, ignore_errors=True)  # a benchmark's data is gigabytes
+        shutil.rmtree(root, ignore_errors=True)  # 4-8 GB at pilot scale
 
 
 def best_of(n: int, fn: Callable[[], object]) -> float:
