@@ -23,6 +23,7 @@ check: bootstrap
 bench: bootstrap
 	@$(VENV)/python bench/ingest.py
 	@$(VENV)/python bench/analytics.py
+	@$(VENV)/python bench/api_storm.py
 
 clean:
 	@$(VENV)/kcity down || true

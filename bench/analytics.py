@@ -202,14 +202,24 @@ def load_drones(conn: psycopg.Connection, start: date) -> int:
     with (
         conn.cursor() as cur,
         cur.copy(
-            f"COPY drone_readings (device_id, ts, {', '.join(DRONE_COLUMNS)}) FROM STDIN"
+            f"COPY drone_readings (device_id, ts, received_at, {', '.join(DRONE_COLUMNS)})"
+            " FROM STDIN"
         ) as copy,
     ):
         for batch in sim.batches():
             if batch.channel != "telemetry":
                 continue
             for r in batch.items:
-                copy.write_row([batch.device_id, r["ts"], *(r.get(c) for c in DRONE_COLUMNS)])
+                sent = datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")).timestamp()
+                received = min(sent + 0.5, RECEIVED_BY)  # arrived with the flight, not now
+                copy.write_row(
+                    [
+                        batch.device_id,
+                        r["ts"],
+                        datetime.fromtimestamp(received, UTC),
+                        *(r.get(c) for c in DRONE_COLUMNS),
+                    ]
+                )
                 total += 1
     conn.commit()
     return total

@@ -211,11 +211,12 @@ WHERE q.device_id = s.device_id
 """
 
 # The oldest moment a row not yet visible could carry: now, or the start of the oldest
-# open transaction the server shows us, less the slack between ingest's stamp and commit.
+# transaction that has written and not committed (as far as the server shows us), less the
+# slack between ingest's stamp and its commit. Idle readers do not hold the horizon back.
 _NEXT_HORIZON = """
 SELECT least(clock_timestamp(),
              (SELECT min(xact_start) FROM pg_stat_activity
-              WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()))
+              WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()))
        - make_interval(secs => %s)
 """
 

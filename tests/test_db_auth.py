@@ -222,3 +222,16 @@ def test_a_later_migration_may_drop_a_table_grafana_reads(
             assert c.execute("SELECT to_regclass('grafana.pilots')").fetchone() != (None,)
     finally:
         stack.postgres.drop_database(name)
+
+
+def test_grafanas_data_source_logs_in_as_the_reader(stack: LocalStack, db_url: str) -> None:
+    """`kcity dashboards push --create-datasource` hands Grafana the reader's login with its
+    password (Grafana stores a password, not a file name); it works and sees no secret."""
+    settings = stack.settings.model_copy(update={"database_url": db_url})
+    url = urlsplit(settings.grafana_db_url)
+    assert url.username == "grafana_reader" and "passfile" not in url.query
+    assert url.password == stack.postgres.passwords()["grafana_reader"]
+    with psycopg.connect(settings.grafana_db_url) as c:
+        assert c.execute("SELECT current_user").fetchone() == ("grafana_reader",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("SELECT count(*) FROM api_tokens")

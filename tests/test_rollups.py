@@ -196,7 +196,9 @@ def test_streetlight_rollup_equals_full_recomputation(
     assert quality_days.quality_rows(conn, **tokyo) == raw_rows(conn, **tokyo)
 
 
-def test_drone_rollup_equals_full_recomputation(rollup_conn: psycopg.Connection, uid: str) -> None:
+def test_drone_rollup_equals_full_recomputation(
+    rollup_conn: psycopg.Connection, db_url: str, uid: str
+) -> None:
     conn = rollup_conn
     cfg = DroneSimConfig(start=START, days=1, seed=5, pilot_id=f"d{uid}", devices=1)
     sim = simulate_drones(cfg)
@@ -213,3 +215,10 @@ def test_drone_rollup_equals_full_recomputation(rollup_conn: psycopg.Connection,
     body = _compare(conn, pilot, window)
     assert body["records"] > 0 and body["duplicates"] >= 2
     assert body["completeness_pct"] is not None
+    # The API's role refreshes and reads the same (it may write rollups, not create tables).
+    _store(conn, pilot, batches[2:4])  # re-sent again: a refresh has work to do
+    api_url = db_url.replace("postgresql://kcity@", "postgresql://kcity_api@")
+    with psycopg.connect(api_url) as api:
+        as_api = run_quality(api, pilot, window, persist=False)
+    assert as_api["duplicates"] == body["duplicates"] + 2
+    _compare(conn, pilot, window)
