@@ -56,6 +56,7 @@ __all__ = [
     "Timestamp",
     "encode_message",
     "encode_status",
+    "item_adapter",
     "parse_message",
 ]
 
@@ -116,6 +117,12 @@ def _adapters(kind: str, channel: str) -> _Adapters:
 
 
 _STATUS: Final = TypeAdapter(StatusMessage)
+
+
+def item_adapter(kind: str, channel: str) -> TypeAdapter[Any]:
+    """The validator of one record (``telemetry``) or event of ``kind``, as the fallback
+    path uses it item by item."""
+    return _adapters(kind, channel).item
 
 
 def _where(prefix: str, loc: tuple[int | str, ...]) -> str:

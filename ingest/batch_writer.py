@@ -15,6 +15,7 @@ retries on a new connection.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from ingest.tables import (
 )
 from ingest.validate import DeadLetter, Outcome, Received, clean_text
 
+log = logging.getLogger(__name__)
 _STAGED = (*READINGS.values(), EVENTS)
 OUTAGE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -98,7 +100,27 @@ class BatchWriter:
         """Store a batch atomically; refused messages become ``store`` dead letters."""
         self._bisecting = False
         with self.conn.transaction():
-            return self._resilient(items)
+            result = self._resilient(items)
+        self._touch_last_seen(result.last_seen)
+        return result
+
+    def _touch_last_seen(self, last_seen: dict[str, datetime]) -> None:
+        """``devices.last_seen``, in its own short transaction after the batch's commit: held
+        for a whole batch, the device rows' locks made shared workers commit one at a time.
+        A monitoring field: a failure is logged, not retried (the next batch moves it on)."""
+        if not last_seen:
+            return
+        latest = sorted(last_seen.items())  # one lock order for all workers
+        try:
+            with self.conn.transaction():
+                self.conn.execute(
+                    "UPDATE devices d SET last_seen = GREATEST(d.last_seen, s.seen)"
+                    " FROM unnest(%s::text[], %s::timestamptz[]) AS s(id, seen)"
+                    " WHERE d.id = s.id",
+                    ([k for k, _ in latest], [v for _, v in latest]),
+                )
+        except psycopg.Error as exc:
+            log.warning("cannot update devices.last_seen: %s", exc)
 
     def write_stats(self, row: Sequence[Any]) -> None:
         """One ``ingest_stats`` snapshot (ts, worker, counters…, batch_latency_ms)."""
@@ -234,14 +256,6 @@ class BatchWriter:
                     sorted(statuses.values()),
                 )
                 result.statuses = len(statuses)
-            if result.last_seen:
-                latest = sorted(result.last_seen.items())  # one lock order for all workers
-                cur.execute(
-                    "UPDATE devices d SET last_seen = GREATEST(d.last_seen, s.seen)"
-                    " FROM unnest(%s::text[], %s::timestamptz[]) AS s(id, seen)"
-                    " WHERE d.id = s.id",
-                    ([k for k, _ in latest], [v for _, v in latest]),
-                )
         return result
 
     def _insert(

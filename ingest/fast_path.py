@@ -28,7 +28,7 @@ from pydantic.functional_validators import BeforeValidator
 
 from devices.errors import DevicesError
 from devices.kinds import get_kind
-from devices.payload_models import TelemetryMessage, to_utc
+from devices.payload_models import MAX_ITEMS, TelemetryMessage, to_utc
 
 
 class Unsupported(Exception):
@@ -44,6 +44,16 @@ class FastMessage:
     sent_at: datetime | None
     names: tuple[str, ...]  # the record model's fields, in order
     values: list[tuple[Any, ...]]  # each record's field values, timestamps as UTC datetimes
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A telemetry envelope that decoded, its records left as raw JSON to judge one by one."""
+
+    boot: int
+    seq: int
+    sent_at: datetime | None
+    records: list[msgspec.Raw]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +168,39 @@ def _decoder(kind: str) -> _Decoder | None:
     if env_names != ("v", "boot", "seq", "sent_at", "records") or env_stamps != (3,):
         return None
     return _Decoder(msgspec.json.Decoder(envelope).decode, names, stamps)
+
+
+@cache
+def _envelope_decoder(kind: str) -> Callable[[bytes], Any] | None:
+    """The telemetry envelope of ``_decoder(kind)`` with ``records`` as a list of raw JSON."""
+    if _decoder(kind) is None:
+        return None
+    envelope, _, _ = _struct(TelemetryMessage[get_kind(kind).record_model])  # type: ignore[misc]
+    fields: list[Any] = []
+    for f in msgspec.structs.fields(envelope):
+        typ = f.type
+        if f.name == "records":
+            typ = Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+        required = f.default is msgspec.NODEFAULT
+        fields.append((f.name, typ) if required else (f.name, typ, f.default))
+    raw_envelope = msgspec.defstruct(
+        "FastRawEnvelope", fields, kw_only=True, forbid_unknown_fields=True, gc=False
+    )
+    return msgspec.json.Decoder(raw_envelope).decode
+
+
+def decode_envelope(kind: str, raw: bytes) -> RawMessage | None:
+    """The envelope with its records undecoded, or None when the envelope itself is not
+    valid (or the kind has no fast path): the pydantic path then says why."""
+    decode = _envelope_decoder(kind)
+    if decode is None:
+        return None
+    try:
+        msg = decode(raw)
+        sent_at = None if msg.sent_at is None else to_utc(msg.sent_at)
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+        return None
+    return RawMessage(msg.boot, msg.seq, sent_at, msg.records)
 
 
 def decode_telemetry(kind: str, raw: bytes) -> FastMessage | None:

@@ -137,6 +137,8 @@ class IngestService:
         self._judge(_Parked(topic, payload, received_at, arrived, token), final=False)
 
     def _judge(self, msg: _Parked, final: bool) -> None:
+        parts = msg.topic.split("/", 4)
+        device = parts[3] if len(parts) > 3 else ""
         try:
             verdict = validate(
                 msg.topic,
@@ -144,6 +146,7 @@ class IngestService:
                 self.registry.devices,
                 msg.received_at,
                 unknown_is_final=final,
+                quiet=self._dead_budget.spent(device, msg.received_at),
             )
         except Exception as exc:  # a bug must not lose the message or stop the service
             log.exception("validation failed on %s", msg.topic)

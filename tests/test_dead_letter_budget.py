@@ -5,12 +5,14 @@ Prometheus — and another device's data is untouched."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from ingest.dead_letter_budget import DeadLetterBudget
-from ingest.validate import Outcome, dead
+from ingest.registry import DeviceInfo
+from ingest.validate import Outcome, dead, validate
 from kcity.settings import Settings
 from kcity.stack.broker_admin import BrokerAdmin
 from tests.fixtures.ingest import (
@@ -107,3 +109,37 @@ def test_a_flooding_device_costs_counters_and_leaves_others_alone(
     assert count(db_url, "SELECT count(*) FROM dead_letters WHERE device_id = %s", (good,)) == 0
     stored = "SELECT count(*) FROM streetlight_readings WHERE device_id = %s"
     assert (count(db_url, stored, (good,)), count(db_url, stored, (bad,))) == (1, 0)
+
+
+def test_quiet_judging_gives_the_same_verdict_per_record() -> None:
+    """Once a device's budget is spent its letters are only counted: the quiet path must
+    store the same rows and count the same reasons as the full path."""
+    now = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
+    records: list[dict[str, object]] = [
+        {
+            "ts": (now - timedelta(seconds=i)).isoformat(),
+            "power_w": 5.0 if i % 7 else -1.0,
+            "dim_pct": 50.0,
+            "lamp_on": True,
+        }
+        for i in range(60)
+    ]
+    records[3]["ts"] = "2010-01-01T00:00:00Z"  # time: ancient
+    records[4]["ts"] = (now + timedelta(hours=1)).isoformat()  # time: future
+    records[5]["vehicles"] = 2**40  # record: unstorable (int4)
+    records[6]["extra"] = 1  # record: schema
+    raw = json.dumps({"v": 1, "boot": 2, "seq": 9, "records": records}).encode()
+    registry = {"d-1": DeviceInfo("p-1", "streetlight")}
+    topic = "kcity/v1/p-1/d-1/telemetry"
+    full = validate(topic, raw, registry, now, unknown_is_final=True)
+    quiet = validate(topic, raw, registry, now, unknown_is_final=True, quiet=True)
+    assert isinstance(full, Outcome) and isinstance(quiet, Outcome)
+    assert quiet.rows == full.rows and quiet.message == full.message
+    reasons = Counter((d.stage, d.code) for d in full.dead_letters)
+    assert Counter((d.stage, d.code) for d in quiet.dead_letters) == reasons
+    assert reasons == {
+        ("record", "record_schema"): 1 + 60 // 7 + 1,
+        ("time", "ancient_timestamp"): 1,
+        ("time", "future_timestamp"): 1,
+        ("record", "unstorable"): 1,
+    }
