@@ -8,7 +8,8 @@ the API asks), then clients that ignore it and hammer. Printed: `/health` p50/p9
 (the reference measured in this run) and during each storm, against the 500 ms target, and
 what the heavy requests got (200/202/429).
 
-Run: `.venv/bin/python bench/api_storm.py [SECONDS]` (default 30 s of storm).
+Run: `.venv/bin/python bench/api_storm.py [SECONDS] [both|reports|savings]` (default 30 s
+of storm, both kinds of heavy request).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def health_samples(base: str, stop: threading.Event, out: list[tuple[float, int]
 
 def main() -> int:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
+    kinds = sys.argv[2] if len(sys.argv) > 2 else "both"
     header(f"/health during {CLIENTS} concurrent heavy requests ({seconds:.0f} s)")
     with private_stack() as stack:
         s = stack.settings
@@ -92,8 +94,9 @@ def main() -> int:
             wait_for_port("127.0.0.1", s.api_port, 60, "the API")
             base = f"http://127.0.0.1:{s.api_port}"
             idle = idle_health(base)
-            ok = storm(base, token, window, seconds, idle, polite=True)
-            return 0 if storm(base, token, window, seconds, idle, polite=False) and ok else 1
+            ok = storm(base, token, window, seconds, idle, kinds, polite=True)
+            ok = storm(base, token, window, seconds, idle, kinds, polite=False) and ok
+            return 0 if ok else 1
         finally:
             api.terminate()
             api.wait(30)
@@ -111,13 +114,21 @@ def idle_health(base: str) -> list[float]:
 
 
 def storm(
-    base: str, token: str, window: str, seconds: float, idle: list[float], *, polite: bool
+    base: str,
+    token: str,
+    window: str,
+    seconds: float,
+    idle: list[float],
+    kinds: str,
+    *,
+    polite: bool,
 ) -> bool:
     print(f"  -- clients {'waiting Retry-After' if polite else 'ignoring Retry-After'}")
     heavy = [
         ("POST", f"/api/v1/pilots/madiun/reports?{window}"),
         ("GET", f"/api/v1/pilots/madiun/savings?{window}"),
     ]
+    heavy = {"reports": heavy[:1], "savings": heavy[1:]}.get(kinds, heavy)
     answers: Counter[tuple[str, int]] = Counter()
     lock = threading.Lock()
     stop = threading.Event()

@@ -4,6 +4,7 @@ storm of heavy requests gets 429 with `Retry-After` while `/health` keeps answer
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -185,3 +186,21 @@ def test_a_storm_of_heavy_requests_gets_429_and_health_keeps_answering(
     assert all(int(a.headers["retry-after"]) > 0 and "busy" in a.json()["detail"] for a in busy)
     assert sum(1 for a in answers if a.status_code == 202) <= 2
     assert health and set(health) == {200}, health
+
+
+def test_a_report_renders_in_a_child_process_that_ends_with_the_server(
+    settings: Settings, world: World
+) -> None:
+    """Reports are rendered outside the API's process (their CPU would hold its GIL and make
+    `/health` wait), and no such child outlives the app."""
+    from tests.test_api import report_of
+
+    app = create_app(settings)
+    with TestClient(app) as c:
+        answer = report_of(c, auth(world, "evaluator"), f"/pilots/madiun/reports?{SL_WINDOW}")
+        assert answer.status_code == 200 and answer.content.startswith(b"%PDF")
+        children = list(app.state.heavy._processes._processes.values())
+        assert children and all(p.pid != os.getpid() and p.is_alive() for p in children)
+    for p in children:
+        p.join(timeout=10)
+        assert not p.is_alive(), f"report process {p.pid} outlived the app"

@@ -73,7 +73,10 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with pool.lease():
-            yield
+            try:
+                yield
+            finally:
+                heavy.shutdown()  # no report child outlives the server
 
     metrics = ApiMetrics()
     app = FastAPI(

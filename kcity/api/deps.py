@@ -36,6 +36,10 @@ class SharedPool:
         self._leases = 0
         self._pool: ConnectionPool | None = None
 
+    @property
+    def conninfo(self) -> str:
+        return self._conninfo
+
     @contextmanager
     def lease(self) -> Iterator[None]:
         with self._lock:

@@ -4,7 +4,9 @@ Two shapes of heavy work share one set of slots (one per core by default):
 - a synchronous heavy read (savings, coverage, quality) takes a slot for its duration, or is
   answered 429 with `Retry-After` at once, before it holds a database connection;
 - a report is a job: `POST` queues it (429 when `max_jobs` are already queued or running),
-  a worker thread runs it when a slot is free, `GET` fetches its state or its file.
+  a worker thread runs it when a slot is free, `GET` fetches its state or its file. The
+  thread hands the rendering to a child process (`in_process`): a report is seconds of
+  CPU under the GIL, which in the API's own process made `/health` wait (bench/api_storm.py).
 
 `/health` and light reads never wait for a slot, and the database pool keeps connections
 for them: at most `slots` connections ever do heavy work.
@@ -12,15 +14,16 @@ for them: at most `slots` connections ever do heavy work.
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from kcity.errors import KcityError
 
@@ -28,6 +31,7 @@ RETRY_AFTER_S: Final = 5
 KEEP_FINISHED: Final = 100  # finished jobs kept for fetching; the oldest are forgotten
 
 JobState = Literal["queued", "running", "done", "failed"]
+T = TypeVar("T")
 
 
 class Busy(KcityError):
@@ -69,6 +73,18 @@ class HeavyWork:
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="kcity-job")
+        self._processes: ProcessPoolExecutor | None = None  # started by the first job
+
+    def in_process(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` (importable, picklable arguments) in a child process and wait;
+        called from a job's thread, which holds its slot meanwhile."""
+        with self._lock:
+            if self._processes is None:
+                self._processes = ProcessPoolExecutor(
+                    self.slots, mp_context=multiprocessing.get_context("spawn")
+                )
+            processes = self._processes
+        return processes.submit(fn, *args).result()
 
     @contextmanager
     def slot(self, what: str) -> Iterator[None]:
@@ -97,7 +113,17 @@ class HeavyWork:
             return self._jobs.get(job_id)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the child processes (a report under way is abandoned; its job is lost with
+        the server anyway); a later job starts new ones."""
+        with self._lock:
+            processes, self._processes = self._processes, None
+        if processes is None:
+            return
+        # The worker processes: no public way to reach them before Python 3.14.
+        workers = list((getattr(processes, "_processes", None) or {}).values())
+        processes.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
 
     def _run(self, job: Job, work: Callable[[], Output]) -> None:
         with self._slots:

@@ -88,14 +88,19 @@ def create_report(
         raise unprocessable(f"lang: {lang!r} is not a report language; one of {', '.join(LANGS)}")
 
     def build() -> Output:
-        with pool.connection() as c:
-            out = render_report(c, pilot, window, lang, fmt, persist=True)
-            c.commit()  # the report stores its analytics runs, as `kcity report` does
-        return out
+        return heavy.in_process(report_job, pool.conninfo, pilot, window, lang, fmt)
 
     job = JobOut.of(heavy.submit(pilot, build))
     response.headers["Location"] = job.url
     return job
+
+
+def report_job(conninfo: str, pilot: str, window: Window, lang: str, fmt: str) -> Output:
+    """A report job's work, in a child process with a connection of its own."""
+    with psycopg.connect(conninfo) as conn:
+        out = render_report(conn, pilot, window, lang, fmt, persist=True)
+        conn.commit()  # the report stores its analytics runs, as `kcity report` does
+    return out
 
 
 def render_report(
