@@ -26,6 +26,7 @@ _PUBLISH = 0x30
 _PUBACK = 0x40
 _PUBACK_HEAD = bytes([_PUBACK, 2])  # fixed header: PUBACK, remaining length 2 (the id)
 _CHUNK = 65536
+_MAX_READS = 32  # reads towards one packet per call (2 MiB; the broker's limit is 1 MiB)
 PublishHandler = Callable[[bytes, bytes, int, int], None]  # topic, payload, mid, qos
 
 
@@ -91,7 +92,10 @@ class LeanClient(mqtt.Client):
 
     def _packet_read(self) -> MQTTErrorCode:
         frame = self._frame()
-        if frame is None:
+        reads = 0
+        while frame is None:  # a packet bigger than one read (a 93 KB message) needs several
+            if reads == _MAX_READS:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
             try:
                 data = self._sock_recv(_CHUNK)
             except BlockingIOError:
@@ -100,13 +104,12 @@ class LeanClient(mqtt.Client):
                 return MQTTErrorCode.MQTT_ERR_CONN_LOST
             if not data:
                 return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            reads += 1
             self._rbuf = self._rbuf[self._rpos :] + data
             self._rpos = 0
             with self._msgtime_mutex:
                 self._last_bytes_received = time.monotonic()
             frame = self._frame()
-            if frame is None:
-                return MQTTErrorCode.MQTT_ERR_AGAIN
         command, start, end = frame
         if command < 0:
             return MQTTErrorCode.MQTT_ERR_PROTOCOL
