@@ -224,7 +224,11 @@ def test_each_dead_letter_reason(
             "topic",
             "claims other device",
         ),
-        (encode_message(0, 3, [light(NOW + timedelta(minutes=10))]), "time", "future timestamp"),
+        (  # "future" from the moment of publishing, not from the module's import
+            encode_message(0, 3, [light(datetime.now(UTC) + timedelta(minutes=10))]),
+            "time",
+            "future timestamp",
+        ),
         (
             encode_message(0, 4, [light(datetime(2014, 12, 31, tzinfo=UTC))]),
             "time",
