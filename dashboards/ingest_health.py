@@ -107,11 +107,12 @@ DEAD_REASONS_SQL = f"""
 
 # Dead letters a device sent beyond its budget of the minute: counted, not kept (issue #18).
 SUPPRESSED_SQL = f"""
-    SELECT device_id, pilot_id, stage, reason, sum(suppressed) AS suppressed,
-           count(DISTINCT minute) AS minutes, max(minute) AS last_minute
-    FROM dead_letters_suppressed
-    WHERE $__timeFilter(minute) AND {DEAD_OF_PILOTS}
-    GROUP BY device_id, pilot_id, stage, reason
+    SELECT s.device_id, s.pilot_id, {DASHBOARD_OF_KIND} AS dashboard, s.stage, s.reason,
+           sum(s.suppressed) AS suppressed, count(DISTINCT s.minute) AS minutes,
+           max(s.minute) AS last_minute
+    FROM dead_letters_suppressed s LEFT JOIN devices d ON d.id = s.device_id
+    WHERE $__timeFilter(s.minute) AND (s.pilot_id IN ($pilot) OR s.pilot_id IS NULL)
+    GROUP BY s.device_id, s.pilot_id, d.kind, s.stage, s.reason
     ORDER BY suppressed DESC
     LIMIT 100
 """
@@ -233,11 +234,18 @@ def build(t: Labels) -> dash.Dashboard:
         .with_panel(timeseries(t["dash_in_latency"], LATENCY_SQL, "ms"))
         .with_panel(table(t["dash_in_reasons"], DEAD_REASONS_SQL, span=24))
         .with_panel(
-            table(
-                t["dash_in_suppressed"],
-                SUPPRESSED_SQL,
-                span=24,
-                description=t["dash_in_suppressed_desc"],
+            hidden(
+                device_links(
+                    table(
+                        t["dash_in_suppressed"],
+                        SUPPRESSED_SQL,
+                        span=24,
+                        description=t["dash_in_suppressed_desc"],
+                    ),
+                    t,
+                    "${__data.fields.dashboard}",
+                ),
+                "dashboard",
             )
         )
         .with_panel(
