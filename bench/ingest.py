@@ -9,7 +9,8 @@ sending pre-encoded one-record streetlight messages as fast as it can, measures:
   (b) a naive bridge: one INSERT + commit per message     — the floor
   (c) `kcity ingest run` draining a queued backlog (received -> committed, counted in the
       database): one worker, then the default workers (one per core, shared subscription)
-  (d) publish -> commit latency p50/p99 at half the default workers' rate
+  (d) publish -> commit latency p50/p99 at half the default workers' end-to-end rate
+      (publisher and workers running together; also shown at half the drain rate)
   (e) a 15 s flood of ~93 KB messages of 1,000 invalid records from one device while a
       second device sends 20 good one-record probes: each probe's publish -> commit time,
       and the disk the dead letters took meanwhile
@@ -585,7 +586,8 @@ def run(n: int, workers: int, flood_rate: float) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="kcity-bench-ingest-"))
     bench = Bench(workdir)
-    devices = ["bench-a", "bench-b", "bench-c", "bench-h", "bench-d", "bench-f", "bench-p"]
+    devices = ["bench-a", "bench-b", "bench-c", "bench-h", "bench-e", "bench-d", "bench-g"]
+    devices += ["bench-f", "bench-p"]
     started = time.time()
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -627,10 +629,20 @@ def run(n: int, workers: int, flood_rate: float) -> None:
         many = bench.drain_rate("bench-h", n)
         print(f"    {workers} workers, received -> committed       : {many:9,.0f} msg/s")
 
-        p50, p99 = bench.latency("bench-d", many / 2, 8.0)
+        # "The rate" of the target is end to end, as the issue measured it: a publisher
+        # sending while the workers store. Draining a queued backlog (above) is faster, as
+        # nothing else wants the cores; half of that rate is shown beside, for the record.
+        e2e, _ = bench.ingest_rate("bench-e", n)
+        print(f"    {workers} workers, publish -> committed        : {e2e:9,.0f} msg/s")
+        p50, p99 = bench.latency("bench-d", e2e / 2, 8.0)
         print(
-            f"(d) latency at {many / 2:,.0f} msg/s (half rate)  : p50 {p50 * 1000:.0f} ms,"
-            f" p99 {p99 * 1000:.0f} ms"
+            f"(d) latency at {e2e / 2:,.0f} msg/s (half the end-to-end rate): p50"
+            f" {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
+        )
+        d50, d99 = bench.latency("bench-g", many / 2, 8.0)
+        print(
+            f"    latency at {many / 2:,.0f} msg/s (half the drain rate): p50"
+            f" {d50 * 1000:.0f} ms, p99 {d99 * 1000:.0f} ms"
         )
 
         disk0 = bench.dead_letter_bytes()
@@ -664,7 +676,9 @@ def run(n: int, workers: int, flood_rate: float) -> None:
         )
         verdict("1 worker / bare paho subscriber", one / bare, 0.6, higher_is_better=True)
         verdict("1 worker / naive INSERT bridge", one / naive, 10.0, higher_is_better=True)
-        verdict("p99 publish -> commit at half rate / 1 s", p99, 1.0, higher_is_better=False)
+        verdict(
+            "p99 publish -> commit at half the e2e rate / 1 s", p99, 1.0, higher_is_better=False
+        )
         verdict("p99 probe during the flood / 2 s", probe_p99 / 2, 1.0, higher_is_better=False)
         verdict(
             "dead-letter disk during the flood / 50 MB",
