@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -398,7 +399,19 @@ def quality_rows(
     {"LEFT JOIN flights f USING (device_id, day)" if kind == "hybrid_drone" else ""}
     ORDER BY k.device_id, k.day
     """
-    params = {
+    params = quality_params(devices, timezone, interval_s, start, end)
+    return [device_day(r) for r in conn.execute(sql, params).fetchall()]
+
+
+def quality_params(
+    devices: Sequence[RegisteredDevice],
+    timezone: str,
+    interval_s: float | None,
+    start: date,
+    end: date,
+) -> dict[str, object]:
+    """The parameters of the device-day quality queries (raw and rollup alike)."""
+    return {
         "tz": timezone,
         "ids": [d.device_id for d in devices],
         "from": [d.commissioned_on for d in devices],
@@ -407,20 +420,21 @@ def quality_rows(
         "end": end,
         "interval": interval_s or 1.0,
     }
-    return [
-        DeviceDay(
-            device_id=r[0],
-            day=r[1],
-            records=int(r[2]),
-            expected=None if r[3] is None else float(r[3]),
-            seq_gaps=int(r[4]),
-            duplicates=int(r[5]),
-            dead_letters=int(r[6]),
-            skew_p50_s=None if r[7] is None else float(r[7]),
-            skew_p95_s=None if r[8] is None else float(r[8]),
-            conflicts=int(r[9]),
-            seq_reuse=int(r[10]),
-            in_service=bool(r[11]),
-        )
-        for r in conn.execute(sql, params).fetchall()
-    ]
+
+
+def device_day(r: Sequence[Any]) -> DeviceDay:
+    """A `DeviceDay` from a quality query's row, in the column order both queries share."""
+    return DeviceDay(
+        device_id=r[0],
+        day=r[1],
+        records=int(r[2]),
+        expected=None if r[3] is None else float(r[3]),
+        seq_gaps=int(r[4]),
+        duplicates=int(r[5]),
+        dead_letters=int(r[6]),
+        skew_p50_s=None if r[7] is None else float(r[7]),
+        skew_p95_s=None if r[8] is None else float(r[8]),
+        conflicts=int(r[9]),
+        seq_reuse=int(r[10]),
+        in_service=bool(r[11]),
+    )

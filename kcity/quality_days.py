@@ -16,7 +16,7 @@ from datetime import date
 import psycopg
 
 from analytics.quality import DeviceDay, RegisteredDevice
-from analytics.queries import READINGS_TABLE
+from analytics.queries import READINGS_TABLE, device_day, quality_params
 from analytics.skew_sketch import EDGES_US
 
 _GRID = """
@@ -31,24 +31,6 @@ _GRID = """
         FROM dev, generate_series(%(start)s::date, %(end)s::date - 1, interval '1 day') day
         WHERE (c_on IS NULL OR day >= c_on) AND (d_on IS NULL OR day < d_on)
     )"""
-
-
-def _params(
-    devices: Sequence[RegisteredDevice],
-    timezone: str,
-    interval_s: float | None,
-    start: date,
-    end: date,
-) -> dict[str, object]:
-    return {
-        "tz": timezone,
-        "ids": [d.device_id for d in devices],
-        "from": [d.commissioned_on for d in devices],
-        "until": [d.decommissioned_on for d in devices],
-        "start": start,
-        "end": end,
-        "interval": interval_s or 1.0,
-    }
 
 
 def quality_rows(
@@ -87,24 +69,8 @@ def quality_rows(
     LEFT JOIN q USING (device_id, day)
     ORDER BY k.device_id, k.day
     """
-    params = _params(devices, timezone, interval_s, start, end)
-    return [
-        DeviceDay(
-            device_id=r[0],
-            day=r[1],
-            records=int(r[2]),
-            expected=None if r[3] is None else float(r[3]),
-            seq_gaps=int(r[4]),
-            duplicates=int(r[5]),
-            dead_letters=int(r[6]),
-            skew_p50_s=None if r[7] is None else float(r[7]),
-            skew_p95_s=None if r[8] is None else float(r[8]),
-            conflicts=int(r[9]),
-            seq_reuse=int(r[10]),
-            in_service=bool(r[11]),
-        )
-        for r in conn.execute(sql, params).fetchall()
-    ]
+    params = quality_params(devices, timezone, interval_s, start, end)
+    return [device_day(r) for r in conn.execute(sql, params).fetchall()]
 
 
 def skew_histogram(
