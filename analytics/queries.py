@@ -299,6 +299,18 @@ def load_drones(
     return out
 
 
+# Records and exact clock-skew percentiles per device and day of the rows `r` (device_id,
+# day, ts, received_at): the same CTE in the raw count and in the rollup's recount.
+DAY_COUNTS = """counts AS (
+        SELECT device_id, day, count(*) AS records,
+               percentile_cont(0.5) WITHIN GROUP
+                   (ORDER BY extract(epoch FROM received_at - ts)) AS p50,
+               percentile_cont(0.95) WITHIN GROUP
+                   (ORDER BY extract(epoch FROM received_at - ts)) AS p95
+        FROM r GROUP BY device_id, day
+    )"""
+
+
 def quality_rows(
     conn: psycopg.Connection,
     *,
@@ -350,14 +362,7 @@ def quality_rows(
           AND ts >= (%(start)s::timestamp AT TIME ZONE %(tz)s)
           AND ts < (%(end)s::timestamp AT TIME ZONE %(tz)s)
     ),
-    counts AS (
-        SELECT device_id, day, count(*) AS records,
-               percentile_cont(0.5) WITHIN GROUP
-                   (ORDER BY extract(epoch FROM received_at - ts)) AS p50,
-               percentile_cont(0.95) WITHIN GROUP
-                   (ORDER BY extract(epoch FROM received_at - ts)) AS p95
-        FROM r GROUP BY device_id, day
-    ){flights},
+    {DAY_COUNTS}{flights},
     msgs AS (
         SELECT device_id,
                (coalesce(first_ts, sent_at, received_at) AT TIME ZONE %(tz)s)::date AS day,

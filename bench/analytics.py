@@ -353,17 +353,22 @@ def quality_figures(conn: psycopg.Connection, settings: Settings) -> bool:
     return ok
 
 
-def build_dataset(conn: psycopg.Connection) -> tuple[int, int, int, date]:
-    """Both pilots, 500 luminaires × 90 days with their messages, two drones for a week;
-    returns the rows loaded (readings, messages, drone records) and the drones' first day."""
-    for name in ("madiun", "mukdahan"):
-        apply_pilot(conn, load_pilot(PILOTS / f"{name}.toml"))
+def register_madiun(conn: psycopg.Connection) -> None:
+    """The Madiun pilot and its `LUMINAIRES` luminaires (ids as the loaders write them)."""
+    apply_pilot(conn, load_pilot(PILOTS / "madiun.toml"))
     for i in range(LUMINAIRES):
         conn.execute(
             "INSERT INTO devices (id, pilot_id, kind, password_hash)"
             " VALUES (%s, 'madiun', 'streetlight', '-')",
             (f"madiun-sl-{i + 1:03d}",),
         )
+
+
+def build_dataset(conn: psycopg.Connection) -> tuple[int, int, int, date]:
+    """Both pilots, 500 luminaires × 90 days with their messages, two drones for a week;
+    returns the rows loaded (readings, messages, drone records) and the drones' first day."""
+    register_madiun(conn)
+    apply_pilot(conn, load_pilot(PILOTS / "mukdahan.toml"))
     for i in (1, 2):
         conn.execute(
             "INSERT INTO devices (id, pilot_id, kind, password_hash)"

@@ -32,8 +32,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import analytics as data  # noqa: E402
 from bench.common import header, private_stack, verdict  # noqa: E402
-from devices.pilots import load_pilot  # noqa: E402
-from kcity.registry import apply_pilot  # noqa: E402
 from kcity.stack.processes import wait_for_port  # noqa: E402
 from kcity.tokens import create_token  # noqa: E402
 
@@ -63,13 +61,7 @@ def main() -> int:
     with private_stack() as stack:
         s = stack.settings
         with psycopg.connect(s.database_url) as conn:
-            apply_pilot(conn, load_pilot(data.PILOTS / "madiun.toml"))
-            for i in range(data.LUMINAIRES):
-                conn.execute(
-                    "INSERT INTO devices (id, pilot_id, kind, password_hash)"
-                    " VALUES (%s, 'madiun', 'streetlight', '-')",
-                    (f"madiun-sl-{i + 1:03d}",),
-                )
+            data.register_madiun(conn)
             conn.commit()
             rows = data.load_streetlights(conn)
             token = create_token(conn, "evaluator", label="bench")[0]

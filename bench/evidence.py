@@ -21,11 +21,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import analytics as data  # noqa: E402
 from bench.common import header, private_stack, verdict  # noqa: E402
-from devices.pilots import load_pilot  # noqa: E402
 from kcity.analyses import Window, run_quality, run_savings  # noqa: E402
 from kcity.evidence.export import export_bundle  # noqa: E402
 from kcity.evidence.verify import verify_bundle  # noqa: E402
-from kcity.registry import apply_pilot  # noqa: E402
 
 data.LUMINAIRES = 60  # the demo's Madiun pilot
 
@@ -33,13 +31,7 @@ data.LUMINAIRES = 60  # the demo's Madiun pilot
 def main() -> int:
     header("evidence bundle benchmark (90 days, 60 luminaires)")
     with private_stack() as stack, psycopg.connect(stack.settings.database_url) as conn:
-        apply_pilot(conn, load_pilot(data.PILOTS / "madiun.toml"))
-        for i in range(data.LUMINAIRES):
-            conn.execute(
-                "INSERT INTO devices (id, pilot_id, kind, password_hash)"
-                " VALUES (%s, 'madiun', 'streetlight', '-')",
-                (f"madiun-sl-{i + 1:03d}",),
-            )
+        data.register_madiun(conn)
         conn.commit()
         rows = data.load_streetlights(conn)
         window = Window(data.START + timedelta(days=7), data.START + timedelta(days=data.DAYS - 1))

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from analytics.queries import READINGS_TABLE
+from analytics.queries import DAY_COUNTS, READINGS_TABLE
 from analytics.skew_sketch import EDGES_US
 
 LOCK_ID = 7_240_007
@@ -101,14 +101,7 @@ def _recompute(kind: str, table: str) -> str:
         FROM sc s JOIN {table} r
           ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
     ),
-    counts AS (
-        SELECT device_id, day, count(*) AS records,
-               percentile_cont(0.5) WITHIN GROUP
-                   (ORDER BY extract(epoch FROM received_at - ts)) AS p50,
-               percentile_cont(0.95) WITHIN GROUP
-                   (ORDER BY extract(epoch FROM received_at - ts)) AS p95
-        FROM r GROUP BY device_id, day
-    ),
+    {DAY_COUNTS},
     sketch AS (
         SELECT device_id, day, array_agg(b ORDER BY b)::smallint[] AS bins,
                array_agg(n ORDER BY b)::integer[] AS counts

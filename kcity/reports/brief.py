@@ -16,8 +16,8 @@ import psycopg
 
 from kcity.portfolio import brief
 from kcity.reports import figures
-from kcity.reports.i18n import LANGS, labels
-from kcity.reports.render import ReportError, _environment, software_version, write_pages
+from kcity.reports.i18n import labels
+from kcity.reports.render import environment, prepare_output, software_version, write_pages
 from kcity.window import Window
 
 
@@ -31,12 +31,7 @@ class BriefFiles:
 def build_brief(conn: psycopg.Connection, window: Window, out_dir: Path, lang: str = "ko", *,
                 now: dt.datetime | None = None) -> BriefFiles:  # fmt: skip
     """Write ``portfolio-<from>-<to>-<lang>.html``, ``.pdf`` and its map into `out_dir`."""
-    if lang not in LANGS:
-        raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(f"cannot create {out_dir}: {exc.strerror}") from exc
+    prepare_output(out_dir, lang)
     at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
     t = dict(labels(lang))
     pilots = brief(conn, t, window, at)
@@ -45,7 +40,7 @@ def build_brief(conn: psycopg.Connection, window: Window, out_dir: Path, lang: s
                bool(b.row["alerts_firing"])) for b in pilots]  # fmt: skip
     map_path = figures.pilot_map(points, t, stem.with_name(f"{stem.name}-map.png"))
     html = (
-        _environment()
+        environment()
         .get_template("portfolio.html.j2")
         .render(
             lang=lang,

@@ -59,6 +59,16 @@ def software_version() -> str:
         return f"{DISTRIBUTION} (not installed)"
 
 
+def prepare_output(out_dir: Path, lang: str) -> None:
+    """Refuse an unknown language and make `out_dir`, each with one readable line."""
+    if lang not in LANGS:
+        raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create {out_dir}: {exc.strerror}") from exc
+
+
 def fmt(value: Any, spec: str = ",.1f") -> str:
     """A number for the page; None and NaN as an em dash."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -76,7 +86,7 @@ def _json_value(value: Any) -> str:
     return json.dumps(value, allow_nan=False)
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kcity.reports", "templates"),
         autoescape=True,
@@ -269,12 +279,7 @@ def render(pilot: Pilot, window: Window, out_dir: Path, lang: str, inputs: Input
            now: dt.datetime | None = None, bundle: BundleRef | None = None,
            from_bundle: bool = False) -> ReportFiles:  # fmt: skip
     """Write the report of `inputs`; `from_bundle`: they were re-computed from `bundle`."""
-    if lang not in LANGS:
-        raise ReportError(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(f"cannot create {out_dir}: {exc.strerror}") from exc
+    prepare_output(out_dir, lang)
     stem = out_dir / f"{pilot.id}-{window.start}-{window.end}-{lang}"
     t = dict(labels(lang))
     if pilot.kind == "streetlight":
@@ -316,7 +321,7 @@ def render(pilot: Pilot, window: Window, out_dir: Path, lang: str, inputs: Input
         context["bundle_note"] = Markup(escape(t["bundle_none"])).format(
             cmd=Markup("<code>{}</code>").format(export)
         )
-    html = _environment().get_template(context["template"]).render(context)
+    html = environment().get_template(context["template"]).render(context)
     html_path, pdf_path = write_pages(html, stem)
     return ReportFiles(html_path, pdf_path, context["figure_paths"])
 
