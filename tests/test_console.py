@@ -24,10 +24,12 @@ import psycopg
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -214,6 +216,15 @@ def test_sign_in_and_see_the_silent_device_flagged(
     assert browser.switch_to.active_element.get_attribute("href").endswith("#main")
 
 
+def replaced(browser: WebDriver, old: WebElement) -> None:
+    """Wait until `old` is gone with the page it was on. While Chrome swaps the document, a
+    look at the old node can fail with a generic "node does not belong to the document"
+    instead of a stale-element error: that is the same news, so keep polling."""
+    WebDriverWait(browser, WAIT_S, ignored_exceptions=(WebDriverException,)).until(
+        expected_conditions.staleness_of(old)
+    )
+
+
 def test_open_a_dead_letter_and_check_a_corrected_payload(
     browser: WebDriver, server: str, world: World, live: dict[str, Any], shots: Path
 ) -> None:
@@ -243,7 +254,7 @@ def test_open_a_dead_letter_and_check_a_corrected_payload(
     # As offered, it is still refused, for the same reason; corrected, it would be stored.
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "check-submit").click()
-    WebDriverWait(browser, WAIT_S).until(expected_conditions.staleness_of(page))
+    replaced(browser, page)
     WebDriverWait(browser, WAIT_S).until(
         expected_conditions.presence_of_element_located((By.ID, "verdict"))
     )
@@ -254,7 +265,7 @@ def test_open_a_dead_letter_and_check_a_corrected_payload(
     area.send_keys(json.dumps(fixed))
     first_verdict = browser.find_element(By.ID, "verdict")
     browser.find_element(By.ID, "check-submit").click()
-    WebDriverWait(browser, WAIT_S).until(expected_conditions.staleness_of(first_verdict))
+    replaced(browser, first_verdict)
     summary = WebDriverWait(browser, WAIT_S).until(
         expected_conditions.presence_of_element_located((By.ID, "verdict-summary"))
     )
