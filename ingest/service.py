@@ -79,7 +79,7 @@ class IngestService:
         self.config = config
         self.metrics = metrics or IngestMetrics()
         self.registry = Registry(config.registry_refresh_s, config.registry_max_age_s)
-        self.consumer = Consumer(config, self._on_message)
+        self.consumer = Consumer(config, self._on_message, self.metrics.broker_stat)
         self._waiting = FairQueue()  # judged, not yet in a batch
         self._parked: list[_Parked] = []
         # Messages of devices whose dead-letter budget is spent wait here (unacknowledged),
@@ -95,6 +95,8 @@ class IngestService:
         self._registry_conn: psycopg.Connection | None = None
         self._last_seq: dict[tuple[str, int, str], int] = {}
         self._unacked = 0
+        self.unacked_peak = 0  # the most messages held unacknowledged at once
+        self._writer_ok = True  # the last write committed (reading may pause for it)
         self._feedback = FeedbackLimiter(config.feedback_per_minute)
         self._dead_budget = DeadLetterBudget(config.dead_letters_per_minute)
         self._received_by_channel = {
@@ -139,7 +141,12 @@ class IngestService:
                 timeout = max(0.0, min(timeout, age_left))
         if self._deferred_bytes >= self.config.deferred_bytes:
             self._judge_deferred(down_to_bytes=self.config.deferred_bytes // 2)  # backpressure
-        self.consumer.loop(0.0 if self._deferred else timeout)
+        # Mosquitto 2.0 sends a reconnecting session its whole offline queue at once, beyond
+        # our Receive Maximum: while the writer is committing, stop reading past the window
+        # (the broker keeps the rest). Not while the database is down: a pause longer than
+        # the keep-alive would lose the connection (the window bounds live traffic anyway).
+        read = self._unacked <= self.config.max_inflight or not self._writer_ok
+        self.consumer.loop(0.0 if self._deferred else timeout, read)
         if self._deferred:
             self._judge_deferred(seconds=_DEFERRED_SLICE_S)
         self.metrics.broker_up.set(1 if self.consumer.connected else 0)
@@ -158,6 +165,8 @@ class IngestService:
         self.metrics.totals.received += 1
         if token is not None:
             self._unacked += 1
+            if self._unacked > self.unacked_peak:
+                self.unacked_peak = self._unacked
         msg = _Parked(topic, payload, received_at, arrived, token)
         device = _device_of(topic)
         if self._deferred_devices[device] or self._dead_budget.spent(device, received_at):
@@ -363,6 +372,7 @@ class IngestService:
                     end = time.monotonic()
                     self._committed.put(_Committed(batch, result, end - start, end))
                     self.metrics.database_up.set(1)
+                    self._writer_ok = True
                     delay = 0.1
                     batch = None
                 except Exception as exc:
@@ -375,6 +385,7 @@ class IngestService:
                             delay,
                         )
                     self.metrics.database_up.set(0)
+                    self._writer_ok = False
                     if writer is not None:
                         writer.conn.close()
                         writer = None
