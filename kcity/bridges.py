@@ -12,13 +12,11 @@ refresh the supervisor writes its state to `<data_dir>/run/bridges.json`, which
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 
@@ -28,10 +26,9 @@ from kcity import registry
 from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.settings import Settings
+from kcity.stack.bridge_state import REFRESH_S, STATE_FILE, write_state
 
 log = logging.getLogger(__name__)
-STATE_FILE = "run/bridges.json"  # under the data directory
-REFRESH_S = 5.0  # how soon a newly applied pilot is bridged
 
 
 def bridge_config(settings: Settings, pilot: Pilot, env: Mapping[str, str]) -> BridgeConfig:
@@ -146,18 +143,3 @@ class Supervisor:
         finally:
             for pilot_id in list(self.running):
                 self._stop(pilot_id)
-
-
-def write_state(path: Path, state: Mapping[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
-
-
-def read_state(settings: Settings) -> dict[str, object] | None:
-    try:
-        found: dict[str, object] = json.loads((settings.data_dir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return found

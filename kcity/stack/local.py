@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kcity.bridges import REFRESH_S, STATE_FILE, read_state
 from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.schema import migrate
 from kcity.settings import PGPASS, STACK_ENV, Settings, load_settings
+from kcity.stack.bridge_state import REFRESH_S, STATE_FILE, read_state
 from kcity.stack.broker_admin import create_session
 from kcity.stack.dynsec_file import write_private
 from kcity.stack.ingest_workers import (
