@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.errors import InputError
-from analytics.nights import NightCalendar, assign_days, assign_nights
+from analytics.nights import NightCalendar, assign_nights
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -215,37 +215,46 @@ class _Pool:
         return FullPower(float(np.median(pool)), "control", pool.size, spread, se_pool)
 
 
+def _window_own(
+    full_w: FloatArray, full_night: IntArray, window: BoolArray | None, source: str
+) -> FullPower | None:
+    """A luminaire's own median over its lit 100 % samples in the nights of `window`."""
+    return None if window is None else _own(full_w[window[full_night]], source)
+
+
 def full_power(
-    series: Sequence[LuminaireSeries],
-    record_nights: Sequence[IntArray],
+    device_ids: Sequence[str],
+    full_w: Sequence[FloatArray],
+    full_night: Sequence[IntArray],
     baseline: BoolArray | None,
     control: set[str],
     params: SavingsParams,
     reporting: BoolArray | None = None,
     *,
     own_baseline: Sequence[FullPower | None] | None = None,
-    pool: PoolSource | None = None,
+    pool: PoolSource,
 ) -> tuple[list[FullPower], list[str]]:
     """P_full per luminaire, first that applies (source in `FULL_POWER_SOURCES`):
 
     its own baseline median; its own median over its 100 % samples in the `reporting`
     nights (luminaires that brighten on traffic); the pooled control group; rated power.
     Luminaires of one model differ by a few percent, so a pooled value is a last resort.
-    `own_baseline` gives the baseline medians already measured (`analytics.savings_baseline`)
-    and `pool` the control group's samples; by default both come from `series`.
+    `full_w`/`full_night` are each luminaire's lit 100 % samples inside nights and their
+    night index (`analytics.night_accounts`); `own_baseline` gives the baseline medians
+    already measured (`analytics.savings_baseline`) and `pool` the control group's samples.
     """
     warnings: list[str] = []
-    pooled = _Pool(pool or (lambda: pool_parts(series, control)))
+    pooled = _Pool(pool)
     rated_se = params.rated_power_w * params.rated_power_tolerance_pct / 100.0 / np.sqrt(3.0)
     result: list[FullPower] = []
     fallback: dict[str, list[str]] = {"own_reporting": [], "control": [], "rated": []}
-    for k, (s, idx) in enumerate(zip(series, record_nights, strict=True)):
+    for k, device_id in enumerate(device_ids):
         base = (
             own_baseline[k]
             if own_baseline is not None
-            else own_full_power(s, idx, baseline, "baseline")
+            else _window_own(full_w[k], full_night[k], baseline, "baseline")
         )
-        own = base or own_full_power(s, idx, reporting, "own_reporting")
+        own = base or _window_own(full_w[k], full_night[k], reporting, "own_reporting")
         if own is not None:
             result.append(own)
         else:
@@ -255,9 +264,9 @@ def full_power(
         source = result[-1].source
         # A control luminaire's own samples are in the pool: it falls back only on its own.
         if source in fallback and (
-            s.device_id not in control or (source != "own_reporting" and not pooled.get()[0].size)
+            device_id not in control or (source != "own_reporting" and not pooled.get()[0].size)
         ):
-            fallback[source].append(s.device_id)
+            fallback[source].append(device_id)
     if baseline is not None and fallback["own_reporting"]:
         warnings.append(
             "too few baseline full-power samples, own reporting-window 100 % samples used:"
@@ -274,43 +283,7 @@ def full_power(
     return result, warnings
 
 
-def day_burning(
-    series: Sequence[LuminaireSeries], table: NightTable, days: BoolArray, params: SavingsParams
-) -> list[dict[str, object]]:
-    """Lamp-on records more than the tolerance into daylight, one finding per device-day.
-
-    Their energy is estimated from active power × interval: a daylight record's register
-    increment may span the hours the lamp was off.
-    """
-    tolerance = params.day_burning_tolerance_min * 60.0
-    interval_h = params.record_interval_s / 3600.0
-    found: list[dict[str, object]] = []
-    for s, nights in zip(series, table.record_nights, strict=True):
-        lit = np.flatnonzero(np.asarray(s.lamp_on, dtype=bool) & (nights < 0))
-        day, depth = assign_days(s.ts[lit], table.calendar)
-        flag = (day >= 0) & days[np.maximum(day, 0)] & (depth > tolerance)
-        if not flag.any():
-            continue
-        day, at = day[flag], lit[flag]
-        dates, first, count = np.unique(day, return_index=True, return_counts=True)
-        energy = np.add.reduceat(s.power_w[at], first) * interval_h / 1000.0
-        stamps = _iso(s.ts[at])
-        for j, lo, n, kwh in zip(dates, first, count, energy, strict=True):
-            found.append(
-                {
-                    "device_id": s.device_id,
-                    "date": table.calendar.dates[j].isoformat(),
-                    "records": int(n),
-                    "hours": float(n) * interval_h,
-                    "energy_kwh": float(kwh),
-                    "first": stamps[lo],
-                    "last": stamps[lo + n - 1],
-                }
-            )
-    return found
-
-
-def _iso(ts: FloatArray) -> list[str]:
+def iso_seconds(ts: FloatArray) -> list[str]:
     """RFC 3339 UTC strings of epoch seconds, to the second."""
     seconds = np.round(ts).astype("datetime64[s]")
     return [f"{t}+00:00" for t in np.datetime_as_string(seconds)]

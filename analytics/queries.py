@@ -32,7 +32,9 @@ READINGS_TABLE = {
 READ_CONNECTIONS = 2  # the development machine's cores (DESIGN §11)
 _COPY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
 _PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z, the origin of binary timestamps [s]
-_ELEMENT = {701: ">f8", 20: ">i8", 1184: ">i8", 16: "?", 23: ">i4"}  # by type oid
+_ELEMENT = {701: ">f8", 20: ">i8", 1184: ">i8", 16: "?", 23: ">i4", 1082: ">i4", 17: "V32"}
+"""Array elements by type oid; `date` comes as days since 2000-01-01, `bytea` only as
+32-byte digests."""
 
 
 def _parse_row(row: memoryview) -> tuple[str, list[np.ndarray]]:
@@ -52,6 +54,21 @@ def _parse_row(row: memoryview) -> tuple[str, list[np.ndarray]]:
         arrays.append(np.frombuffer(row[start : start + size * element.itemsize], element)["value"])
         offset += 4 + length
     return key, arrays
+
+
+def copy_arrays(
+    conn: psycopg.Connection, query: str, params: Sequence[object]
+) -> list[tuple[str, list[np.ndarray]]]:
+    """Rows of (text key, array, …) as numpy arrays through binary COPY: one message a row,
+    no Python object per element (`_parse_row`: fixed-width elements, no NULLs)."""
+    bound = psycopg.ClientCursor(conn).mogrify(query, params)
+    out = []
+    with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:
+        for i, chunk in enumerate(copy):
+            row = memoryview(chunk)[_COPY_HEADER if i == 0 else 0 :]
+            if len(row) > 2:  # not the trailer
+                out.append(_parse_row(row))
+    return out
 
 
 @dataclass(frozen=True)
@@ -79,21 +96,15 @@ class _Arrays:
             f" AND ts >= %s AND ts < %s AND ({self.keep[0]}) GROUP BY device_id"
         )
         params = (list(self.device_ids), start, end, *self.keep[1])
-        bound = psycopg.ClientCursor(conn).mogrify(query, params)
         out = []
-        with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:
-            for i, chunk in enumerate(copy):
-                row = memoryview(chunk)[_COPY_HEADER if i == 0 else 0 :]
-                if len(row) <= 2:  # the trailer
-                    continue
-                device_id, arrays = _parse_row(row)
-                ts = arrays[0].astype(np.float64) / 1e6 + _PG_EPOCH
-                if np.any(np.diff(ts) < 0):  # rows come in storage order, mostly by time
-                    order = np.argsort(ts, kind="stable")
-                    ts, arrays = ts[order], [a[order] for a in arrays]
-                named = {"ts": ts}
-                named.update({f"c{j}": a for j, a in enumerate(arrays[1:])})
-                out.append((device_id, named))
+        for device_id, arrays in copy_arrays(conn, query, params):
+            ts = arrays[0].astype(np.float64) / 1e6 + _PG_EPOCH
+            if np.any(np.diff(ts) < 0):  # rows come in storage order, mostly by time
+                order = np.argsort(ts, kind="stable")
+                ts, arrays = ts[order], [a[order] for a in arrays]
+            named = {"ts": ts}
+            named.update({f"c{j}": a for j, a in enumerate(arrays[1:])})
+            out.append((device_id, named))
         return sorted(out)
 
     def read_on_new_connection(

@@ -51,7 +51,6 @@ from analytics.luminaire_nights import (
     PoolSource,
     SavingsParams,
     check_series,
-    day_burning,
     full_power,
     interval_energy_wh,
     night_table,
@@ -62,6 +61,7 @@ from analytics.m_and_v import (
     baseline_regression,
     difference_in_differences,
 )
+from analytics.night_accounts import NightAccounts, account_series, units_sha256
 from analytics.nights import NightCalendar, assign_nights, night_calendar
 from analytics.savings_baseline import BaselineSummary, with_baseline_luminaires
 from analytics.savings_frame import (
@@ -69,9 +69,11 @@ from analytics.savings_frame import (
     SavingsFrame,
     build_frame,
     burning_anomalies,
+    day_burning_rows,
     excluded_nights,
     per_luminaire_rows,
     per_night_rows,
+    savings_calendar,
 )
 from analytics.savings_result import SavingsResult
 
@@ -82,8 +84,8 @@ __all__ = [
     "NonRoutineEvent",
     "SavingsParams",
     "SavingsResult",
+    "combine_savings",
     "compute_savings",
-    "day_burning",
     "full_power",
     "input_sha256",
     "interval_energy_wh",
@@ -158,19 +160,16 @@ def _events(
 
 
 def input_sha256(
-    series: Sequence[LuminaireSeries],
+    accounts: NightAccounts,
+    nights: BoolArray,
     events: Sequence[NonRoutineEvent],
     baseline: BaselineSummary | None = None,
     pool: Sequence[FloatArray] | None = None,
 ) -> str:
     """Hash of the input rows, so an evaluator can check a result was made from them: the
-    rows passed, the events, the baseline summary's rows and the control pool if used."""
-    digest = hashlib.sha256()
-    for s in series:
-        digest.update(s.device_id.encode())
-        for values in (s.ts, s.power_w, s.energy_wh, s.dim_pct):
-            digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-        digest.update(np.ascontiguousarray(s.lamp_on, dtype=np.bool_).tobytes())
+    rows of every luminaire-night unit in `nights` (`analytics.night_accounts`), the
+    events, the baseline summary's rows and the control pool if it was used."""
+    digest = hashlib.sha256(f"units:{units_sha256(accounts, nights)}".encode())
     for e in events:
         digest.update(repr((e.device_id, float(e.ts), e.type, e.code)).encode())
     if baseline is not None:
@@ -275,33 +274,62 @@ def compute_savings(
     reporting nights as expected and missing, and is named in `missing_luminaires`.
     With a `baseline` summary (`analytics.savings_baseline`) `series` need not hold the
     baseline nights, and `pool` gives the control group's 100 % samples when a luminaire
-    needs them; both enter the input hash."""
+    needs them (by default those of `series`); both enter the input hash."""
     _check_params(params, start, end)
     for s in series:
         check_series(s)
     if baseline is not None:
         series = with_baseline_luminaires(series, baseline)
+    accounts = account_series(series, savings_calendar(params, start, end), params)
+    return combine_savings(
+        accounts, events, params, start, end, expected, baseline=baseline, pool=pool
+    )
+
+
+def combine_savings(
+    accounts: NightAccounts,
+    events: Sequence[NonRoutineEvent],
+    params: SavingsParams,
+    start: dt.date,
+    end: dt.date,
+    expected: Sequence[str] = (),
+    *,
+    baseline: BaselineSummary | None = None,
+    pool: PoolSource | None = None,
+) -> SavingsResult:
+    """`compute_savings` from luminaire-night accounts over `savings_calendar(params, start,
+    end)` (`analytics.night_accounts`): only the reporting nights' units are read (and the
+    baseline nights' without a `baseline` summary); `pool` is required when the accounts
+    carry no `pool_w`."""
+    _check_params(params, start, end)
+    control_ids = set(params.control_group)
+    if pool is None:
+        if accounts.pool_w is None:
+            raise InputError("accounts without their pool need the control group's samples")
+        own_pool = accounts.pool_w
+        pool = lambda: [  # noqa: E731
+            p for i, p in zip(accounts.device_ids, own_pool, strict=True) if i in control_ids
+        ]
     pooled: list[FloatArray] = []
-    if pool is not None:
-        parts = pool
+    parts = pool
 
-        def pool_parts() -> Sequence[FloatArray]:
-            pooled.extend(parts())
-            return pooled
+    def pool_parts() -> Sequence[FloatArray]:
+        pooled.extend(parts())
+        return pooled
 
-        pool = pool_parts
-    f, warnings = build_frame(series, params, start, end, baseline)
+    f, warnings = build_frame(accounts.table, params, start, end, baseline)
     fp, fp_warnings = full_power(
-        series,
-        f.table.record_nights,
+        f.ids,
+        accounts.full_w,
+        accounts.full_night,
         f.base,
-        set(params.control_group),
+        control_ids,
         params,
         f.rep,
         own_baseline=None
         if baseline is None
         else [None if (b := baseline.get(i)) is None else b.full_power for i in f.ids],
-        pool=pool,
+        pool=pool_parts,
     )
     warnings += fp_warnings
     use = f.counted & f.rep[None, :] & f.treated[:, None]
@@ -315,7 +343,6 @@ def compute_savings(
     saved = float(cf.sum() - actual.sum()) / 1000.0
     half = z * np.sqrt(pf_total + (meter * actual.sum()) ** 2) / 1000.0
     night_half = z * np.sqrt(pf_night + (meter * actual.sum(axis=0)) ** 2) / 1000.0
-    control_ids = set(params.control_group)
     absent = sorted(set(expected) - set(f.ids) - control_ids)
     silent = [
         i
@@ -375,7 +402,7 @@ def compute_savings(
                 dict(zip(f.ids, f.groups, strict=True)),
             )
         ),
-        day_burning=tuple(day_burning(series, f.table, f.rep, params)),
+        day_burning=tuple(day_burning_rows(f, accounts.burns, f.rep)),
         burning_anomalies=tuple(burning_anomalies(f)),
         energy_sources={
             name: int(c) for name, c in zip(SOURCES, f.table.sources[use].sum(axis=0), strict=True)
@@ -384,7 +411,13 @@ def compute_savings(
         astronomical_hours=float((use * f.cal.hours[None, :]).sum()),
         d_e=_d_e(f, watts, params, start),
         params=params,
-        input_sha256=input_sha256(series, events, baseline, pooled if pool else None),
+        input_sha256=input_sha256(
+            accounts,
+            f.rep | f.base if baseline is None and f.base is not None else f.rep,
+            events,
+            baseline,
+            pooled,
+        ),
         warnings=tuple(warnings),
         missing_luminaires=missing,
     )

@@ -20,11 +20,11 @@ from analytics.luminaire_nights import (
     BoolArray,
     FloatArray,
     FullPower,
-    LuminaireSeries,
     NightTable,
     SavingsParams,
-    night_table,
+    iso_seconds,
 )
+from analytics.night_accounts import DayBurn
 from analytics.nights import NightCalendar, night_calendar
 from analytics.savings_baseline import BaselineSummary
 from analytics.savings_result import pct
@@ -90,7 +90,7 @@ def _take_baseline(table: NightTable, summary: BaselineSummary, nights: BoolArra
 
 
 def build_frame(
-    series: Sequence[LuminaireSeries],
+    table: NightTable,
     params: SavingsParams,
     start: dt.date,
     end: dt.date,
@@ -98,15 +98,16 @@ def build_frame(
 ) -> tuple[SavingsFrame, list[str]]:
     """The frame of reporting nights [start, end) plus the baseline window, and warnings.
 
-    With a `baseline` summary, the baseline nights outside [start, end) are its numbers,
-    whatever `series` holds of them."""
-    ids = tuple(s.device_id for s in series)
+    `table` covers `savings_calendar(params, start, end)`; with a `baseline` summary, the
+    baseline nights outside [start, end) are its numbers, whatever `table` holds of them
+    (the table is filled in place)."""
+    ids = table.device_ids
     if len(set(ids)) != len(ids):
         raise InputError("each luminaire may appear in only one series")
     control = set(params.control_group)
     warnings = [f"control luminaire {c} has no data" for c in sorted(control - set(ids))]
     bs, be = params.baseline_start, params.baseline_end
-    cal = savings_calendar(params, start, end)
+    cal = table.calendar
     dates = np.array(cal.dates, dtype="datetime64[D]")
     rep = (dates >= np.datetime64(start)) & (dates < np.datetime64(end))
     base = None
@@ -114,7 +115,6 @@ def build_frame(
         base = (dates >= np.datetime64(bs)) & (dates <= np.datetime64(be))
         if np.any(base & rep):
             warnings.append("baseline window overlaps the reporting period")
-    table = night_table(series, cal, params.record_interval_s)
     if baseline is not None and base is not None:
         _take_baseline(table, baseline, base & ~rep)
     # a complete night has at least ⌊length / interval⌋ records ending inside it
@@ -224,3 +224,33 @@ def excluded_nights(
                 }
             )
     return rows
+
+
+def day_burning_rows(
+    f: SavingsFrame, burns: Sequence[dict[int, DayBurn]], days: BoolArray
+) -> list[dict[str, object]]:
+    """One finding per luminaire and day of `days` with lamp-on records deep in daylight.
+
+    Their energy is estimated from active power × interval: a daylight record's register
+    increment may span the hours the lamp was off.
+    """
+    interval_h = f.interval / 3600.0
+    found: list[dict[str, object]] = []
+    for device_id, by_day in zip(f.ids, burns, strict=True):
+        for j in sorted(by_day):
+            if not days[j]:
+                continue
+            b = by_day[j]
+            first, last = iso_seconds(np.array([b.first, b.last], dtype=np.float64))
+            found.append(
+                {
+                    "device_id": device_id,
+                    "date": f.cal.dates[j].isoformat(),
+                    "records": b.records,
+                    "hours": float(b.records) * interval_h,
+                    "energy_kwh": float(np.float64(b.power_sum_w) * interval_h / 1000.0),
+                    "first": first,
+                    "last": last,
+                }
+            )
+    return found

@@ -22,8 +22,10 @@ from analytics.luminaire_nights import (
 from analytics.m_and_v import BaselineRegression, DiDEstimate
 
 METHOD = "ipmvp-b-counterfactual"
-METHOD_VERSION = "1.3.0"  # 1.1: day-burning energy from active power; 1.2: own-reporting P_full;
-# 1.3: the input hash covers the window's rows and the baseline summary's (same figures)
+METHOD_VERSION = "1.4.0"  # 1.1: day-burning energy from active power; 1.2: own-reporting P_full;
+# 1.3: the input hash covers the window's rows and the baseline summary's (same figures);
+# 1.4: ... the rows of the window's luminaire-night units only, the rows the method reads
+# (`analytics.night_accounts`; same figures)
 CI_FORMULA = (
     "savings ± z·sqrt(Σ_i (σ_i·H_i)² + (σ_pool·H_pool)² + (σ_rated·H_rated)² + (a/100·E_actual)²)"
     "; σ_i = 1.2533·s_i/√n_i (standard error of luminaire i's full-power median, s_i and n_i"

@@ -22,8 +22,11 @@ from kcity.stack.processes import free_port
 
 
 @contextmanager
-def private_stack() -> Iterator[LocalStack]:
-    root = Path(tempfile.mkdtemp(prefix="kcity-bench-"))
+def private_stack(keep: Path | None = None) -> Iterator[LocalStack]:
+    """A stack under a fresh temporary folder, removed afterwards; or under `keep`, left
+    in place (stopped) so a later run can reuse its data."""
+    root = keep or Path(tempfile.mkdtemp(prefix="kcity-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
     stack = LocalStack(
         Settings(
@@ -42,7 +45,8 @@ def private_stack() -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.down()
-        shutil.rmtree(root, ignore_errors=True)  # 4-8 GB at pilot scale
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)  # 4-8 GB at pilot scale
 
 
 def best_of(n: int, fn: Callable[[], object]) -> float:

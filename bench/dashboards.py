@@ -7,11 +7,15 @@ as Grafana rounds, not below the panel's minimum). Warm: each query runs once, t
 median of 3 counts. Targets: each ≤ 300 ms; a whole dashboard's queries one after another
 ≤ 1 s.
 
-Run: `.venv/bin/python bench/dashboards.py`. It starts a private stack.
+Run: `.venv/bin/python bench/dashboards.py [--keep DIR]`. It starts a private stack; with
+`--keep` the stack lives in DIR and stays there, and a later run with the same DIR reuses
+its data set (migrations applied, rollups refreshed), so only the queries are timed again.
+Remove DIR when done (4-8 GB).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -95,18 +99,31 @@ def timed(conn: psycopg.Connection, sql: str) -> float:
 PILOT_OF = {"kcity-streetlight": "madiun", "kcity-drone": "mukdahan", "kcity-ingest": "madiun"}
 
 
+BUILT = "dataset-built"  # marks a kept folder whose data set is complete
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Dashboard query latency at pilot scale.")
+    parser.add_argument("--keep", type=Path, help="keep the stack here and reuse its data")
+    parser.add_argument("--only", nargs="*", default=[], help="dashboard uids to time (all)")
+    args = parser.parse_args()
     header("dashboard benchmark")
-    with private_stack() as stack, psycopg.connect(stack.settings.database_url) as conn:
-        build_dataset(conn)
+    keep: Path | None = args.keep.resolve() if args.keep else None
+    with private_stack(keep) as stack, psycopg.connect(stack.settings.database_url) as conn:
+        if keep is None or not (keep / BUILT).exists():
+            build_dataset(conn)
         t0 = time.perf_counter()
         refresh(conn)
-        print(f"  data loaded; rollups built in {time.perf_counter() - t0:.1f} s")
+        if keep is not None:
+            (keep / BUILT).touch()
+        print(f"  data loaded; rollups refreshed in {time.perf_counter() - t0:.1f} s")
         conn.autocommit = True
         end = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
         ok = True
         worst: list[tuple[float, str]] = []
         for uid, dash in build_all("en").items():
+            if args.only and uid not in args.only:
+                continue
             values = variables(conn, dash, PILOT_OF.get(uid, "madiun"))
             for days in RANGES:
                 span = timedelta(days=days)

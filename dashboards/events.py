@@ -1,7 +1,7 @@
 """Annotations every pilot dashboard draws from stored facts: device events (faults and
 their clearing, detections, take-offs and landings, alarms), downlink commands (``commands``)
 and communication outages (no message received from a device for over an hour, from
-``ingest_messages``, over long ranges from its hourly rollup).
+``ingest_messages``, over long ranges from the intervals the rollup refresh keeps).
 
 Outages are read from reception times, not record times: a device that buffered its data
 through an outage and sent it later has no hole in its readings, only in what arrived.
@@ -41,20 +41,14 @@ OUTAGES_SQL = f"""
       WHERE d.pilot_id = '$pilot' AND NOT {LONG_RANGE}
         AND m.received_at BETWEEN $__timeFrom()::timestamptz - interval '1 day' AND $__timeTo()
       UNION ALL
-      -- An outage over an hour spans an hour boundary: it lies between the last message of
-      -- one hour with messages and the first of the next.
-      SELECT h.device_id, h.first_received,
-             lag(h.last_received) OVER (PARTITION BY h.device_id ORDER BY h.hour)
-      FROM (
-        SELECT i.device_id, i.hour, min(i.first_received) AS first_received,
-               max(i.last_received) AS last_received
-        FROM ingest_messages_hourly i
-        JOIN devices d ON d.id = i.device_id
-        WHERE d.pilot_id = '$pilot' AND {LONG_RANGE}
-          AND i.hour >= time_bucket('1 hour', $__timeFrom()::timestamptz - interval '1 day')
-          AND i.hour <= $__timeTo()
-        GROUP BY i.device_id, i.hour
-      ) h
+      -- The outages the refresh keeps as intervals (kcity/dashboard_rollups.py); as above,
+      -- those that end in the range and began at most a day before it.
+      SELECT o.device_id, o.end_at, o.start_at
+      FROM ingest_outages o
+      JOIN devices d ON d.id = o.device_id
+      WHERE d.pilot_id = '$pilot' AND {LONG_RANGE}
+        AND o.end_at BETWEEN $__timeFrom()::timestamptz AND $__timeTo()
+        AND o.start_at >= $__timeFrom()::timestamptz - interval '1 day'
     ) g
     WHERE received_at - prev_at > interval '1 hour'
       AND received_at >= $__timeFrom()::timestamptz

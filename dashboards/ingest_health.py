@@ -1,7 +1,9 @@
 """The ingest health dashboard: is field data arriving, and what is being refused or lost.
 
 Throughput comes from ``ingest_messages`` (one row per accepted message, indexed by
-``received_at``), over long ranges from its hourly rollup (dashboards/long_range.py); the
+``received_at``), over long ranges from its rollups (dashboards/long_range.py): per pilot
+and hour for rates and totals, per device and day (hours at the range's edges) for the
+device tables; the
 workers' counters come from ``ingest_stats``, which holds cumulative counter snapshots per
 worker, so the panels show their increase per interval (a drop means the worker restarted
 and its counter began again from zero). Sequence gaps are counted per channel: each
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
-from dashboards.long_range import BUCKET_S, HOUR_BUCKET, LONG_RANGE, hours
+from dashboards.long_range import BUCKET_S, HOUR_BUCKET, LONG_RANGE, edge_hours, hours, whole_days
 from dashboards.panels import (
     Labels,
     dashboard_of_kind,
@@ -46,8 +48,8 @@ THROUGHPUT_SQL = f"""
     SELECT {HOUR_BUCKET} AS time,
            sum(messages) / {BUCKET_S} AS messages_per_s,
            sum(records) / {BUCKET_S} AS records_per_s
-    FROM ingest_messages_hourly
-    WHERE {hours()} AND {OF_PILOTS}
+    FROM ingest_pilot_hourly
+    WHERE {hours()} AND pilot_id IN ($pilot)
     GROUP BY 1
     ORDER BY 1
 """
@@ -131,8 +133,15 @@ SEQ_GAPS_SQL = f"""
       UNION ALL
       SELECT device_id, boot, channel, sum(messages),
              max(max_seq) - min(min_seq) + 1 - sum(messages)
-      FROM ingest_messages_hourly
-      WHERE {hours()}
+      FROM (
+        SELECT device_id, boot, channel, messages, min_seq, max_seq
+        FROM ingest_messages_hourly
+        WHERE {edge_hours()} AND {OF_PILOTS}
+        UNION ALL
+        SELECT device_id, boot, channel, messages, min_seq, max_seq
+        FROM ingest_messages_daily
+        WHERE {whole_days()} AND {OF_PILOTS}
+      ) h
       GROUP BY device_id, boot, channel
     ) g
     JOIN devices d ON d.id = g.device_id
@@ -149,15 +158,21 @@ LAST_SEEN_SQL = f"""
            s.received_at AS status_at, m.messages, m.max_skew_s
     FROM devices d
     LEFT JOIN device_status s ON s.device_id = d.id
-    LEFT JOIN LATERAL (
-      SELECT sum(n)::bigint AS messages, max(skew) AS max_skew_s FROM (
-        SELECT count(*) AS n, max(extract(epoch FROM received_at - sent_at)) AS skew
-        FROM ingest_messages im
-        WHERE im.device_id = d.id AND $__timeFilter(im.received_at) AND NOT {LONG_RANGE}
+    LEFT JOIN (
+      SELECT device_id, sum(n)::bigint AS messages, max(skew) AS max_skew_s FROM (
+        SELECT device_id, count(*) AS n, max(extract(epoch FROM received_at - sent_at)) AS skew
+        FROM ingest_messages
+        WHERE $__timeFilter(received_at) AND {OF_PILOTS} AND NOT {LONG_RANGE}
+        GROUP BY device_id
         UNION ALL
-        SELECT sum(messages), max(max_skew_s)
-        FROM ingest_messages_hourly h
-        WHERE h.device_id = d.id AND {hours("h.hour")}) x) m ON true
+        SELECT device_id, messages, max_skew_s
+        FROM ingest_messages_hourly
+        WHERE {edge_hours()} AND {OF_PILOTS}
+        UNION ALL
+        SELECT device_id, messages, max_skew_s
+        FROM ingest_messages_daily
+        WHERE {whole_days()} AND {OF_PILOTS}) x
+      GROUP BY device_id) m ON m.device_id = d.id
     WHERE d.pilot_id IN ($pilot) AND d.revoked_at IS NULL
     ORDER BY d.last_seen NULLS FIRST, d.id
 """
@@ -173,8 +188,8 @@ TOTALS_SQL = f"""
       WHERE $__timeFilter(received_at) AND {OF_PILOTS} AND NOT {LONG_RANGE}
       UNION ALL
       SELECT sum(messages), sum(records)
-      FROM ingest_messages_hourly
-      WHERE {hours()} AND {OF_PILOTS}) x
+      FROM ingest_pilot_hourly
+      WHERE {hours()} AND pilot_id IN ($pilot)) x
 """
 
 

@@ -12,7 +12,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 from grafana_foundation_sdk.builders import table as table_panel
 
-from dashboards.long_range import LONG_RANGE, hours
+from dashboards.long_range import LONG_RANGE, edge_hours, hours, whole_days
 from dashboards.panels import (
     Labels,
     dashboard_of_kind,
@@ -75,7 +75,11 @@ PILOTS_SQL = f"""
         UNION ALL
         SELECT h.device_id, h.boot, h.records, h.min_sent, h.max_sent
         FROM ingest_messages_hourly h
-        WHERE h.channel = 'telemetry' AND {hours("h.hour")}
+        WHERE h.channel = 'telemetry' AND {edge_hours("h.hour")}
+        UNION ALL
+        SELECT y.device_id, y.boot, y.records, y.min_sent, y.max_sent
+        FROM ingest_messages_daily y
+        WHERE y.channel = 'telemetry' AND {whole_days("y.day")}
       ) x
       GROUP BY x.device_id, x.boot
     ), recv AS (
@@ -147,7 +151,7 @@ VERIFIED_SQL = """
 INGEST_SQL = f"""
     SELECT ((SELECT count(*) FROM ingest_messages
              WHERE $__timeFilter(received_at) AND NOT {LONG_RANGE})
-            + (SELECT coalesce(sum(messages), 0) FROM ingest_messages_hourly
+            + (SELECT coalesce(sum(messages), 0) FROM ingest_pilot_hourly
                WHERE {hours()}))::bigint AS messages,
            (SELECT count(*) FROM dead_letters WHERE $__timeFilter(received_at)) AS dead_letters
 """

@@ -34,9 +34,20 @@ from dashboards.sql import Sql
 UID = "kcity-streetlight"
 KIND = "streetlight"
 
-# Long ranges read the hourly rollup (dashboards/long_range.py).
+# Whether the selection is exactly the devices the pilot's hourly sums hold (the `device`
+# variable's "All", as of the last refresh): then a long range reads one row an hour.
+ALL_DEVICES = """coalesce((SELECT array_agg(device_id ORDER BY device_id)
+                FROM streetlight_pilot_devices WHERE pilot_id = '$pilot')
+               = (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(ARRAY[$device]::text[]) x),
+               false)"""
+
+# Long ranges read the hourly rollups (dashboards/long_range.py): the pilot's sums for all
+# its devices, each device's hours for a narrower selection.
 HOURS = f"""FROM streetlight_hourly
-    WHERE {hours()} AND device_id IN ($device)
+    WHERE {hours()} AND device_id IN ($device) AND NOT {ALL_DEVICES}
+    GROUP BY 1"""
+PILOT_HOURS = f"""FROM streetlight_pilot_hourly
+    WHERE {hours()} AND pilot_id = '$pilot' AND {ALL_DEVICES}
     GROUP BY 1"""
 
 POWER_SQL = f"""
@@ -51,6 +62,11 @@ POWER_SQL = f"""
            sum(power_sum) / sum(records) AS power_w,
            sum(dim_sum) / sum(records) AS dim_pct
     {HOURS}
+    UNION ALL
+    SELECT {HOUR_BUCKET} AS time,
+           sum(power_sum) / sum(records) AS power_w,
+           sum(dim_sum) / sum(records) AS dim_pct
+    {PILOT_HOURS}
     ORDER BY 1
 """
 
@@ -64,6 +80,10 @@ VEHICLES_SQL = f"""
     SELECT {HOUR_BUCKET} AS time,
            sum(vehicles)::bigint AS vehicles
     {HOURS}
+    UNION ALL
+    SELECT {HOUR_BUCKET} AS time,
+           sum(vehicles)::bigint AS vehicles
+    {PILOT_HOURS}
     ORDER BY 1
 """
 

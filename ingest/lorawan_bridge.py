@@ -121,6 +121,7 @@ class Bridge:
         self._loaded_at = 0.0
         self._network_ids: dict[str, str] = {}  # DevEUI -> TTS end-device id, from uplinks
         self.sessions = Sessions(lambda device: last_message(self.conn, device))
+        self.connected = False  # to the network server's broker, subscribed
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -301,11 +302,16 @@ class Bridge:
             c.subscribe([(f, 1) for f in settings.topic_filters])
 
         def on_subscribe(*args: Any) -> None:
+            self.connected = True
             if ready is not None:
                 ready.set()
 
+        def on_disconnect(*args: Any) -> None:
+            self.connected = False
+
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
+        client.on_disconnect = on_disconnect
         client.on_message = lambda c, u, msg: inbox.append(msg)
         client.reconnect_delay_set(1, max(1, int(self.config.max_backoff_s)))
         client.connect_async(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
@@ -352,6 +358,7 @@ class Bridge:
                 if msg.qos:
                     client.ack(msg.mid, msg.qos)
         finally:
+            self.connected = False
             client.disconnect()
             client.loop_stop()
             self.close()

@@ -27,15 +27,18 @@ from analytics.savings import (
     NonRoutineEvent,
     SavingsParams,
     SavingsResult,
+    combine_savings,
     compute_savings,
 )
 from analytics.savings_baseline import BaselineSummary
+from analytics.savings_frame import savings_calendar
 from analytics.tracks import DroneSeries
 from devices.pilots import Pilot
 from kcity import quality_days, rollups
 from kcity.device_commands import profiles_by_night
 from kcity.registry import get_pilot
 from kcity.savings_cache import BaselineRead, baseline_rows_span, baseline_summary
+from kcity.savings_nights import night_accounts
 from kcity.window import Window, WindowError
 
 
@@ -140,8 +143,11 @@ def savings_from(
         baseline=baseline,
         pool=pool,
     )
-    body = {**result.to_json(), **window.keys(pilot.id), "window": window.describe(pilot.timezone)}
-    return body, result
+    return _savings_body(pilot, window, result), result
+
+
+def _savings_body(pilot: Pilot, window: Window, result: SavingsResult) -> dict[str, Any]:
+    return {**result.to_json(), **window.keys(pilot.id), "window": window.describe(pilot.timezone)}
 
 
 def run_savings(
@@ -152,8 +158,10 @@ def run_savings(
     persist: bool = True,
     reuse_baseline: bool = True,
 ) -> tuple[dict[str, Any], SavingsResult]:
-    """Savings of a window; the baseline summary comes from `kcity.savings_cache` where it
-    is still valid (`reuse_baseline`), and a stored run writes it back."""
+    """Savings of a window; the baseline summary comes from `kcity.savings_cache` and the
+    reporting nights' accounts from `kcity.savings_nights` where they are still valid
+    (`reuse_baseline`; without it, every row is read as before both existed), and a stored
+    run writes both back."""
     pilot = get_pilot(conn, pilot_id)
     _require_kind(pilot, "streetlight", "savings")
     params = savings_params(pilot)
@@ -164,7 +172,6 @@ def run_savings(
         baseline, _ = baseline_summary(
             conn, pilot.id, params, ids, reuse=reuse_baseline, store=persist
         )
-    series = queries.load_luminaires(conn, ids, reads.start, reads.end, reads.nights, reads.lead_s)
     events = queries.load_events(conn, ids, reads.start, reads.end)
     control = set(params.control_group)
 
@@ -172,7 +179,33 @@ def run_savings(
         lit = queries.load_lamp_on(conn, sorted(control & set(ids)), *reads.pool_span)
         return pool_parts(lit, control)
 
-    body, result = savings_from(pilot, window, series, events, ids, baseline=baseline, pool=pool)
+    if reuse_baseline or persist:
+        calendar = savings_calendar(params, window.start, window.end)
+        first = calendar.index(window.start)
+        reporting = list(range(first, first + (window.end - window.start).days))
+        accounts, _ = night_accounts(
+            conn,
+            pilot.id,
+            params,
+            ids,
+            calendar,
+            reporting,
+            (reads.start, reads.end),
+            baseline,
+            reuse=reuse_baseline,
+            store=persist,
+        )
+        result = combine_savings(
+            accounts, events, params, window.start, window.end, ids, baseline=baseline, pool=pool
+        )
+        body = _savings_body(pilot, window, result)
+    else:
+        series = queries.load_luminaires(
+            conn, ids, reads.start, reads.end, reads.nights, reads.lead_s
+        )
+        body, result = savings_from(
+            pilot, window, series, events, ids, baseline=baseline, pool=pool
+        )
     # What was commanded beside what was measured: the dimming profiles in force per night.
     days = [window.start + timedelta(days=d) for d in range((window.end - window.start).days)]
     body["dimming_profiles"] = profiles_by_night(conn, pilot.id, days, pilot.timezone)

@@ -26,6 +26,7 @@ import psycopg
 
 from analytics.queries import DAY_COUNTS, READINGS_TABLE
 from analytics.skew_sketch import EDGES_US
+from kcity import dashboard_rollups
 
 LOCK_ID = 7_240_007
 SOURCE = "device_day"
@@ -268,6 +269,7 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
         since = last[0] if last is not None else datetime(1970, 1, 1, tzinfo=UTC)
         for statement in _MESSAGES.split(";"):
             conn.execute(statement, {"since": since})
+        dashboard_rollups.update(conn, horizon)  # migration 010, from the tables above
         conn.execute(
             "INSERT INTO rollup_horizons (source, horizon) VALUES (%s, %s)"
             " ON CONFLICT (source) DO UPDATE SET horizon = excluded.horizon",

@@ -29,6 +29,7 @@ from devices.lorawan import FieldMap, LorawanSettings, parse_chirpstack, parse_t
 from devices.pilots import Pilot, load_pilot
 from ingest.lorawan_bridge import Bridge, BridgeConfig, Sessions
 from kcity import onboarding, registry
+from kcity.bridges import Supervisor
 from kcity.settings import Settings
 from kcity.stack.broker_admin import BrokerAdmin
 from tests.fixtures.ingest import count, wait_count, wait_until
@@ -451,3 +452,82 @@ def test_bridge_run_command(
         count(db_url, "SELECT count(*) FROM streetlight_readings WHERE device_id = %s", [device])
         == 1
     )
+
+
+def test_supervisor_follows_the_registry(
+    conn: psycopg.Connection,
+    settings: Settings,
+    db_url: str,
+    ns_user: str,
+    uid: str,
+    tmp_path: Path,
+) -> None:
+    """A pilot applied while the bridges run is bridged without a restart, a changed section
+    restarts its bridge, a pilot with missing credentials leaves the others bridged, and a
+    removed section stops its bridge: each checked by what reaches the database."""
+    ok_id, bad_id = f"lsv-{uid}", f"lsb-{uid}"
+    env = {"NS_USER": ns_user, "NS_PASSWORD": NS_PASSWORD}
+    supervisor = Supervisor(
+        settings.model_copy(update={"data_dir": tmp_path}), env, [ok_id, bad_id]
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=supervisor.run, args=(stop, 0.1), daemon=True)
+    thread.start()
+    state_file = tmp_path / "run" / "bridges.json"
+
+    def state() -> dict[str, Any]:
+        try:
+            pilots: dict[str, Any] = json.loads(state_file.read_text())["pilots"]
+        except (OSError, ValueError):
+            return {}
+        return pilots
+
+    def uplink(ns: mqtt.Client, app: str, eui: str, f_cnt: int) -> None:
+        body = copy.deepcopy(CHIRPSTACK_UP)
+        body["deviceInfo"]["devEui"] = eui
+        body["fCnt"] = f_cnt
+        body["time"] = f"2026-10-01T12:{f_cnt:02d}:00+00:00"
+        publish(ns, f"application/{app}/device/{eui}/event/up", body)
+
+    readings = "SELECT count(*) FROM streetlight_readings WHERE device_id = %s"
+    try:
+        wait_until(state_file.exists, "the supervisor's first state")
+        assert state() == {}
+        # Registered while the supervisor runs, one of them without its credentials.
+        pilot, app, device, eui = lorawan_world(conn, settings, "lsv", uid)
+        bad = lorawan_pilot(bad_id, "chirpstack", str(uuid.uuid4()), settings).to_json()
+        bad["lorawan"]["username_env"] = "NS_USER_NOT_SET"
+        registry.apply_pilot(conn, Pilot.from_json(bad))
+        wait_until(lambda: state().get(ok_id, {}).get("connected"), "the new pilot's bridge")
+        assert state()[bad_id] == {
+            "bridged": False,
+            "connected": False,
+            "problem": f"pilot {bad_id}: set the environment variable NS_USER_NOT_SET"
+            " (lorawan.username_env) to the network server's username",
+        }
+        with network_server(settings, ns_user) as ns:
+            uplink(ns, app, eui, 1)
+            wait_count(db_url, readings, [device], 1)
+            # The network server's application changes: the bridge follows it.
+            moved = pilot.to_json()
+            moved["lorawan"]["application_id"] = new_app = str(uuid.uuid4())
+            registry.apply_pilot(conn, Pilot.from_json(moved))
+            wait_until(
+                lambda: (
+                    supervisor.running[ok_id].config.lorawan.application_id == new_app
+                    and state()[ok_id]["connected"]
+                ),
+                "the bridge to restart on the new application",
+            )
+            uplink(ns, new_app, eui, 2)
+            wait_count(db_url, readings, [device], 2)
+        # The section removed: its bridge stops.
+        plain = pilot.to_json()
+        del plain["lorawan"]
+        registry.apply_pilot(conn, Pilot.from_json(plain))
+        wait_until(lambda: ok_id not in state(), "the bridge to stop")
+        assert ok_id not in supervisor.running
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive() and supervisor.running == {}

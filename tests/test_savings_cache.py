@@ -1,10 +1,13 @@
-"""Savings with the cached baseline summary give the same figures as before it existed.
+"""Savings with the cached baseline summary and kept luminaire-nights give the same figures
+as before either existed.
 
 Simulated Madiun data (faults on: outages, lamp failures, day-burning) in TimescaleDB. Three
 paths must agree: the savings method over *every* row from the baseline's first day on (the
-way it read before the cache: independent of the new selection), savings from scratch (the
-baseline summarised from its rows), and savings with the stored summary. A late record
-inside the baseline window must invalidate the summary of its luminaire, and only that.
+way it read before the caches: independent of the new selection and of the unit split),
+savings from scratch (every row of the window and baseline read), and savings from the
+stored summary and kept nights. A late record inside the baseline window must invalidate
+the summary of its luminaire, and only that; late records inside a kept night (one in the
+night, one lamp-on at noon) must make the next read account those units from their rows.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import pytest
 
 from analytics import queries
 from analytics.savings import compute_savings
+from analytics.savings_frame import savings_calendar
 from devices.pilots import load_pilot
 from devices.sim import simulate_streetlights
 from kcity.analyses import Window, run_savings, savings_params
 from kcity.registry import apply_pilot, get_pilot
 from kcity.savings_cache import baseline_summary
+from kcity.savings_nights import NightsRead, night_accounts
 from kcity.simulation import streetlight_config
 
 PILOTS = Path(__file__).resolve().parent.parent / "pilots"
@@ -40,7 +45,10 @@ WINDOWS = [
 ]
 
 
-def _store(conn: psycopg.Connection, readings: list[tuple[Any, ...]]) -> None:
+def _store(
+    conn: psycopg.Connection, readings: list[tuple[Any, ...]], *, late: bool = False
+) -> None:
+    """Store readings as received 2 s after their time (`late`: received now)."""
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS staging (device_id text, ts timestamptz,"
         " power_w float8, energy_wh float8, dim_pct float8, lamp_on bool)"
@@ -48,11 +56,33 @@ def _store(conn: psycopg.Connection, readings: list[tuple[Any, ...]]) -> None:
     with conn.cursor() as cur, cur.copy("COPY staging FROM STDIN") as copy:
         for row in readings:
             copy.write_row(row)
+    received = "now()" if late else "ts + interval '2 seconds'"
     conn.execute(
-        "INSERT INTO streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct, lamp_on)"
-        " SELECT * FROM staging ON CONFLICT DO NOTHING"
+        "INSERT INTO streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct, lamp_on,"
+        f" received_at) SELECT *, {received} FROM staging ON CONFLICT DO NOTHING"
     )
     conn.execute("TRUNCATE staging")
+
+
+def _nights_read(
+    conn: psycopg.Connection, window: Window, *, store: bool = False, slack_s: float = 300.0
+) -> NightsRead:
+    """How a read of `window` would have its luminaire-nights (kept or accounted); `store`
+    keeps what it accounted, as a stored run does (with its horizon `slack_s` back)."""
+    pilot = get_pilot(conn, "madiun")
+    params = savings_params(pilot)
+    ids = sorted(r[0] for r in conn.execute("SELECT id FROM devices WHERE pilot_id = 'madiun'"))
+    baseline, _ = baseline_summary(conn, "madiun", params, ids)
+    calendar = savings_calendar(params, window.start, window.end)
+    first = calendar.index(window.start)
+    reporting = list(range(first, first + (window.end - window.start).days))
+    span = window.utc(pilot.timezone, extra_days=1)
+    _, read = night_accounts(
+        conn, "madiun", params, ids, calendar, reporting, span, baseline, store=store,
+        slack_s=slack_s,
+    )  # fmt: skip
+    conn.commit() if store else conn.rollback()
+    return read
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +149,11 @@ def _figures(body: dict[str, Any]) -> dict[str, Any]:
 def test_cached_baseline_gives_the_figures_of_every_row(seeded: str, window: Window) -> None:
     with psycopg.connect(seeded) as conn:
         scratch, _ = run_savings(conn, "madiun", window, persist=False, reuse_baseline=False)
-        run_savings(conn, "madiun", window)  # stores the summary
+        run_savings(conn, "madiun", window)  # stores the summary and the nights
         cached, _ = run_savings(conn, "madiun", window, persist=False)
+        read = _nights_read(conn, window)
         truth = _every_row(conn, window)
+    assert read.accounted == 0 and read.kept == (DEVICES + 1) * (window.end - window.start).days
     assert _figures(cached) == _figures(scratch), "cached = from scratch, hash included"
     assert {**_figures(cached), "input_sha256": None} == truth, "= every row, to the last Wh"
     sources = {r["device_id"]: r["full_power_source"] for r in cached["per_luminaire"]}
@@ -158,6 +190,54 @@ def test_a_late_record_in_the_baseline_invalidates_its_luminaire(seeded: str) ->
     assert cached["control_group"] != before["control_group"]
     assert cached["regression"] != before["regression"]
     assert cached["input_sha256"] != before["input_sha256"]
+
+
+def test_late_records_in_a_kept_night_are_read(seeded: str) -> None:
+    """A record arriving late inside a kept night, and a lamp-on one at noon of the day
+    before it: the next read accounts those units (and only those) from their rows."""
+    window = WINDOWS[1]  # nights 10-09 … 10-11
+    with psycopg.connect(seeded) as conn:
+        run_savings(conn, "madiun", window)
+        before, _ = run_savings(conn, "madiun", window, persist=False)
+        assert _nights_read(conn, window).accounted == 0
+        excluded = {r["device_id"] for r in before["excluded_nights"] if r["night"] == "2026-10-10"}
+        device = next(  # a treated luminaire whose night 10-10 counts
+            r["device_id"]
+            for r in before["per_luminaire"]
+            if r["device_id"] not in excluded and r["full_power_source"] == "baseline"
+        )
+        night = datetime(2026, 10, 10, 15, 2, 30, tzinfo=UTC)  # 22:02:30 local, night 10-10
+        noon = datetime(2026, 10, 10, 5, 1, 10, tzinfo=UTC)  # 12:01:10 local, day before it
+        _store(
+            conn,
+            [(device, night, 180.0, None, 100.0, True), (device, noon, 90.0, None, 40.0, True)],
+            late=True,
+        )
+        conn.commit()
+        read = _nights_read(conn, window)
+        cached, _ = run_savings(conn, "madiun", window, persist=False)
+        scratch, _ = run_savings(conn, "madiun", window, persist=False, reuse_baseline=False)
+        truth = _every_row(conn, window)
+        run_savings(conn, "madiun", window)  # received within its horizon's slack: not kept
+        slack_read = _nights_read(conn, window)
+        _nights_read(conn, window, store=True, slack_s=0.0)  # a horizon past them
+        stored_read = _nights_read(conn, window)
+        again, _ = run_savings(conn, "madiun", window, persist=False)
+    assert read.accounted == 2, "local date 10-10: the units of nights 10-09 and 10-10"
+    assert _figures(cached) == _figures(scratch)
+    assert {**_figures(cached), "input_sha256": None} == truth
+    assert cached["input_sha256"] != before["input_sha256"]
+    row = {r["device_id"]: r for r in cached["per_luminaire"]}[device]
+    assert (
+        row["actual_kwh"]
+        != {r["device_id"]: r for r in before["per_luminaire"]}[device]["actual_kwh"]
+    ), "the late night record entered its luminaire's energy"
+    noon_finding = [
+        b for b in cached["day_burning"] if b["device_id"] == device and b["date"] == "2026-10-10"
+    ]
+    assert noon_finding and noon_finding[0]["first"] == "2026-10-10T05:01:10+00:00"
+    assert slack_read.accounted == 2, "a row stamped within the slack may commit late"
+    assert stored_read.accounted == 0 and _figures(again) == _figures(cached)
 
 
 def test_stored_runs_at_once_both_write_the_summary(seeded: str) -> None:

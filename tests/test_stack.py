@@ -71,6 +71,7 @@ def test_up_status_down(stack_env: dict[str, str], tmp_path: Path) -> None:
         "mosquitto": False,
         "ingest": False,
         "api": False,
+        "bridge": False,
     }
 
 

@@ -111,7 +111,7 @@ def test_up_makes_the_ingest_session_first_and_status_tells_the_truth(
         ok(kcity(["up"], env, tmp_path))
     try:
         assert services(env, tmp_path) == dict.fromkeys(
-            ("timescaledb", "mosquitto", "ingest", "api"), True
+            ("timescaledb", "mosquitto", "ingest", "api", "bridge"), True
         )
         # One ingest worker per core, each its own process, session and /metrics page.
         info = json.loads(kcity(["status", "--json"], env, tmp_path).stdout)

@@ -6,6 +6,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kcity.settings import Settings
@@ -44,12 +45,18 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
     table = Table("service", "healthy", title="K-City local stack")
     services: dict[str, bool] = info["services"]  # type: ignore[assignment]
     workers: dict[str, dict[str, object]] = info["ingest_workers"]  # type: ignore[assignment]
+    bridges: dict[str, dict[str, object]] = info["bridges"]  # type: ignore[assignment]
     for name, healthy in services.items():
         table.add_row(name, "[green]yes[/]" if healthy else "[red]no[/]")
         if name == "ingest":
             for worker, w in workers.items():
                 ok = "[green]yes[/]" if w["healthy"] else "[red]no[/]"
                 table.add_row(f"  ingest {worker}", f"{ok}  {w['metrics_url']}")
+        if name == "bridge":
+            for pilot, b in bridges.items():
+                why = b["problem"] or ("" if b["connected"] else "not connected to its server")
+                ok = "[red]no[/]" if why else "[green]yes[/]"
+                table.add_row(f"  bridge {pilot}", f"{ok}  {escape(str(why))}".rstrip())
     console = Console()
     console.print(table)
     for key in (

@@ -8,14 +8,18 @@ ingest-service passwords into `<data_dir>/stack.env`, which `load_settings` read
 from __future__ import annotations
 
 import sys
+import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.schema import migrate
 from kcity.settings import PGPASS, STACK_ENV, Settings, load_settings
+from kcity.stack.bridge_state import REFRESH_S, STATE_FILE, read_state
 from kcity.stack.broker_admin import create_session
 from kcity.stack.dynsec_file import write_private
 from kcity.stack.ingest_workers import (
@@ -95,9 +99,6 @@ class LocalStack:
             self.postgres.create_database(s.database_name)
         with connect(s.database_url) as conn:
             migrate(conn)
-            bridged = conn.execute(
-                "SELECT count(*) FROM pilots WHERE jsonb_typeof(definition->'lorawan') = 'object'"
-            ).fetchone()
         if services:
             for worker in self.workers:
                 if not self._worker_healthy(worker):
@@ -116,13 +117,20 @@ class LocalStack:
                 )
                 started.append("rollups")
             bridge_pid, bridge_log = self._service_files("bridge")
-            if bridged and bridged[0] and read_pid(bridge_pid) is None:
-                # A pilot declares a LoRaWAN network server: its bridge runs beside ingest.
+            if read_pid(bridge_pid) is None:
+                # Bridges the pilots that declare a LoRaWAN network server, as they come.
+                state = s.data_dir / STATE_FILE
+                state.unlink(missing_ok=True)
                 spawn(
                     [sys.executable, "-m", "kcity", "bridge", "run"],
                     log=bridge_log,
                     pid_file=bridge_pid,
                 )
+                deadline = time.monotonic() + 30
+                while not state.exists():
+                    if time.monotonic() > deadline or read_pid(bridge_pid) is None:
+                        raise KcityError(f"the LoRaWAN bridges did not start (see {bridge_log})")
+                    time.sleep(0.1)
                 started.append("bridge")
         return started
 
@@ -215,6 +223,7 @@ class LocalStack:
     def status(self) -> dict[str, object]:
         s = self.settings
         ingest = {w.name: self._worker_healthy(w) for w in self.workers}
+        bridges = self._bridges()
         db_ok = True
         try:
             with connect(s.database_url) as conn:
@@ -234,12 +243,29 @@ class LocalStack:
                 "mosquitto": port_open(s.mqtt_host, s.mqtt_port),
                 "ingest": all(ingest.values()),
                 "api": self._service_healthy("api"),
+                "bridge": bridges is not None and all(_bridge_ok(b) for b in bridges.values()),
             },
             "ingest_workers": {
                 w.name: {"healthy": ingest[w.name], "metrics_url": w.metrics_url}
                 for w in self.workers
             },
+            "bridges": bridges or {},
         }
+
+    def _bridges(self) -> dict[str, dict[str, object]] | None:
+        """The supervisor's state per LoRaWAN pilot; None unless it runs and is current."""
+        state = read_state(self.settings)
+        if read_pid(self._service_files("bridge")[0]) is None or state is None:
+            return None
+        updated = datetime.fromisoformat(str(state["updated"]))
+        if (datetime.now(UTC) - updated).total_seconds() > 6 * REFRESH_S:
+            return None
+        pilots: dict[str, dict[str, object]] = state["pilots"]  # type: ignore[assignment]
+        return pilots
+
+
+def _bridge_ok(pilot: Mapping[str, object]) -> bool:
+    return bool(pilot["bridged"] and pilot["connected"])
 
 
 def ingest_healthy(metrics_url: str) -> bool:
