@@ -20,7 +20,7 @@ from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
 from analytics.luminaire_nights import GAP_FACTOR, FloatArray, PoolSource, pool_parts
 from analytics.nights import NightCalendar, night_calendar
 from analytics.quality import METHOD as QUALITY_METHOD
-from analytics.quality import DeviceDay, QualityResult, RegisteredDevice
+from analytics.quality import DeviceDay, DeviceDays, QualityResult, RegisteredDevice
 from analytics.results import input_hash, save_result
 from analytics.savings import (
     LuminaireSeries,
@@ -315,17 +315,18 @@ def quality_interval(pilot: Pilot) -> float | None:
 def quality_from(
     pilot: Pilot,
     window: Window,
-    rows: Sequence[DeviceDay],
+    rows: DeviceDays | Sequence[DeviceDay],
     devices: Sequence[RegisteredDevice] = (),
     skew: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """Quality from counted rows: the one call the database path and `kcity verify` share."""
+    days = rows if isinstance(rows, DeviceDays) else DeviceDays.from_rows(rows)
     body = {
-        **QualityResult(tuple(rows), tuple(devices), dict(skew or {})).to_json(),
+        **QualityResult(days, tuple(devices), dict(skew or {})).to_json(),
         **window.keys(pilot.id),
         "window": window.describe(pilot.timezone),
     }
-    body["input_hash"] = input_hash([repr(list(rows))])
+    body["input_hash"] = input_hash(days.hash_arrays())
     return body
 
 
