@@ -5,9 +5,12 @@
 Each command runs as a fresh `python -m kcity …` process `--runs` times (median reported);
 the floor is a bare `python -c pass` and `python -c "import typer.main"` (what any Typer
 CLI pays) in the same run. `kcity pilots list` and `kcity status` run against a private
-stack (TimescaleDB and Mosquitto, no services) with one pilot registered.
+stack (TimescaleDB and Mosquitto, no services) with one pilot registered. With
+`--before DIR`, the same commands also run from another checkout (its `.venv` and tree:
+`python -m` puts the working directory first), alternating with this one, for a
+before/after in the same run on the same machine.
 
-Run: `flock /work/bench.lock .venv/bin/python bench/cli.py [--runs N]`.
+Run: `flock /work/bench.lock .venv/bin/python bench/cli.py [--runs N] [--before DIR]`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder would shadow nothing, but keep the repo root first.
+# Run as a script, this file's folder would shadow the `ingest` package: use the repo root.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.common import header, private_stack  # noqa: E402
@@ -33,15 +36,18 @@ from kcity.settings import Settings  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def median_wall(argv: list[str], env: dict[str, str], runs: int) -> float:
-    """Median wall time [s] of `runs` fresh processes (one warm-up run first)."""
-    times = []
+def median_walls(argv: list[str], env: dict[str, str], runs: int, trees: list[Path]) -> list[float]:
+    """Median wall time [s] of `runs` fresh processes per checkout, the checkouts taking
+    turns (after one warm-up run each), so load changes hit them alike."""
+    times: list[list[float]] = [[] for _ in trees]
     for i in range(runs + 1):
-        t0 = time.perf_counter()
-        subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, check=False)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for k, tree in enumerate(trees):
+            python = str(tree / ".venv" / "bin" / "python")
+            t0 = time.perf_counter()
+            subprocess.run([python, *argv], env=env, cwd=tree, capture_output=True, check=False)
+            if i:
+                times[k].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def stack_env(s: Settings) -> dict[str, str]:
@@ -64,8 +70,9 @@ def stack_env(s: Settings) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9, help="Processes per command (median).")
+    parser.add_argument("--before", type=Path, help="Another checkout to compare (its .venv).")
     args = parser.parse_args()
-    py = sys.executable
+    trees = [ROOT] if args.before is None else [args.before.resolve(), ROOT]
     header(f"CLI start-up, median of {args.runs} fresh processes (load {os.getloadavg()[0]:.1f})")
     with private_stack() as stack:
         s = stack.settings
@@ -74,15 +81,18 @@ def main() -> None:
             apply_pilot(conn, load_pilot(ROOT / "pilots" / "madiun.toml"))
         env = stack_env(s)
         cases = [
-            ("python -c pass (floor)", [py, "-c", "pass"]),
-            ("python -c 'import typer.main' (any Typer CLI)", [py, "-c", "import typer.main"]),
-            ("kcity --help", [py, "-m", "kcity", "--help"]),
-            ("kcity status --help", [py, "-m", "kcity", "status", "--help"]),
-            ("kcity pilots list (1 pilot)", [py, "-m", "kcity", "pilots", "list"]),
-            ("kcity status (database and broker up)", [py, "-m", "kcity", "status"]),
+            ("python -c pass (floor)", ["-c", "pass"]),
+            ("python -c 'import typer.main' (any Typer CLI)", ["-c", "import typer.main"]),
+            ("kcity --help", ["-m", "kcity", "--help"]),
+            ("kcity status --help", ["-m", "kcity", "status", "--help"]),
+            ("kcity pilots list (1 pilot)", ["-m", "kcity", "pilots", "list"]),
+            ("kcity status (database and broker up)", ["-m", "kcity", "status"]),
         ]
+        if args.before is not None:
+            print(f"  {'':<50} {'before':>8} {'after':>8}  ({args.before} → {ROOT})")
         for name, argv in cases:
-            print(f"  {name:<50} {median_wall(argv, env, args.runs):6.3f} s", flush=True)
+            walls = median_walls(argv, env, args.runs, trees)
+            print(f"  {name:<50} " + " ".join(f"{w:7.3f}s" for w in walls), flush=True)
     print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
 
 
