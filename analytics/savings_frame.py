@@ -235,22 +235,23 @@ def day_burning_rows(
     increment may span the hours the lamp was off.
     """
     interval_h = f.interval / 3600.0
-    found: list[dict[str, object]] = []
-    for device_id, by_day in zip(f.ids, burns, strict=True):
-        for j in sorted(by_day):
-            if not days[j]:
-                continue
-            b = by_day[j]
-            first, last = iso_seconds(np.array([b.first, b.last], dtype=np.float64))
-            found.append(
-                {
-                    "device_id": device_id,
-                    "date": f.cal.dates[j].isoformat(),
-                    "records": b.records,
-                    "hours": float(b.records) * interval_h,
-                    "energy_kwh": float(np.float64(b.power_sum_w) * interval_h / 1000.0),
-                    "first": first,
-                    "last": last,
-                }
-            )
-    return found
+    picked = [
+        (device_id, j, by_day[j])
+        for device_id, by_day in zip(f.ids, burns, strict=True)
+        for j in sorted(by_day)
+        if days[j]
+    ]
+    stamps = iso_seconds(np.array([t for *_, b in picked for t in (b.first, b.last)]))
+    energy = np.array([b.power_sum_w for *_, b in picked]) * interval_h / 1000.0
+    return [
+        {
+            "device_id": device_id,
+            "date": f.cal.dates[j].isoformat(),
+            "records": b.records,
+            "hours": float(b.records) * interval_h,
+            "energy_kwh": float(kwh),
+            "first": stamps[2 * k],
+            "last": stamps[2 * k + 1],
+        }
+        for k, ((device_id, j, b), kwh) in enumerate(zip(picked, energy, strict=True))
+    ]
