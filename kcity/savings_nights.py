@@ -33,7 +33,7 @@ from analytics.luminaire_nights import (
     NightTable,
     SavingsParams,
 )
-from analytics.night_accounts import DIGEST_BYTES, DayBurn, NightAccounts, account_series
+from analytics.night_accounts import BURN_FIELDS, DIGEST_BYTES, NightAccounts, account_series
 from analytics.nights import NightCalendar
 from analytics.savings_baseline import BaselineSummary
 from analytics.savings_result import METHOD_VERSION
@@ -94,7 +94,7 @@ class _Units:
     sources: dict[str, FloatArray]
     digests: dict[str, np.ndarray]
     records: dict[str, IntArray]
-    burns: dict[str, dict[int, DayBurn]]
+    burns: dict[str, FloatArray]
     have: dict[str, np.ndarray]  # which nights are filled
 
     @classmethod
@@ -111,7 +111,7 @@ class _Units:
         self.sources[device_id] = np.zeros((n, len(SOURCES)))
         self.digests[device_id] = np.zeros((n, DIGEST_BYTES), dtype=np.uint8)
         self.records[device_id] = np.zeros(n, dtype=np.int64)
-        self.burns[device_id] = {}
+        self.burns[device_id] = np.zeros((n, len(BURN_FIELDS)))
         self.have[device_id] = np.zeros(n, dtype=bool)
 
 
@@ -163,10 +163,7 @@ def _read_kept(
         units.burning[device_id][cols] = a[3]
         units.actual[device_id][cols] = a[4]
         units.sources[device_id][cols] = np.stack(a[5:9], axis=1)
-        burns = units.burns[device_id]
-        for n, k, p, lo, hi in zip(cols, a[9], a[10], a[11], a[12], strict=True):
-            if k:
-                burns[int(n)] = DayBurn(int(k), float(p), float(lo), float(hi))
+        units.burns[device_id][cols] = np.stack([a[9].astype(np.float64), *a[10:13]], axis=1)
         units.digests[device_id][cols] = np.frombuffer(a[13].tobytes(), dtype=np.uint8).reshape(
             -1, DIGEST_BYTES
         )
@@ -215,8 +212,7 @@ def _account(
                 column[device_id][take] = 0.0
             units.digests[device_id][take] = 0
             units.records[device_id][take] = 0
-            for n in take.tolist():
-                units.burns[device_id].pop(n, None)
+            units.burns[device_id][take] = 0.0
             k = rows.get(device_id)
             if k is None:
                 continue  # no rows: zeros
@@ -227,9 +223,8 @@ def _account(
             units.sources[device_id][take] = t.sources[k, take]
             units.digests[device_id][take] = got.digests[k, take]
             units.records[device_id][take] = got.rows[k, take]
+            units.burns[device_id][take] = got.burns[k, take]
             for n in take.tolist():
-                if n in got.burns[k]:
-                    units.burns[device_id][n] = got.burns[k][n]
                 full.setdefault(device_id, []).append((n, got.full_w[k][got.full_night[k] == n]))
 
 
@@ -258,7 +253,7 @@ def _store(
     ):
         for device_id in sorted(stale):
             for n in sorted(stale[device_id]):
-                burn = units.burns[device_id].get(n)
+                burn = units.burns[device_id][n]
                 copy.write_row(
                     (
                         pilot_id, device_id, calendar.dates[n],
@@ -267,10 +262,7 @@ def _store(
                         float(units.actual[device_id][n]),
                         units.sources[device_id][n].tolist(),
                         samples.get((device_id, n), np.empty(0)).tolist(),
-                        0 if burn is None else burn.records,
-                        0.0 if burn is None else burn.power_sum_w,
-                        0.0 if burn is None else burn.first,
-                        0.0 if burn is None else burn.last,
+                        int(burn[0]), float(burn[1]), float(burn[2]), float(burn[3]),
                         units.digests[device_id][n].tobytes(),
                     )
                 )  # fmt: skip
@@ -442,7 +434,7 @@ def _assemble(
         table,
         tuple(full_w),
         tuple(full_night),
-        tuple(units.burns[i] for i in ids),
+        np.stack([units.burns[i] for i in ids]) if ids else np.zeros((*shape, len(BURN_FIELDS))),
         digests,
         np.stack([units.records[i] for i in ids]) if ids else np.zeros(shape, dtype=np.int64),
     )
