@@ -232,13 +232,16 @@ def day_burning_rows(
     (`burns`: luminaires × nights × `night_accounts.BURN_FIELDS`).
 
     Their energy is estimated from active power × interval: a daylight record's register
-    increment may span the hours the lamp was off.
+    increment may span the hours the lamp was off. The rows hold plain JSON values only
+    (`savings_result` passes them through as they are: tens of thousands in 90 days).
     """
     interval_h = f.interval / 3600.0
     at = np.argwhere((burns[:, :, 0] > 0) & days[None, :])  # luminaire, then day order
     picked = burns[at[:, 0], at[:, 1]]
     stamps = iso_seconds(picked[:, 2:4].ravel())
-    energy = (picked[:, 1] * interval_h / 1000.0).tolist()
+    kwh_values = picked[:, 1] * interval_h / 1000.0
+    energy = np.where(np.isfinite(kwh_values), kwh_values, np.nan).tolist()
+    energy = [e if e == e else None for e in energy]  # NaN → null: the rows are plain JSON
     records = picked[:, 0].astype(np.int64).tolist()
     dates = [d.isoformat() for d in f.cal.dates]
     return [
