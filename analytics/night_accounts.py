@@ -31,6 +31,9 @@ from analytics.luminaire_nights import (
 from analytics.nights import NightCalendar, assign_days
 
 DIGEST_BYTES = 32
+_ROW = np.dtype(
+    [("ts", "<f8"), ("power_w", "<f8"), ("energy_wh", "<f8"), ("dim_pct", "<f8"), ("lamp_on", "?")]
+)  # packed, little-endian: the bytes a unit's hash covers, the same on every machine
 DigestArray = npt.NDArray[np.uint8]  # ... × DIGEST_BYTES; all zero: a unit without rows
 
 
@@ -80,8 +83,8 @@ def unit_of(
 def unit_digests(
     s: LuminaireSeries, calendar: NightCalendar, lead_s: float
 ) -> tuple[DigestArray, IntArray]:
-    """sha256 of each unit's rows (device, night, then the columns as `input_sha256` hashes
-    them) and its row count, per night of `calendar`."""
+    """sha256 of each unit's rows (device, night, then per row its time, power, register,
+    dim level as float64 and lamp state as a byte) and its row count, per night."""
     out = np.zeros((len(calendar), DIGEST_BYTES), dtype=np.uint8)
     counts = np.zeros(len(calendar), dtype=np.int64)
     lamp_on = np.asarray(s.lamp_on, dtype=np.bool_)
@@ -89,18 +92,20 @@ def unit_digests(
     sel = np.flatnonzero(unit >= 0)
     if not sel.size:
         return out, counts
-    cols = [
-        np.ascontiguousarray(c[sel], dtype=np.float64)
-        for c in (s.ts, s.power_w, s.energy_wh, s.dim_pct)
-    ]
-    on = np.ascontiguousarray(lamp_on[sel])
+    rows = np.empty(sel.size, dtype=_ROW)
+    rows["ts"], rows["power_w"] = s.ts[sel], s.power_w[sel]
+    rows["energy_wh"], rows["dim_pct"], rows["lamp_on"] = (
+        s.energy_wh[sel],
+        s.dim_pct[sel],
+        lamp_on[sel],
+    )
+    blob = memoryview(rows.tobytes())
     units, first, count = np.unique(unit[sel], return_index=True, return_counts=True)
     prefix = s.device_id.encode() + b"\x1f"
+    size = _ROW.itemsize
     for n, lo, k in zip(units.tolist(), first.tolist(), count.tolist(), strict=True):
         digest = hashlib.sha256(prefix + calendar.dates[n].isoformat().encode() + b"\x1e")
-        for c in cols:
-            digest.update(c[lo : lo + k].tobytes())
-        digest.update(on[lo : lo + k].tobytes())
+        digest.update(blob[lo * size : (lo + k) * size])
         out[n] = np.frombuffer(digest.digest(), dtype=np.uint8)
         counts[n] = k
     return out, counts
