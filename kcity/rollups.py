@@ -1,8 +1,9 @@
 """Rollups kept up to date by an incremental refresh (migration 007), because the Apache-2
 edition has no continuous aggregates: data quality per device and local day
-(`quality_device_day`), and for the dashboards streetlight hours (`streetlight_hourly`) and
-messages by hour of arrival (`ingest_messages_hourly`, recomputed from the hour of the last
-horizon on: arrival hours only grow at the end).
+(`quality_device_day`), and for the dashboards streetlight hours (`streetlight_hourly`),
+drone minutes (`drone_minutely`, migration 011) and messages by hour of arrival
+(`ingest_messages_hourly`, recomputed from the hour of the last horizon on: arrival hours
+only grow at the end).
 
 A refresh finds the (device, local day) pairs that rows received since the last refresh
 touch — readings, `ingest_messages` (inserted, or updated by a duplicate: `changed_at`) and
@@ -207,6 +208,37 @@ SELECT * FROM (
 DROP TABLE rollup_hours
 """
 
+# Minutes of the scope's drones (migration 011), the same way: whole minutes, from the raw
+# rows, those of dropped spans kept as they were.
+_FROZEN_MINUTE = frozen("'drone_readings'", "m.minute", "m.minute + interval '1 minute'")
+_MINUTES = f"""
+CREATE TEMP TABLE rollup_minutes ON COMMIT DROP AS
+SELECT device_id,
+       CASE WHEN bool_or(whole) THEN '-infinity'::timestamptz
+            ELSE time_bucket('1 minute', min(lo)) END AS lo,
+       CASE WHEN bool_or(whole) THEN 'infinity'::timestamptz
+            ELSE time_bucket('1 minute', max(hi) - interval '1 microsecond') + interval '1 minute'
+       END AS hi
+FROM rollup_scope WHERE kind = 'hybrid_drone' GROUP BY device_id;
+DELETE FROM drone_minutely m USING rollup_minutes s
+WHERE m.device_id = s.device_id AND m.minute >= s.lo AND m.minute < s.hi
+  AND NOT {_FROZEN_MINUTE};
+INSERT INTO drone_minutely
+SELECT * FROM (
+    SELECT r.device_id, time_bucket('1 minute', r.ts) AS minute, coalesce(r.mode, ''),
+           count(*), count(*) FILTER (WHERE f.fix), sum(r.lat) FILTER (WHERE f.fix),
+           sum(r.lon) FILTER (WHERE f.fix), sum(r.agl_m) FILTER (WHERE f.fix),
+           count(r.agl_m) FILTER (WHERE f.fix), sum(r.battery_v * r.battery_a),
+           count(r.battery_v * r.battery_a), sum(r.gen_power_w), count(r.gen_power_w),
+           sum(r.fuel_l), count(r.fuel_l), sum(r.rssi_dbm), count(r.rssi_dbm), min(r.rssi_dbm)
+    FROM rollup_minutes s JOIN drone_readings r
+      ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
+    CROSS JOIN LATERAL (SELECT coalesce(r.gps_fix >= 3, false) AS fix) f
+    GROUP BY 1, 2, 3
+) m WHERE NOT {_FROZEN_MINUTE};
+DROP TABLE rollup_minutes
+"""
+
 # Messages by hour of arrival: every hour from the one holding the last horizon onward.
 _MESSAGES = """
 DELETE FROM ingest_messages_hourly WHERE hour >= time_bucket('1 hour', %(since)s::timestamptz);
@@ -282,7 +314,7 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
             conn.execute(_CLEAR)
             for kind, table in READINGS_TABLE.items():
                 conn.execute(_recompute(kind, table), {"edges": list(EDGES_US)})
-            for statement in _HOURS.split(";"):
+            for statement in (*_HOURS.split(";"), *_MINUTES.split(";")):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO rollup_devices (device_id, timezone)"

@@ -21,7 +21,10 @@ from psycopg.types.json import Jsonb
 
 from dashboards.alerts import RULES, message
 from devices.pilots import load_pilot
-from kcity.grafana import alerting
+from kcity.analyses import run_quality
+from kcity.grafana import alerting, build_all
+from kcity.rollups import refresh
+from kcity.window import Window
 from tests.fixtures.services import as_reader
 from tests.grafana_macros import expand
 
@@ -164,29 +167,154 @@ def test_pilot_without_data_for_an_hour(tx: psycopg.Connection) -> None:
     assert evaluate(tx, "kcity-pilot-no-data") == {}
 
 
-def test_completeness_of_yesterday_below_90(tx: psycopg.Connection) -> None:
+# --- completeness: the data-quality method's count, read from the rollup -----------------
+# These tests commit (the rollup job reads committed rows), then empty the tables again.
+
+JAKARTA, BANGKOK = ZoneInfo("Asia/Jakarta"), ZoneInfo("Asia/Bangkok")
+
+
+@pytest.fixture
+def committed(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url) as c:
+        yield c
+        c.rollback()
+        c.execute(
+            "TRUNCATE pilots, devices, device_status, streetlight_readings, drone_readings,"
+            " quality_device_day, rollup_devices, rollup_horizons, streetlight_hourly,"
+            " drone_minutely, ingest_messages_hourly CASCADE"
+        )
+        c.commit()
+
+
+def _yesterday(zone: ZoneInfo, at: datetime = T) -> tuple[datetime, datetime]:
+    """The local day before `at`, as UTC instants [start, end)."""
+    today = at.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=1), today
+
+
+def _lights(conn: psycopg.Connection, dev: str, times: list[datetime]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO streetlight_readings (device_id, ts, power_w, dim_pct, lamp_on)"
+            " VALUES (%s, %s, 30, 100, false)",
+            [(dev, ts) for ts in times],
+        )
+
+
+def _service(conn: psycopg.Connection, dev: str, *, on: Any = None, off: Any = None,
+             revoked: datetime | None = None) -> None:  # fmt: skip
+    conn.execute(
+        "UPDATE devices SET commissioned_on = %s, decommissioned_on = %s, revoked_at = %s"
+        " WHERE id = %s",
+        (on, off, revoked, dev),
+    )
+
+
+def _quality(conn: psycopg.Connection, pilot: str, zone: ZoneInfo, *, raw: bool) -> Any:
+    """The evaluation method's completeness of the local yesterday (`kcity quality`)."""
+    day = _yesterday(zone)[0].astimezone(zone).date()
+    window = Window(day, day + timedelta(days=1))
+    body = run_quality(conn, pilot, window, persist=False, from_rollup=not raw)
+    return body["completeness_pct"]
+
+
+def test_completeness_of_yesterday_is_the_quality_methods(committed: psycopg.Connection) -> None:
+    """Every device in service yesterday is expected (revoked or not, created before or
+    after), a silent one at 0 %, a device's surplus records capped; late records update
+    the figure on the next refresh and clear the alert."""
+    tx = committed
     _both(tx)
-    for dev in ("madiun-sl-001", "madiun-sl-002"):
-        _device(tx, dev, "madiun", T)
-    zone = ZoneInfo("Asia/Jakarta")
-    local_today = T.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    start, end = local_today - timedelta(days=1), local_today  # yesterday, local time
+    start, end = _yesterday(JAKARTA)
     slots = [start + timedelta(minutes=5 * k) for k in range(288)]
+    for dev in ("madiun-sl-001", "madiun-sl-002", "madiun-sl-003", "madiun-sl-004",
+                "madiun-sl-005", "madiun-sl-006", "madiun-sl-007"):  # fmt: skip
+        _device(tx, dev, "madiun", T)
+    _lights(tx, "madiun-sl-001", [*slots, end, end + timedelta(hours=1)])  # today's don't count
+    _lights(tx, "madiun-sl-002", slots[:100])
+    _service(tx, "madiun-sl-003", on=end.astimezone(JAKARTA).date())  # from today: not expected
+    _service(tx, "madiun-sl-004", off=start.astimezone(JAKARTA).date())  # gone before yesterday
+    _lights(tx, "madiun-sl-004", slots[:10])  # reported anyway: counts for nothing
+    _service(tx, "madiun-sl-005", revoked=T - timedelta(days=5))  # credentials gone, in service
+    _lights(tx, "madiun-sl-005", slots)
+    _lights(tx, "madiun-sl-006", [*slots, *(s + timedelta(minutes=1) for s in slots[:100])])
+    tx.execute("UPDATE devices SET created_at = %s WHERE id = 'madiun-sl-007'", (T,))  # silent
+    tx.commit()
+    refresh(tx, slack_s=0.0)
+    # By hand: 001, 002, 005, 006 and 007 expected 288 each; 288 + 100 + 288 + 288 + 0.
+    expected = round(100 * (288 + 100 + 288 + 288 + 0) / (5 * 288), 2)
+    assert evaluate(tx, "kcity-completeness-yesterday") == {("madiun",): expected}
+    assert _quality(tx, "madiun", JAKARTA, raw=False) == expected
+    assert _quality(tx, "madiun", JAKARTA, raw=True) == expected
+    tx.rollback()
 
-    def lights(dev: str, times: list[datetime]) -> None:
-        with tx.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO streetlight_readings (device_id, ts, power_w, dim_pct, lamp_on)"
-                " VALUES (%s, %s, 30, 100, true)",
-                [(dev, ts) for ts in times],
-            )
-
-    lights("madiun-sl-001", [*slots, end, end + timedelta(hours=1)])  # today's don't count
-    lights("madiun-sl-002", slots[:200])
-    fired = evaluate(tx, "kcity-completeness-yesterday")
-    assert fired == {("madiun",): pytest.approx(round(100 * 488 / 576, 1))}
-    lights("madiun-sl-002", slots[200:])
+    _lights(tx, "madiun-sl-002", slots[100:])  # caught up after the refresh
+    _lights(tx, "madiun-sl-007", slots)
+    tx.commit()
+    assert evaluate(tx, "kcity-completeness-yesterday") == {("madiun",): expected}  # not yet
+    tx.rollback()
+    refresh(tx, slack_s=0.0)
     assert evaluate(tx, "kcity-completeness-yesterday") == {}
+    assert _quality(tx, "madiun", JAKARTA, raw=True) == 100.0
+    tx.rollback()
+
+
+def _portfolio_rows(conn: psycopg.Connection, at: datetime) -> dict[str, dict[str, Any]]:
+    table = next(p for p in build_all("en")["kcity-portfolio"]["panels"] if p["type"] == "table")
+    sql = expand(table["targets"][0]["rawSql"], start=at - timedelta(days=1), end=at)
+    with as_reader(conn):
+        cur = conn.execute(sql)
+        names = [c.name for c in cur.description or []]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return {r["pilot"]: r for r in rows}
+
+
+def test_completeness_alert_and_portfolio_agree(committed: psycopg.Connection) -> None:
+    """What `make demo` showed: devices registered today, their data weeks old, so
+    yesterday is 0 % on the portfolio — and the alert must say so too. A drone is judged
+    over its flights only; a pilot whose devices start today, or a drone that did not fly,
+    expects nothing and fires nothing."""
+    tx = committed
+    _both(tx)
+    demo = T - timedelta(days=20)
+    for dev in ("madiun-sl-001", "madiun-sl-002"):
+        _device(tx, dev, "madiun", demo)
+        tx.execute("UPDATE devices SET created_at = %s WHERE id = %s", (T, dev))
+        _lights(tx, dev, [demo - timedelta(minutes=5 * k) for k in range(288)])
+    start, _ = _yesterday(BANGKOK)
+    takeoff = start + timedelta(hours=10)
+    _device(tx, "mukdahan-dr-01", "mukdahan", takeoff)
+    _device(tx, "mukdahan-dr-02", "mukdahan", None)  # did not fly: expects nothing
+    with tx.cursor() as cur:  # 601 s at 1 Hz, every other point lost but the ends: 302
+        cur.executemany(
+            "INSERT INTO drone_readings (device_id, ts, flight_id, lat, lon)"
+            " VALUES ('mukdahan-dr-01', %s, 'f1', 16.5, 104.7)",
+            [(takeoff + timedelta(seconds=k),) for k in range(601) if k % 2 == 0 or k == 599],
+        )
+    tx.commit()
+    refresh(tx, slack_s=0.0)
+    fired = evaluate(tx, "kcity-completeness-yesterday")
+    drone = round(100 * 302 / 601, 2)
+    assert fired == {("madiun",): 0.0, ("mukdahan",): drone}
+    assert _quality(tx, "madiun", JAKARTA, raw=True) == 0.0
+    assert _quality(tx, "mukdahan", BANGKOK, raw=True) == drone
+    rows = _portfolio_rows(tx, T)
+    assert rows["madiun"]["completeness_yesterday_pct"] == 0.0
+    assert rows["mukdahan"]["completeness_yesterday_pct"] == drone
+    for pilot in ("madiun", "mukdahan"):
+        assert "Data completeness yesterday (1)" in rows[pilot]["alert_rules"]
+    tx.rollback()
+
+    # The luminaires start service today, the flight was the day before yesterday: silence.
+    later = T + timedelta(days=1)
+    tx.execute("UPDATE devices SET commissioned_on = %s WHERE pilot_id = 'madiun'",
+               (later.astimezone(JAKARTA).date(),))  # fmt: skip
+    tx.commit()
+    assert evaluate(tx, "kcity-completeness-yesterday", at=later) == {}
+    rows = _portfolio_rows(tx, later)
+    assert rows["madiun"]["completeness_yesterday_pct"] is None
+    assert rows["mukdahan"]["completeness_yesterday_pct"] is None
+    assert not any("Data completeness" in r["alert_rules"] for r in rows.values())
+    tx.rollback()
 
 
 def test_active_lamp_faults(tx: psycopg.Connection) -> None:

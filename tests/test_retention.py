@@ -203,6 +203,15 @@ def _local_days(conn: psycopg.Connection, device: str) -> dict[date, tuple[Any, 
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
+def _minutes(conn: psycopg.Connection, device: str) -> dict[datetime, int]:
+    """The drone's minutes in `drone_minutely` (migration 011): minute → records."""
+    rows = conn.execute(
+        "SELECT minute, sum(records) FROM drone_minutely WHERE device_id = %s GROUP BY 1",
+        (device,),
+    ).fetchall()
+    return {m: int(n) for m, n in rows}
+
+
 def test_after_a_drop_late_rows_are_neither_lost_nor_miscounted(
     db_url: str, world: dict[str, Any], conn: psycopg.Connection
 ) -> None:
@@ -227,6 +236,9 @@ def test_after_a_drop_late_rows_are_neither_lost_nor_miscounted(
     ]
     assert all(Path(b[0]).name == "mukdahan.zip" for _, _, b in spans)
     before = _local_days(conn, device)
+    minutes_before = _minutes(conn, device)
+    in_dropped = {m for m in minutes_before if any(s <= m < e for s, e, _ in spans)}
+    assert in_dropped  # the drone's minutes of dropped days, as rolled up before the drop
     # Local days (Asia/Bangkok, UTC+7) touching a dropped UTC day: d and d + 1.
     frozen = {base + timedelta(days=k + j) for k in DUE_EXPORTED for j in (0, 1)}
     assert {d: r[0] for d, r in before.items() if d in frozen} == dict.fromkeys(
@@ -240,6 +252,7 @@ def test_after_a_drop_late_rows_are_neither_lost_nor_miscounted(
     refresh(conn)
     after = _local_days(conn, device)
     assert {d: after.get(d) for d in frozen} == {d: before.get(d) for d in frozen}
+    assert _minutes(conn, device) == minutes_before  # the late row's minute kept too
     # A whole rebuild (as after a time-zone change) keeps them too and recounts the rest.
     conn.execute("DELETE FROM rollup_devices WHERE device_id = %s", (device,))
     refresh(conn)
@@ -247,6 +260,17 @@ def test_after_a_drop_late_rows_are_neither_lost_nor_miscounted(
     assert {d: rebuilt.get(d) for d in frozen} == {d: before.get(d) for d in frozen}
     kept = {base + timedelta(days=k) for k in range(DAYS)} - frozen
     assert {d: rebuilt[d][0] for d in kept} == dict.fromkeys(kept, 60)
+    minutes = _minutes(conn, device)
+    assert {m: minutes.get(m) for m in in_dropped} == {m: minutes_before[m] for m in in_dropped}
+    recount = dict(
+        conn.execute(
+            "SELECT time_bucket('1 minute', ts), count(*) FROM drone_readings"
+            " WHERE device_id = %s GROUP BY 1",
+            (device,),
+        ).fetchall()
+    )
+    outside = {m: n for m, n in recount.items() if not any(s <= m < e for s, e, _ in spans)}
+    assert {m: n for m, n in minutes.items() if m not in in_dropped} == outside
     # The late row is in no bundle: its new chunk is refused, not dropped.
     late = _by_day(plan(conn, find_bundles(world["folder"]), lambda p: verify_bundle(p).ok,
                         world["now"]), base)[0]  # fmt: skip
