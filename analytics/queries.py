@@ -19,7 +19,8 @@ import numpy as np
 import psycopg
 
 from analytics.nights import NightCalendar
-from analytics.quality import DeviceDay, RegisteredDevice
+from analytics.quality import COUNTS as QUALITY_COUNTS
+from analytics.quality import DeviceDays, RegisteredDevice
 from analytics.savings import LuminaireSeries, NonRoutineEvent
 from analytics.tracks import DroneSeries
 
@@ -331,7 +332,7 @@ def quality_rows(
     interval_s: float | None,
     start: date,
     end: date,
-) -> list[DeviceDay]:
+) -> DeviceDays:
     """Per registered device and local day in [start, end): the counts `analytics.quality`
     reports. Every day a device is in service is a row, with or without records; a day
     outside its service that has records (or dead letters) is a row expecting nothing."""
@@ -353,10 +354,23 @@ def quality_rows(
         if kind == "hybrid_drone"
         else ""
     )
+    columns = DEVICE_DAY_COLUMNS.format(
+        day="k.day",
+        records="c.records",
+        gaps="q.gaps",
+        dups="q.dups",
+        dead="d.n",
+        p50="c.p50",
+        p95="c.p95",
+        conflicts="d.conflicts",
+        reuses="q.reuses",
+        expected=f"CASE WHEN g.device_id IS NULL THEN {'NULL' if not interval_s else '0.0'}"
+        f" ELSE {expected} END",
+    )
     sql = f"""
     WITH dev AS (
         SELECT * FROM unnest(%(ids)s::text[], %(from)s::date[], %(until)s::date[])
-            AS d(device_id, c_on, d_on)
+            WITH ORDINALITY AS d(device_id, c_on, d_on, ord)
     ),
     grid AS (
         SELECT dev.device_id, day::date AS day,
@@ -402,21 +416,16 @@ def quality_rows(
         SELECT device_id, day FROM grid UNION SELECT device_id, day FROM counts
         UNION SELECT device_id, day FROM seqs UNION SELECT device_id, day FROM dead
     )
-    SELECT k.device_id, k.day, coalesce(c.records, 0),
-           CASE WHEN g.device_id IS NULL THEN {"NULL" if not interval_s else "0.0"}
-                ELSE {expected} END,
-           coalesce(q.gaps, 0), coalesce(q.dups, 0), coalesce(d.n, 0), c.p50, c.p95,
-           coalesce(d.conflicts, 0), coalesce(q.reuses, 0), g.device_id IS NOT NULL
+    SELECT {columns}
     FROM keys k
+    JOIN dev USING (device_id)
     LEFT JOIN grid g USING (device_id, day)
     LEFT JOIN counts c USING (device_id, day)
     LEFT JOIN seqs q USING (device_id, day)
     LEFT JOIN dead d USING (device_id, day)
     {"LEFT JOIN flights f USING (device_id, day)" if kind == "hybrid_drone" else ""}
-    ORDER BY k.device_id, k.day
     """
-    params = quality_params(devices, timezone, interval_s, start, end)
-    return [device_day(r) for r in conn.execute(sql, params).fetchall()]
+    return read_device_days(conn, sql, quality_params(devices, timezone, interval_s, start, end))
 
 
 def quality_params(
@@ -438,19 +447,53 @@ def quality_params(
     }
 
 
-def device_day(r: Sequence[Any]) -> DeviceDay:
-    """A `DeviceDay` from a quality query's row, in the column order both queries share."""
-    return DeviceDay(
-        device_id=r[0],
-        day=r[1],
-        records=int(r[2]),
-        expected=None if r[3] is None else float(r[3]),
-        seq_gaps=int(r[4]),
-        duplicates=int(r[5]),
-        dead_letters=int(r[6]),
-        skew_p50_s=None if r[7] is None else float(r[7]),
-        skew_p95_s=None if r[8] is None else float(r[8]),
-        conflicts=int(r[9]),
-        seq_reuse=int(r[10]),
-        in_service=bool(r[11]),
+# The columns both device-day quality queries end with (`read_device_days` reads them):
+# the device's place in the `dev` list, the day as days since 1970, then `DeviceDay`'s
+# fields, NaN for a missing float.
+DEVICE_DAY_COLUMNS = """(dev.ord - 1)::int8, ({day} - date '1970-01-01')::int8,
+           coalesce({records}, 0)::int8, coalesce({expected}, 'NaN')::float8,
+           coalesce({gaps}, 0)::int8, coalesce({dups}, 0)::int8, coalesce({dead}, 0)::int8,
+           coalesce({p50}, 'NaN')::float8, coalesce({p95}, 'NaN')::float8,
+           coalesce({conflicts}, 0)::int8, coalesce({reuses}, 0)::int8,
+           g.device_id IS NOT NULL"""
+_DEVICE_DAY_ROW = np.dtype(
+    [("n", ">i2")]
+    + [
+        item
+        for i, (name, kind) in enumerate(
+            [
+                ("device", ">i8"),
+                ("day", ">i8"),
+                ("records", ">i8"),
+                ("expected", ">f8"),
+                ("seq_gaps", ">i8"),
+                ("duplicates", ">i8"),
+                ("dead_letters", ">i8"),
+                ("skew_p50_s", ">f8"),
+                ("skew_p95_s", ">f8"),
+                ("conflicts", ">i8"),
+                ("seq_reuse", ">i8"),
+                ("in_service", "?"),
+            ]
+        )
+        for item in ((f"len{i}", ">i4"), (name, kind))
+    ]
+)
+
+
+def read_device_days(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> DeviceDays:
+    """The rows of a device-day quality query (ending with `DEVICE_DAY_COLUMNS`) as columns
+    in (device, day) order, through binary COPY of fixed-width rows: no Python object per
+    row."""
+    bound = psycopg.ClientCursor(conn).mogrify(query, params)
+    with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:
+        data = b"".join(bytes(chunk) for chunk in copy)
+    rows = np.frombuffer(data[_COPY_HEADER : len(data) - 2], _DEVICE_DAY_ROW)
+    rows = rows[np.lexsort((rows["day"], rows["device"]))]  # an SQL sort spills to disk
+    return DeviceDays.of(
+        params["ids"],
+        rows["device"],
+        rows["day"],
+        {k: rows[k] for k in (*QUALITY_COUNTS, "expected", "skew_p50_s", "skew_p95_s")},
+        rows["in_service"],
     )

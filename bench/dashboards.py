@@ -101,6 +101,16 @@ PILOT_OF = {"kcity-streetlight": "madiun", "kcity-drone": "mukdahan", "kcity-ing
 
 BUILT = "dataset-built"  # marks a kept folder whose data set is complete
 
+# The instants the ranges end at: the data set's end; the drones' week (build_dataset flies
+# them from day 7 for 7 days) for the drone dashboard, whose panels would otherwise look at
+# months without a flight; for the portfolio also mid-patrol, where its border rule reads
+# hours of 1 Hz points.
+_DRONES = datetime.combine(START + timedelta(days=7), datetime.min.time(), UTC)
+ENDS_OF = {
+    "kcity-drone": (_DRONES + timedelta(days=7),),
+    "kcity-portfolio": (None, _DRONES + timedelta(days=4, hours=12)),
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Dashboard query latency at pilot scale.")
@@ -118,14 +128,15 @@ def main() -> int:
             (keep / BUILT).touch()
         print(f"  data loaded; rollups refreshed in {time.perf_counter() - t0:.1f} s")
         conn.autocommit = True
-        end = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
+        last = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
         ok = True
         worst: list[tuple[float, str]] = []
         for uid, dash in build_all("en").items():
             if args.only and uid not in args.only:
                 continue
             values = variables(conn, dash, PILOT_OF.get(uid, "madiun"))
-            for days in RANGES:
+            for end, days in ((e or last, d) for e in ENDS_OF.get(uid, (last,)) for d in RANGES):
+                at = "" if end == last else f" to {end:%m-%d %H:%M}"
                 span = timedelta(days=days)
                 total = 0.0
                 for name, panel, raw in queries(dash):
@@ -138,11 +149,11 @@ def main() -> int:
                     )
                     took = timed(conn, sql)
                     total += took
-                    worst.append((took, f"{uid} / {name} / {days} d"))
+                    worst.append((took, f"{uid} / {name} / {days} d{at}"))
                     if took > PANEL_LIMIT_S:
                         print(f"    over {PANEL_LIMIT_S * 1000:.0f} ms: {uid} / {name} / {days} d"
-                              f" {took * 1000:.0f} ms")  # fmt: skip
-                ok &= verdict(f"{uid} {days} d, all queries [s]", total, DASHBOARD_LIMIT_S,
+                              f"{at} {took * 1000:.0f} ms")  # fmt: skip
+                ok &= verdict(f"{uid} {days} d{at}, all queries [s]", total, DASHBOARD_LIMIT_S,
                               higher_is_better=False, unit=" s")  # fmt: skip
         worst.sort(reverse=True)
         for took, name in worst[:8]:

@@ -21,6 +21,9 @@ SEGMENT_KM = 1.0
 # pilot's 15-minute mean of the previous day.
 SPIKE_MIN = 20
 SPIKE_FACTOR = 5
+# The border rule's grid [°] and the margin on a footprint's box (floating-point rounding).
+CELL_DEG = 0.01
+_MARGIN = 1.000001
 
 _NOW = "(SELECT $__timeTo()::timestamptz AS now) t"
 
@@ -53,27 +56,36 @@ PILOT_NO_DATA = f"""
     ORDER BY 1
 """
 
+# Completeness of each pilot's local yesterday as the data-quality method counts it
+# (analytics/quality.py, `kcity quality`): every registered device in service that day (its
+# commissioning dates; revoked or not), a silent one at 0 %; records over the records its
+# day holds, capped per device; a drone over its flights' spans only (a day without flights
+# expects nothing). Read from the per-device-day rollup (`quality_device_day`, kept by the
+# rollup job), so the portfolio's column is this query, not a second count.
 COMPLETENESS_YESTERDAY = f"""
-    WITH w AS (
-      SELECT p.id AS pilot,
-             (date_trunc('day', t.now AT TIME ZONE p.timezone) - interval '1 day')
-               AT TIME ZONE p.timezone AS day_start,
-             date_trunc('day', t.now AT TIME ZONE p.timezone) AT TIME ZONE p.timezone
-               AS day_end,
-             (p.definition->'streetlight'->>'record_interval_s')::float8 AS interval_s
-      FROM pilots p CROSS JOIN {_NOW}
-      WHERE p.kind = 'streetlight'
-    )
-    SELECT w.pilot,
-           least(100, round((100.0 * count(r.ts) / (count(DISTINCT d.id)
-             * extract(epoch FROM w.day_end - w.day_start) / w.interval_s))::numeric, 1)
-           )::float8 AS completeness_pct
-    FROM w
-    JOIN devices d ON d.pilot_id = w.pilot AND d.revoked_at IS NULL
-                  AND d.created_at < w.day_end
-    LEFT JOIN streetlight_readings r
-      ON r.device_id = d.id AND r.ts >= w.day_start AND r.ts < w.day_end
-    GROUP BY w.pilot, w.day_start, w.day_end, w.interval_s
+    SELECT p.id AS pilot,
+           round((100.0 * sum(least(coalesce(q.records, 0)::float8, e.expected))
+                  / sum(e.expected))::numeric, 2)::float8 AS completeness_pct
+    FROM pilots p
+    CROSS JOIN {_NOW}
+    CROSS JOIN LATERAL (
+      SELECT (t.now AT TIME ZONE p.timezone)::date - 1 AS day,
+             coalesce(p.definition->'streetlight'->>'record_interval_s',
+                      p.definition->'drone'->>'record_interval_s')::float8 AS interval_s) y
+    JOIN devices d ON d.pilot_id = p.id
+                  AND (d.commissioned_on IS NULL OR y.day >= d.commissioned_on)
+                  AND (d.decommissioned_on IS NULL OR y.day < d.decommissioned_on)
+    LEFT JOIN quality_device_day q ON q.device_id = d.id AND q.day = y.day
+    CROSS JOIN LATERAL (
+      SELECT CASE WHEN p.kind = 'hybrid_drone'
+                  THEN coalesce(q.flight_span_s::float8 / y.interval_s + q.flights, 0.0)
+                  ELSE extract(epoch FROM ((y.day + 1)::timestamp AT TIME ZONE p.timezone)
+                                        - (y.day::timestamp AT TIME ZONE p.timezone))
+                       / y.interval_s
+             END AS expected) e
+    WHERE y.interval_s > 0
+    GROUP BY p.id
+    HAVING sum(e.expected) > 0
     ORDER BY 1
 """
 
@@ -99,16 +111,29 @@ LAMP_FAULTS = f"""
     ORDER BY 1, 2
 """
 
+# Only the readings of the pilot's local day-time spans of today and yesterday are read (in
+# UTC, per pilot); the time-of-day test itself stays as it is.
 DAY_BURNING = f"""
     SELECT d.pilot_id AS pilot, r.device_id AS device,
            round((count(*) * iv.interval_s / 3600.0)::numeric, 2)::float8 AS hours_lit_by_day
-    FROM streetlight_readings r
-    JOIN devices d ON d.id = r.device_id AND d.revoked_at IS NULL
-    JOIN pilots p ON p.id = d.pilot_id
+    FROM pilots p
     CROSS JOIN {_NOW}
     CROSS JOIN LATERAL (
       SELECT (p.definition->'streetlight'->>'record_interval_s')::float8 AS interval_s) iv
-    WHERE r.ts > t.now - interval '24 hours' AND r.ts <= t.now AND r.lamp_on
+    CROSS JOIN LATERAL (
+      SELECT ((t.now AT TIME ZONE p.timezone)::date - k + time '{DAY_FROM}')
+               AT TIME ZONE p.timezone AS span_from,
+             ((t.now AT TIME ZONE p.timezone)::date - k + time '{DAY_TO}')
+               AT TIME ZONE p.timezone AS span_to
+      FROM (VALUES (0), (1)) v(k)) w
+    CROSS JOIN LATERAL (  -- OFFSET 0: each span bounds its own index scan
+      SELECT r.device_id, r.ts FROM streetlight_readings r
+      WHERE r.ts >= greatest(w.span_from, t.now - interval '24 hours')
+        AND r.ts <= least(w.span_to, t.now) AND r.lamp_on
+      OFFSET 0) r
+    JOIN devices d ON d.id = r.device_id AND d.pilot_id = p.id AND d.revoked_at IS NULL
+    WHERE p.kind = 'streetlight'
+      AND r.ts > t.now - interval '24 hours' AND r.ts <= t.now
       AND (r.ts AT TIME ZONE p.timezone)::time BETWEEN '{DAY_FROM}' AND '{DAY_TO}'
     GROUP BY d.pilot_id, r.device_id, iv.interval_s
     HAVING count(*) >= 2
@@ -118,7 +143,11 @@ DAY_BURNING = f"""
 # The border (GeoJSON LineString or MultiLineString in the pilot definition) cut into
 # pieces of about SEGMENT_KM; a piece is covered when a patrol point's footprint
 # (half-width agl·tan(hfov/2); recording as the pilot's `sensor` says; in one of its
-# `patrol_modes`, default "patrol"; usable fix) reaches its midpoint.
+# `patrol_modes`, default "patrol"; usable fix) reaches its midpoint (within 0.05° of it).
+# Points meet midpoints through a grid of CELL_DEG cells: a midpoint looks in every cell
+# within the widest footprint's box around it (the cosine of latitude bounded over the
+# 0.05°, a margin for rounding), so the distance is computed for nearby pairs only and the
+# result is that of comparing every point with every midpoint.
 BORDER_UNCOVERED = f"""
     WITH pil AS (
       SELECT p.id AS pilot,
@@ -152,11 +181,50 @@ BORDER_UNCOVERED = f"""
              sum(km) OVER (PARTITION BY pilot, line_no ORDER BY n) - km AS start_km
       FROM edges_km
     ), segments AS (
-      SELECT pilot, line_no,
+      SELECT pilot, line_no, n, k,
              lon1 + (lon2 - lon1) * (k + 0.5) / parts AS lon,
              lat1 + (lat2 - lat1) * (k + 0.5) / parts AS lat,
              start_km + km * (k + 0.5) / parts AS at_km
       FROM edges_at, generate_series(0, parts - 1) AS k
+    ), points AS MATERIALIZED (  -- per pilot (OFFSET 0: its time range bounds the index scan)
+      SELECT pil.pilot, r.ts, r.lat, r.lon,
+             floor(r.lon / {CELL_DEG})::int AS cx, floor(r.lat / {CELL_DEG})::int AS cy,
+             r.agl_m * tan(radians(coalesce(r.hfov_deg, pil.hfov_deg) / 2)) AS reach_m
+      FROM pil
+      CROSS JOIN {_NOW}
+      CROSS JOIN LATERAL (
+        SELECT r.* FROM drone_readings r JOIN devices d ON d.id = r.device_id
+        WHERE d.pilot_id = pil.pilot
+          AND r.ts > t.now - make_interval(secs => 2 * pil.max_revisit_s) AND r.ts <= t.now
+        OFFSET 0) r
+      WHERE CASE pil.sensor WHEN 'log' THEN coalesce(r.camera_on, false)
+                            WHEN 'always' THEN true
+                            ELSE coalesce(r.camera_on, true) END
+        AND (r.mode = ANY(pil.patrol_modes)
+             OR (cardinality(pil.patrol_modes) = 0 AND r.mode = 'patrol'))
+        AND coalesce(r.gps_fix, -1) NOT IN (0, 1, 2)
+        AND r.agl_m > 0
+    ), reach AS (  -- the half-extent of the widest footprint [°], at most the 0.05° box
+      SELECT pilot, least(max(reach_m) * {_MARGIN} / 110570, 0.05) AS dlat,
+             least(max(reach_m * {_MARGIN}
+                       / (111320 * cos(radians(least(abs(lat) + 0.05, 89.9))))), 0.05) AS dlon
+      FROM points GROUP BY pilot
+    ), near AS MATERIALIZED (  -- every grid cell a point covering the midpoint can lie in
+      SELECT s.pilot, s.line_no, s.n, s.k, s.lon, s.lat, cx, cy
+      FROM segments s
+      JOIN reach w ON w.pilot = s.pilot,
+           generate_series(floor((s.lon - w.dlon) / {CELL_DEG})::int,
+                           floor((s.lon + w.dlon) / {CELL_DEG})::int) cx,
+           generate_series(floor((s.lat - w.dlat) / {CELL_DEG})::int,
+                           floor((s.lat + w.dlat) / {CELL_DEG})::int) cy
+    ), covered AS (
+      SELECT s.pilot, s.line_no, s.n, s.k, max(p.ts) AS last_covered
+      FROM near s
+      JOIN points p ON p.pilot = s.pilot AND p.cx = s.cx AND p.cy = s.cy
+      WHERE abs(p.lat - s.lat) < 0.05 AND abs(p.lon - s.lon) < 0.05
+        AND sqrt(power((p.lon - s.lon) * 111320 * cos(radians(s.lat)), 2)
+                 + power((p.lat - s.lat) * 110570, 2)) <= p.reach_m
+      GROUP BY 1, 2, 3, 4
     )
     SELECT s.pilot,
            CASE WHEN s.line_no > 1 THEN 'line ' || s.line_no || ' ' ELSE '' END
@@ -167,23 +235,8 @@ BORDER_UNCOVERED = f"""
     FROM segments s
     JOIN pil ON pil.pilot = s.pilot
     CROSS JOIN {_NOW}
-    LEFT JOIN LATERAL (
-      SELECT max(r.ts) AS last_covered
-      FROM drone_readings r
-      JOIN devices d ON d.id = r.device_id AND d.pilot_id = s.pilot
-      WHERE r.ts > t.now - make_interval(secs => 2 * pil.max_revisit_s) AND r.ts <= t.now
-        AND CASE pil.sensor WHEN 'log' THEN coalesce(r.camera_on, false)
-                            WHEN 'always' THEN true
-                            ELSE coalesce(r.camera_on, true) END
-        AND (r.mode = ANY(pil.patrol_modes)
-             OR (cardinality(pil.patrol_modes) = 0 AND r.mode = 'patrol'))
-        AND coalesce(r.gps_fix, -1) NOT IN (0, 1, 2)
-        AND r.agl_m > 0
-        AND abs(r.lat - s.lat) < 0.05 AND abs(r.lon - s.lon) < 0.05
-        AND sqrt(power((r.lon - s.lon) * 111320 * cos(radians(s.lat)), 2)
-                 + power((r.lat - s.lat) * 110570, 2))
-            <= r.agl_m * tan(radians(coalesce(r.hfov_deg, pil.hfov_deg) / 2))
-    ) c ON true
+    LEFT JOIN covered c
+      ON c.pilot = s.pilot AND c.line_no = s.line_no AND c.n = s.n AND c.k = s.k
     WHERE c.last_covered IS NULL
        OR c.last_covered < t.now - make_interval(secs => pil.max_revisit_s)
     ORDER BY 1, s.line_no, s.at_km

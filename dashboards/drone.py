@@ -1,9 +1,10 @@
 """The drone patrol dashboard: where the drones flew, what they covered, at what energy cost.
 
 Tracks are downsampled on the server with ``time_bucket`` (the Geomap gets at most a few
-thousand points whatever the range); coverage and revisit figures are the persisted
-results of the coverage analysis (``coverage_daily``, ``analytics_summary``), because
-footprint geometry is far too heavy to compute in a dashboard query.
+thousand points whatever the range), over long ranges from the minute rollup
+(``drone_minutely``), like the power, fuel and link panels. Coverage and revisit figures are
+the persisted results of the coverage analysis (``coverage_daily``, ``analytics_summary``),
+because footprint geometry is far too heavy to compute in a dashboard query.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 
 from dashboards.events import event_annotations
+from dashboards.long_range import LONG_RANGE, MINUTE_BUCKET, minutes
 from dashboards.panels import (
     Labels,
     device_links,
@@ -32,7 +34,9 @@ UID = "kcity-drone"
 KIND = "hybrid_drone"
 MAP_POINTS = 3000  # the Geomap's maxDataPoints, which sets its $__interval
 
-TRACKS_SQL = """
+# Each time-bucketed panel reads the raw 1 Hz rows over short ranges and the minute rollup
+# (`drone_minutely`) over long ones; see dashboards/long_range.py.
+TRACKS_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            device_id,
            avg(lat) AS latitude,
@@ -40,8 +44,23 @@ TRACKS_SQL = """
            avg(agl_m) AS agl_m,
            mode() WITHIN GROUP (ORDER BY mode) AS flight_mode
     FROM drone_readings
-    WHERE $__timeFilter(ts) AND device_id IN ($device) AND gps_fix >= 3
+    WHERE $__timeFilter(ts) AND device_id IN ($device) AND gps_fix >= 3 AND NOT {LONG_RANGE}
     GROUP BY 1, device_id
+    UNION ALL
+    -- The most frequent mode of the bucket, ties to the first in order, as mode() picks it.
+    SELECT time, device_id,
+           sum(lat_sum) / sum(fix_records), sum(lon_sum) / sum(fix_records),
+           sum(agl_sum) / nullif(sum(agl_records), 0),
+           (array_agg(mode ORDER BY fix_records DESC, mode) FILTER (WHERE mode <> ''))[1]
+    FROM (
+      SELECT {MINUTE_BUCKET} AS time, device_id, mode, sum(fix_records) AS fix_records,
+             sum(lat_sum) AS lat_sum, sum(lon_sum) AS lon_sum, sum(agl_sum) AS agl_sum,
+             sum(agl_records) AS agl_records
+      FROM drone_minutely
+      WHERE {minutes()} AND device_id IN ($device) AND fix_records > 0
+      GROUP BY 1, 2, 3
+    ) m
+    GROUP BY 1, 2
     ORDER BY 1
 """
 
@@ -94,32 +113,51 @@ COVERAGE_SQL = """
     LIMIT 1
 """
 
-POWER_SQL = """
+POWER_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            avg(battery_v * battery_a) AS battery_w,
            avg(gen_power_w) AS generator_w
     FROM drone_readings
-    WHERE $__timeFilter(ts) AND device_id IN ($device)
+    WHERE $__timeFilter(ts) AND device_id IN ($device) AND NOT {LONG_RANGE}
+    GROUP BY 1
+    UNION ALL
+    SELECT {MINUTE_BUCKET},
+           sum(battery_w_sum) / nullif(sum(battery_w_n), 0),
+           sum(gen_w_sum) / nullif(sum(gen_w_n), 0)
+    FROM drone_minutely
+    WHERE {minutes()} AND device_id IN ($device)
     GROUP BY 1
     ORDER BY 1
 """
 
-FUEL_SQL = """
+FUEL_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            device_id AS metric,
            avg(fuel_l) AS fuel_l
     FROM drone_readings
     WHERE $__timeFilter(ts) AND device_id IN ($device) AND fuel_l IS NOT NULL
+      AND NOT {LONG_RANGE}
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT {MINUTE_BUCKET}, device_id, sum(fuel_sum) / sum(fuel_n)
+    FROM drone_minutely
+    WHERE {minutes()} AND device_id IN ($device) AND fuel_n > 0
     GROUP BY 1, 2
     ORDER BY 1
 """
 
-LINK_SQL = """
+LINK_SQL = f"""
     SELECT time_bucket('$__interval'::interval, ts) AS time,
            avg(rssi_dbm) AS rssi_mean_dbm,
            min(rssi_dbm) AS rssi_worst_dbm
     FROM drone_readings
     WHERE $__timeFilter(ts) AND device_id IN ($device) AND rssi_dbm IS NOT NULL
+      AND NOT {LONG_RANGE}
+    GROUP BY 1
+    UNION ALL
+    SELECT {MINUTE_BUCKET}, sum(rssi_sum) / sum(rssi_n), min(rssi_min)
+    FROM drone_minutely
+    WHERE {minutes()} AND device_id IN ($device) AND rssi_n > 0
     GROUP BY 1
     ORDER BY 1
 """

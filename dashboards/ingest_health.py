@@ -89,6 +89,18 @@ LATENCY_SQL = """
     ORDER BY 1
 """
 
+# Mosquitto's count of messages it dropped beyond a session's queue bounds (issue #18), as
+# the workers snapshot it: broker-wide and since the broker started, the same for every
+# worker (max, not sum); a fall is a broker restart.
+BROKER_DROPPED_SQL = """
+    SELECT time_bucket('$__interval'::interval, ts) AS time,
+           max(broker_dropped) AS broker_dropped
+    FROM ingest_stats
+    WHERE $__timeFilter(ts) AND broker_dropped IS NOT NULL
+    GROUP BY 1
+    ORDER BY 1
+"""
+
 DEAD_LETTERS_SQL = f"""
     SELECT $__timeGroupAlias(received_at, $__interval), stage AS metric, count(*) AS dead_letters
     FROM dead_letters
@@ -274,4 +286,16 @@ def build(t: Labels) -> dash.Dashboard:
             )
         )
         .with_panel(last_seen)
+        .with_panel(
+            fields(
+                timeseries(
+                    t["dash_in_broker_dropped"],
+                    BROKER_DROPPED_SQL,
+                    "short",
+                    description=t["dash_in_broker_dropped_desc"],
+                ),
+                t,
+                {"broker_dropped": ("dash_f_broker_dropped", "short")},
+            )
+        )
     )

@@ -1,11 +1,12 @@
-"""How a panel switches to the rollups (migration 007) over long ranges.
+"""How a panel switches to the rollups (migrations 007, 011) over long ranges.
 
 A query holds two branches joined by ``UNION ALL``: the raw rows, guarded by
 ``NOT LONG_RANGE``, and the hourly rollup, guarded by ``LONG_RANGE``. Grafana's macros turn
 the condition into constants, PostgreSQL folds it, and only one branch runs. Long means
 three days or more, or an interval of an hour or more: then buckets are at least an hour
 and the range is widened to whole hours (UTC), which the rollups hold. The rollups trail the
-raw rows by at most one refresh (`kcity rollups run`, every 60 s).
+raw rows by at most one refresh (`kcity rollups run`, every 60 s). Drone panels read
+minutes instead (their buckets at least a minute, the range widened to whole minutes).
 """
 
 from __future__ import annotations
@@ -50,3 +51,15 @@ def edge_hours(column: str = "hour") -> str:
 def whole_days(column: str = "day") -> str:
     """The daily rows of the range's whole days."""
     return f"{column} >= {_DAY_LO} AND {column} < {_DAY_HI} AND {LONG_RANGE}"
+
+
+# Drones (`drone_minutely`, migration 011): buckets of at least a minute, from minute rows.
+MINUTE_BUCKET = "time_bucket(greatest('$__interval'::interval, interval '1 minute'), minute)"
+
+
+def minutes(column: str = "minute") -> str:
+    """The drone rollup rows of the range: every minute that overlaps it."""
+    return (
+        f"{column} >= time_bucket('1 minute', $__timeFrom()::timestamptz)"
+        f" AND {column} <= $__timeTo() AND {LONG_RANGE}"
+    )

@@ -7,8 +7,10 @@ before the dashboard's end time, "to date" the latest stored result, "now" the e
 
 The alert state is the alert rules themselves (``alerts.RULES``), evaluated in the same
 query: a pilot's count is the rule series that would fire now, so the table and the
-notifications cannot disagree. ``portfolio_sql`` takes the instant as SQL, so that
-``kcity portfolio`` runs the very same query for its brief.
+notifications cannot disagree. Yesterday's completeness is the completeness rule's own
+query (the data-quality method's count, from the rollup), for the same reason.
+``portfolio_sql`` takes the instant as SQL, so that ``kcity portfolio`` runs the very same
+query for its brief.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from grafana_foundation_sdk.models.dashboard import (
     ThresholdsMode,
 )
 
+from dashboards import alert_sql
 from dashboards.alerts import RULES
 from dashboards.overview import ONLINE, PILOT_FIELDS, pilot_drill
 from dashboards.panels import (
@@ -58,18 +61,6 @@ def _firing(t: Labels) -> str:
     )
 
 
-# Completeness of the pilot's local yesterday from the rollup's per-pilot per-day view
-# (`pilot_day_quality`, kcity/migrations/007_rollups.sql): counted as the data-quality
-# method counts it — every registered device in service that day, a silent one at 0 %, a
-# drone over its flights' spans — and as fresh as the rollups' last refresh.
-_COMPLETENESS_YESTERDAY = """
-    yesterday AS (
-      SELECT q.pilot_id AS pilot, round(q.completeness_pct, 1)::float8 AS pct
-      FROM pilots p, t, pilot_day_quality q
-      WHERE q.pilot_id = p.id AND q.day = (t.now AT TIME ZONE p.timezone)::date - 1
-    )"""
-
-
 def portfolio_sql(t: Labels, now: str = NOW) -> str:
     """One row per pilot as of the instant ``now`` (SQL of a timestamptz)."""
     headline = (
@@ -83,7 +74,8 @@ def portfolio_sql(t: Labels, now: str = NOW) -> str:
       FROM devices d LEFT JOIN device_status s ON s.device_id = d.id
       WHERE d.revoked_at IS NULL
       GROUP BY d.pilot_id
-    ),{_COMPLETENESS_YESTERDAY},
+    ),
+    yesterday AS ({alert_sql.COMPLETENESS_YESTERDAY}),
     firing AS (
       {_firing(t)}
     ), per_rule AS (
@@ -102,7 +94,7 @@ def portfolio_sql(t: Labels, now: str = NOW) -> str:
            coalesce(dev.online, 0) AS online,
            coalesce(dev.registered, 0) AS registered,
            coalesce(dev.online, 0) || ' / ' || coalesce(dev.registered, 0) AS online_registered,
-           yesterday.pct AS completeness_yesterday_pct,
+           yesterday.completeness_pct AS completeness_yesterday_pct,
            {headline} AS headline,
            h.pct AS headline_pct,
            h.window_from || ' – ' || h.window_to AS headline_window,

@@ -123,12 +123,13 @@ class BatchWriter:
             log.warning("cannot update devices.last_seen: %s", exc)
 
     def write_stats(self, row: Sequence[Any]) -> None:
-        """One ``ingest_stats`` snapshot (ts, worker, counters…, batch_latency_ms)."""
+        """One ``ingest_stats`` snapshot (ts, worker, counters…, batch_latency_ms,
+        broker_dropped)."""
         with self.conn.transaction():
             self.conn.execute(
                 "INSERT INTO ingest_stats (ts, worker, received, stored, duplicates,"
-                " dead_lettered, seq_gaps, batches, batch_latency_ms)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                " dead_lettered, seq_gaps, batches, batch_latency_ms, broker_dropped)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 tuple(row),
             )
 

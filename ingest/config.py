@@ -13,6 +13,13 @@ from ingest.errors import ConfigError
 
 MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5 Receive Maximum is a two-byte integer
 SHARE_GROUP = "kcity-ingest"
+# Mosquitto's own counters (mosquitto(8); published every `sys_interval` s, retained): what
+# it dropped beyond a session's queue bounds, and what its store holds. Ingest exports them.
+BROKER_STATS = (
+    "$SYS/broker/publish/messages/dropped",
+    "$SYS/broker/store/messages/count",
+    "$SYS/broker/store/messages/bytes",
+)
 _WORKER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 

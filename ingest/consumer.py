@@ -25,23 +25,31 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.batch import AckToken
-from ingest.config import IngestConfig
+from ingest.config import BROKER_STATS, IngestConfig
 from ingest.errors import BrokerRefused
 from ingest.lean_client import LeanClient
 
 log = logging.getLogger(__name__)
-_READ_BURST = 512  # packets read per select() while the socket keeps delivering
+READ_BURST = 512  # packets read per select() while the socket keeps delivering
 
 MessageHandler = Callable[[str, bytes, AckToken | None], None]
+BrokerStatHandler = Callable[[str, float], None]
 _REFUSALS = ("Not authorized", "Bad user name or password", "Client identifier not valid", "Banned")
 
 
 class Consumer:
     """One persistent-session subscription; ``loop`` also reconnects with backoff."""
 
-    def __init__(self, config: IngestConfig, handler: MessageHandler) -> None:
+    def __init__(
+        self,
+        config: IngestConfig,
+        handler: MessageHandler,
+        on_broker_stat: BrokerStatHandler | None = None,
+    ) -> None:
         self._config = config
         self._handler = handler
+        self._on_broker_stat = on_broker_stat
+        self._uplink_mid: int | None = None  # the SUBSCRIBE of the uplink filters
         self.generation = 0  # bumped at every (re)connection
         self.connected = False
         self.subscribed = False  # every uplink filter granted on the current connection
@@ -107,13 +115,20 @@ class Consumer:
         self.generation += 1
         self._backoff = 0.1
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(f, options) for f in self._config.topic_filters])
+        _, self._uplink_mid = client.subscribe([(f, options) for f in self._config.topic_filters])
+        if self._on_broker_stat is not None:  # apart: a refusal must not fail the uplinks
+            client.subscribe([(t, SubscribeOptions(qos=0)) for t in BROKER_STATS])
         log.info("connected to the broker (session present: %s)", flags.session_present)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
     ) -> None:
-        self.subscribed = bool(codes) and not any(rc.is_failure for rc in codes)
+        refused = not codes or any(rc.is_failure for rc in codes)
+        if mid != self._uplink_mid:
+            if refused:
+                log.warning("the broker refused its $SYS counters to ingest: %s", codes)
+            return
+        self.subscribed = not refused
         if not self.subscribed:
             log.error("the broker refused the ingest subscriptions: %s", codes)
 
@@ -133,6 +148,9 @@ class Consumer:
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
         self.messages += 1
+        if topic.startswith("$SYS/"):
+            self._broker_stat(topic, bytes(msg.payload))
+            return
         token = AckToken(msg.mid, msg.qos, self.generation) if msg.qos else None
         self._handler(topic, bytes(msg.payload), token)
 
@@ -142,8 +160,21 @@ class Consumer:
         except UnicodeDecodeError:
             text = topic.decode("utf-8", "replace")
         self.messages += 1
+        if text.startswith("$SYS/"):
+            self._broker_stat(text, payload)
+            return
         token = AckToken(mid, qos, self.generation) if qos else None
         self._handler(text, payload, token)
+
+    def _broker_stat(self, topic: str, payload: bytes) -> None:
+        if self._on_broker_stat is None or topic not in BROKER_STATS:
+            return
+        try:
+            value = float(payload)
+        except ValueError:
+            log.warning("unreadable broker counter %s: %r", topic, payload[:40])
+            return
+        self._on_broker_stat(topic, value)
 
     def wait_connected(self, timeout: float, should_stop: Callable[[], bool]) -> bool:
         """Connect for the first time; raise ``BrokerRefused`` if the account is refused."""
@@ -157,20 +188,23 @@ class Consumer:
                 )
         return self.connected
 
-    def loop(self, timeout: float) -> None:
-        """Handle network traffic for up to ``timeout`` seconds; reconnect when due."""
+    def loop(self, timeout: float, read: bool = True) -> None:
+        """Handle network traffic for up to ``timeout`` seconds; reconnect when due.
+        ``read=False`` leaves incoming packets in the socket (backpressure) but still sends
+        acknowledgements and keep-alives: not for longer than the keep-alive, or paho
+        gives the connection up for want of a PINGRESP."""
         if not self._started or (self._client.socket() is None and not self.connected):
             if time.monotonic() >= self._next_attempt:
                 self._attempt()
             if self._client.socket() is None:
                 time.sleep(min(timeout, max(0.0, self._next_attempt - time.monotonic())) or 0.01)
                 return
-        rc = self._pump(timeout)
+        rc = self._pump(timeout, read)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._client.socket() is None:
             self.connected = False
             self._schedule_retry(f"lost the broker connection ({mqtt.error_string(rc)})")
 
-    def _pump(self, timeout: float) -> MQTTErrorCode:
+    def _pump(self, timeout: float, read: bool = True) -> MQTTErrorCode:
         """paho's external-loop API: one select, then read while packets keep coming.
 
         ``Client.loop`` selects once per packet and keeps a wake-up socket pair that costs a
@@ -181,15 +215,15 @@ class Consumer:
         if sock is None:
             return MQTTErrorCode.MQTT_ERR_NO_CONN
         wlist = [sock] if client.want_write() else []
-        if client.has_buffered_packet():
+        if read and client.has_buffered_packet():
             timeout = 0.0  # packets already read from the socket wait in the buffer
         try:
-            readable, writable, _ = select.select([sock], wlist, [], timeout)
+            readable, writable, _ = select.select([sock] if read else [], wlist, [], timeout)
         except (OSError, ValueError):
             readable, writable = [], []
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        if readable or client.has_buffered_packet():
-            for _ in range(_READ_BURST):
+        if read and (readable or client.has_buffered_packet()):
+            for _ in range(READ_BURST):
                 before = self.messages
                 rc = client.loop_read()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self.messages == before:

@@ -114,8 +114,11 @@ def last_message(conn: psycopg.Connection, device: str) -> tuple[int, int] | Non
 class Bridge:
     """Translate and store network-server messages; ``handle`` is the whole verdict."""
 
-    def __init__(self, config: BridgeConfig) -> None:
+    def __init__(self, config: BridgeConfig, retired: tuple[str, ...] = ()) -> None:
         self.config = config
+        # Filters an earlier configuration subscribed in the same persistent session: the
+        # network server would keep sending their messages to this client id.
+        self.retired = tuple(f for f in retired if f not in config.lorawan.topic_filters)
         self._conn: psycopg.Connection | None = None
         self._devices: dict[str, LoraDevice] = {}
         self._loaded_at = 0.0
@@ -299,6 +302,8 @@ class Bridge:
             if rc.is_failure:
                 log.error("the network server's broker refused the bridge: %s", rc)
                 return
+            if self.retired:
+                c.unsubscribe(list(self.retired))
             c.subscribe([(f, 1) for f in settings.topic_filters])
 
         def on_subscribe(*args: Any) -> None:

@@ -8,11 +8,26 @@ process in tests and benchmarks). ``serve`` opens the ``/metrics`` HTTP port at 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ingest.config import BROKER_STATS
+
+DROPPED = BROKER_STATS[0]
+_BROKER_GAUGES = {
+    "$SYS/broker/store/messages/count": (
+        "kcity_broker_store_messages",
+        "Messages in the broker's store: retained ones and those queued for away sessions",
+    ),
+    "$SYS/broker/store/messages/bytes": (
+        "kcity_broker_store_bytes",
+        "Payload bytes in the broker's store: retained messages and queued ones",
+    ),
+}
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -28,6 +43,7 @@ class Totals:
     suppressed: int = 0  # dead letters counted, not kept (their device's budget was spent)
     seq_gaps: int = 0
     batches: int = 0
+    broker_dropped: int | None = None  # the broker's own count since it started (all sessions)
     latency_sum_s: float = 0.0  # since the last snapshot
     latency_n: int = 0
 
@@ -40,6 +56,28 @@ class Totals:
         return mean
 
 
+class BrokerStats:
+    """Mosquitto's counters as last published on ``$SYS`` (every worker sees the same
+    broker-wide values: aggregate them with ``max``, never ``sum``)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        values = dict(self.values)
+        if DROPPED in values:
+            yield CounterMetricFamily(
+                "kcity_broker_messages_dropped",
+                "Messages the broker dropped since it started, beyond a session's queue bounds"
+                " (max_queued_messages / max_queued_bytes): the device got its PUBACK, no"
+                " subscriber its copy",
+                value=values[DROPPED],
+            )
+        for topic, (name, text) in _BROKER_GAUGES.items():
+            if topic in values:
+                yield GaugeMetricFamily(name, text, value=values[topic])
+
+
 class IngestMetrics:
     """The Prometheus families; updated by the service, read by scrapes."""
 
@@ -48,6 +86,8 @@ class IngestMetrics:
         r = self.registry
         self.totals = Totals()
         self._lock = threading.Lock()
+        self.broker = BrokerStats()
+        r.register(self.broker)
         self.received = Counter(
             "kcity_ingest_messages_received", "MQTT messages received", ["channel"], registry=r
         )
@@ -151,6 +191,13 @@ class IngestMetrics:
             t.latency_sum_s += latency_s
             t.latency_n += 1
 
+    def broker_stat(self, topic: str, value: float) -> None:
+        """A ``$SYS`` counter of the broker, as it published it."""
+        self.broker.values[topic] = value
+        if topic == DROPPED:
+            with self._lock:
+                self.totals.broker_dropped = int(value)
+
     def snapshot(self, ts: datetime, worker: str) -> tuple[object, ...]:
         """An ``ingest_stats`` row of the totals so far."""
         with self._lock:
@@ -165,6 +212,7 @@ class IngestMetrics:
                 t.seq_gaps,
                 t.batches,
                 t.take_latency_ms(),
+                t.broker_dropped,
             )
 
 

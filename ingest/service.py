@@ -1,13 +1,16 @@
 """The ingest service: MQTT in, validated batches out, acknowledgements after commit.
 
 Two threads. The main thread drives the MQTT client, judges each message as it arrives
-(``validate``), fills the current batch and seals it by size or age, or as soon as the
-writer is idle. The writer thread owns the database connection: it commits each sealed
-batch, retrying on a new connection with backoff while the database is down, and hands
-committed batches back so the main thread can acknowledge them. Nothing is acknowledged
-before its commit; at most ``max_inflight`` messages are unacknowledged, which bounds
-memory during an outage. Messages of a device whose dead-letter budget of the minute is
-spent (a flood) are deferred, unacknowledged, and judged in slices between reads of the
+(``validate``) and queues it per device (``FairQueue``); it cuts a batch by size or age, or
+as soon as the writer is idle — round robin across devices when more waits than a batch
+holds, so one device's backlog of valid data does not hold the others back. The writer
+thread owns the database connection: it commits each sealed batch, retrying on a new
+connection with backoff while the database is down, and hands committed batches back so
+the main thread can acknowledge them. Nothing is acknowledged before its commit; the broker
+sends a connected worker at most ``max_inflight`` unacknowledged messages, which bounds
+memory during a database outage (Mosquitto 2.0 sends a reconnecting session its whole
+offline queue at once, though). Messages of a device whose dead-letter budget of the minute
+is spent (a flood) are deferred, unacknowledged, and judged in slices between reads of the
 socket, so other devices' messages behind them in the broker's queue are not kept waiting;
 beyond ``deferred_bytes`` they are judged before reading on.
 """
@@ -30,6 +33,7 @@ from ingest.batch_writer import OUTAGE_ERRORS, BatchWriter, WriteResult
 from ingest.config import IngestConfig
 from ingest.consumer import Consumer
 from ingest.dead_letter_budget import DeadLetterBudget
+from ingest.fair_queue import FairQueue
 from ingest.feedback import FeedbackLimiter, verdict
 from ingest.metrics import IngestMetrics, Totals, serve
 from ingest.registry import Registry
@@ -75,8 +79,8 @@ class IngestService:
         self.config = config
         self.metrics = metrics or IngestMetrics()
         self.registry = Registry(config.registry_refresh_s, config.registry_max_age_s)
-        self.consumer = Consumer(config, self._on_message)
-        self._batch: Batch | None = None
+        self.consumer = Consumer(config, self._on_message, self.metrics.broker_stat)
+        self._waiting = FairQueue()  # judged, not yet in a batch
         self._parked: list[_Parked] = []
         # Messages of devices whose dead-letter budget is spent wait here (unacknowledged),
         # judged in slices between reads, so a flooding device does not delay the others.
@@ -91,6 +95,8 @@ class IngestService:
         self._registry_conn: psycopg.Connection | None = None
         self._last_seq: dict[tuple[str, int, str], int] = {}
         self._unacked = 0
+        self.unacked_peak = 0  # the most messages held unacknowledged at once
+        self._writer_ok = True  # the last write committed (reading may pause for it)
         self._feedback = FeedbackLimiter(config.feedback_per_minute)
         self._dead_budget = DeadLetterBudget(config.dead_letters_per_minute)
         self._received_by_channel = {
@@ -129,12 +135,18 @@ class IngestService:
         now = time.monotonic()
         if timeout is None:
             timeout = 0.02
-            if self._batch is not None:
-                age_left = self._batch.started + self.config.batch_age_s - now
+            oldest = self._waiting.oldest
+            if oldest is not None and not self._handoff.full():  # full: nothing to seal yet
+                age_left = oldest + self.config.batch_age_s - now
                 timeout = max(0.0, min(timeout, age_left))
         if self._deferred_bytes >= self.config.deferred_bytes:
             self._judge_deferred(down_to_bytes=self.config.deferred_bytes // 2)  # backpressure
-        self.consumer.loop(0.0 if self._deferred else timeout)
+        # Mosquitto 2.0 sends a reconnecting session its whole offline queue at once, beyond
+        # our Receive Maximum: while the writer is committing, stop reading past the window
+        # (the broker keeps the rest). Not while the database is down: a pause longer than
+        # the keep-alive would lose the connection (the window bounds live traffic anyway).
+        read = self._unacked <= self.config.max_inflight or not self._writer_ok
+        self.consumer.loop(0.0 if self._deferred else timeout, read)
         if self._deferred:
             self._judge_deferred(seconds=_DEFERRED_SLICE_S)
         self.metrics.broker_up.set(1 if self.consumer.connected else 0)
@@ -153,6 +165,8 @@ class IngestService:
         self.metrics.totals.received += 1
         if token is not None:
             self._unacked += 1
+            if self._unacked > self.unacked_peak:
+                self.unacked_peak = self._unacked
         msg = _Parked(topic, payload, received_at, arrived, token)
         device = _device_of(topic)
         if self._deferred_devices[device] or self._dead_budget.spent(device, received_at):
@@ -204,32 +218,35 @@ class IngestService:
             self._parked.append(msg)
             return
         verdict = self._dead_budget.apply(verdict, msg.received_at)
-        if self._batch is None:
-            self._batch = Batch(started=msg.arrived)
-        self._batch.add(Received(msg.topic, msg.payload, msg.received_at, verdict), msg.token)
-        if self._batch.size >= self.config.batch_size:
+        item = Received(msg.topic, msg.payload, msg.received_at, verdict)
+        self._waiting.add(device, item, msg.token, msg.arrived)
+        if self._waiting.rows >= self.config.batch_size:
             self._seal(time.monotonic())
 
     def _seal(self, now: float, force: bool = False) -> None:
-        """Hand the batch over when it is big or old enough — or at once if the writer is idle.
+        """Cut a batch when enough waits or the oldest is old enough — or at once if the
+        writer is idle — provided the writer can take it.
 
-        The last rule is natural batching: under light load a batch is a few messages and
+        The idle rule is natural batching: under light load a batch is a few messages and
         commits at once; under heavy load messages pile up while the writer is busy, so
-        batches grow by themselves and latency stays near one write time.
+        batches grow by themselves up to ``batch_size`` rows. A batch is cut only when the
+        hand-over slot is free (this thread alone fills it), so a message that arrives while
+        the writer is busy can still overtake a backlog waiting in ``_waiting``.
         """
-        b = self._batch
-        if b is None or not (
+        w = self._waiting
+        oldest = w.oldest
+        if oldest is None or self._handoff.full():
+            return  # nothing waits, or the writer is busy (or the database down)
+        if not (
             force
             or self._writer_idle.is_set()
-            or b.size >= self.config.batch_size
-            or now - b.started >= self.config.batch_age_s
+            or w.rows >= self.config.batch_size
+            or now - oldest >= self.config.batch_age_s
         ):
             return
-        try:
-            self._handoff.put_nowait(b)
-        except queue.Full:
-            return  # the writer is busy (or the database down): keep filling this batch
-        self._batch = None
+        batch = w.take(self.config.batch_size)
+        if batch is not None:
+            self._handoff.put_nowait(batch)
 
     def _acknowledge(self) -> None:
         while True:
@@ -315,7 +332,7 @@ class IngestService:
             self._reload_registry(time.monotonic())
         while time.monotonic() < deadline:
             self._seal(time.monotonic(), force=True)
-            if self._batch is None and self._handoff.empty():
+            if not self._waiting and self._handoff.empty():
                 break
             self._step(0.02)
         self._writer_stop.set()
@@ -355,6 +372,7 @@ class IngestService:
                     end = time.monotonic()
                     self._committed.put(_Committed(batch, result, end - start, end))
                     self.metrics.database_up.set(1)
+                    self._writer_ok = True
                     delay = 0.1
                     batch = None
                 except Exception as exc:
@@ -367,6 +385,7 @@ class IngestService:
                             delay,
                         )
                     self.metrics.database_up.set(0)
+                    self._writer_ok = False
                     if writer is not None:
                         writer.conn.close()
                         writer = None

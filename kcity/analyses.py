@@ -20,7 +20,7 @@ from analytics.coverage import CoverageParams, CoverageResult, compute_coverage
 from analytics.luminaire_nights import GAP_FACTOR, FloatArray, PoolSource, pool_parts
 from analytics.nights import NightCalendar, night_calendar
 from analytics.quality import METHOD as QUALITY_METHOD
-from analytics.quality import DeviceDay, QualityResult, RegisteredDevice
+from analytics.quality import DeviceDay, DeviceDays, QualityResult, RegisteredDevice
 from analytics.results import input_hash, save_result
 from analytics.savings import (
     LuminaireSeries,
@@ -36,6 +36,7 @@ from analytics.tracks import DroneSeries
 from devices.pilots import Pilot
 from kcity import quality_days, rollups
 from kcity.device_commands import profiles_by_night
+from kcity.dropped import require_raw
 from kcity.registry import get_pilot
 from kcity.savings_cache import BaselineRead, baseline_rows_span, baseline_summary
 from kcity.savings_nights import Validity, night_accounts, read_run, stored_run
@@ -167,6 +168,11 @@ def run_savings(
     params = savings_params(pilot)
     ids = _devices(conn, pilot.id)
     reads = savings_reads(pilot, window)
+    require_raw(conn, pilot.kind, reads.start, reads.end, "savings")
+    if reads.baseline is not None:
+        require_raw(conn, pilot.kind, reads.baseline.start, reads.baseline.end, "its baseline")
+    if params.control_group:
+        require_raw(conn, pilot.kind, *reads.pool_span, "its control group's pool")
     nights = reuse_baseline or persist  # from kept luminaire-nights, else every row as before
     span = (reads.start, reads.end)
     if reads.baseline is not None:
@@ -283,6 +289,7 @@ def run_coverage(
     _require_kind(pilot, "hybrid_drone", "coverage")
     params = coverage_params(pilot)
     start_utc, end_utc = window.utc(pilot.timezone)
+    require_raw(conn, pilot.kind, start_utc, end_utc, "coverage")
     ids = _devices(conn, pilot.id)
     series = queries.load_drones(conn, ids, start_utc, end_utc)
     detections = queries.count_events(conn, ids, "detection", start_utc, end_utc)
@@ -322,17 +329,18 @@ def quality_interval(pilot: Pilot) -> float | None:
 def quality_from(
     pilot: Pilot,
     window: Window,
-    rows: Sequence[DeviceDay],
+    rows: DeviceDays | Sequence[DeviceDay],
     devices: Sequence[RegisteredDevice] = (),
     skew: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """Quality from counted rows: the one call the database path and `kcity verify` share."""
+    days = rows if isinstance(rows, DeviceDays) else DeviceDays.from_rows(rows)
     body = {
-        **QualityResult(tuple(rows), tuple(devices), dict(skew or {})).to_json(),
+        **QualityResult(days, tuple(devices), dict(skew or {})).to_json(),
         **window.keys(pilot.id),
         "window": window.describe(pilot.timezone),
     }
-    body["input_hash"] = input_hash([repr(list(rows))])
+    body["input_hash"] = input_hash(days.hash_arrays())
     return body
 
 
@@ -363,7 +371,8 @@ def run_quality(
         rollups.refresh(conn)
         rows = quality_days.quality_rows(conn, **args)
         skew = quality_days.skew_histogram(conn, device_ids=ids, start=window.start, end=window.end)
-    else:
+    else:  # the rollup keeps days whose raw rows were dropped; a recount cannot
+        require_raw(conn, pilot.kind, *window.utc(pilot.timezone), "quality")
         rows = queries.quality_rows(conn, **args)
         skew = quality_days.skew_histogram_raw(
             conn,

@@ -92,15 +92,14 @@ class Supervisor:
                     log.error("%s", exc)
         self.problems = problems
         changed = [p for p, r in self.running.items() if wanted.get(p) != r.config]
-        for pilot_id in changed:
-            self._stop(pilot_id)
+        retired = {p: self._stop(p).lorawan.topic_filters for p in changed}
         new = [c for p, c in wanted.items() if p not in self.running]
         for config in new:
-            self._start(config)
+            self._start(config, retired.get(config.pilot_id, ()))
         return bool(changed or new)
 
-    def _start(self, config: BridgeConfig) -> None:
-        bridge, stop = Bridge(config), threading.Event()
+    def _start(self, config: BridgeConfig, retired: tuple[str, ...] = ()) -> None:
+        bridge, stop = Bridge(config, retired), threading.Event()
         thread = threading.Thread(
             target=bridge.run, args=(stop,), name=config.client_id, daemon=True
         )
@@ -108,11 +107,12 @@ class Supervisor:
         self.running[config.pilot_id] = _Running(config, bridge, stop, thread)
         log.info("bridging %s", config.pilot_id)
 
-    def _stop(self, pilot_id: str) -> None:
+    def _stop(self, pilot_id: str) -> BridgeConfig:
         running = self.running.pop(pilot_id)
         running.stop.set()
         running.thread.join(timeout=15)
         log.info("stopped the bridge of %s", pilot_id)
+        return running.config
 
     def state(self) -> dict[str, object]:
         """Each LoRaWAN pilot: bridged and connected, or the problem that keeps it out."""

@@ -15,20 +15,30 @@ from datetime import date
 
 import psycopg
 
-from analytics.quality import DeviceDay, RegisteredDevice
-from analytics.queries import READINGS_TABLE, device_day, quality_params
+from analytics.quality import DeviceDays, RegisteredDevice
+from analytics.queries import (
+    DEVICE_DAY_COLUMNS,
+    READINGS_TABLE,
+    quality_params,
+    read_device_days,
+)
 from analytics.skew_sketch import EDGES_US
 
+# The registry's expectation: each device on each local day of the window it is in service,
+# with the day's length in seconds (23 or 25 h where the zone shifts), computed per day.
 _GRID = """
     dev AS (
         SELECT * FROM unnest(%(ids)s::text[], %(from)s::date[], %(until)s::date[])
-            AS d(device_id, c_on, d_on)
+            WITH ORDINALITY AS d(device_id, c_on, d_on, ord)
     ),
-    grid AS (
-        SELECT dev.device_id, day::date AS day,
+    days AS MATERIALIZED (
+        SELECT day::date AS day,
                extract(epoch FROM ((day + interval '1 day')::timestamp AT TIME ZONE %(tz)s)
                                 - (day::timestamp AT TIME ZONE %(tz)s)) AS seconds
-        FROM dev, generate_series(%(start)s::date, %(end)s::date - 1, interval '1 day') day
+        FROM generate_series(%(start)s::date, %(end)s::date - 1, interval '1 day') day
+    ),
+    grid AS (
+        SELECT dev.device_id, days.day, days.seconds FROM dev, days
         WHERE (c_on IS NULL OR day >= c_on) AND (d_on IS NULL OR day < d_on)
     )"""
 
@@ -42,7 +52,7 @@ def quality_rows(
     interval_s: float | None,
     start: date,
     end: date,
-) -> list[DeviceDay]:
+) -> DeviceDays:
     """`analytics.queries.quality_rows`, read from the rollup (refresh it first)."""
     expected = (
         "coalesce(q.flight_span_s / %(interval)s + q.flights, 0)"
@@ -51,35 +61,41 @@ def quality_rows(
         if interval_s
         else "NULL"
     )
+    columns = DEVICE_DAY_COLUMNS.format(
+        day="day",
+        records="q.records",
+        gaps="q.seq_gaps",
+        dups="q.duplicates",
+        dead="q.dead_letters",
+        p50="q.skew_p50_s",
+        p95="q.skew_p95_s",
+        conflicts="q.conflicts",
+        reuses="q.seq_reuse",
+        expected=f"CASE WHEN g.device_id IS NULL THEN {'NULL' if not interval_s else '0.0'}"
+        f" ELSE {expected} END",
+    )
     sql = f"""
     WITH {_GRID},
     q AS (
-        SELECT * FROM quality_device_day
+        SELECT device_id, day, records, seq_gaps, duplicates, dead_letters, skew_p50_s,
+               skew_p95_s, conflicts, seq_reuse, flight_span_s, flights
+        FROM quality_device_day
         WHERE device_id = ANY(%(ids)s) AND day >= %(start)s AND day < %(end)s
-    ),
-    keys AS (SELECT device_id, day FROM grid UNION SELECT device_id, day FROM q)
-    SELECT k.device_id, k.day, coalesce(q.records, 0),
-           CASE WHEN g.device_id IS NULL THEN {"NULL" if not interval_s else "0.0"}
-                ELSE {expected} END,
-           coalesce(q.seq_gaps, 0), coalesce(q.duplicates, 0), coalesce(q.dead_letters, 0),
-           q.skew_p50_s, q.skew_p95_s, coalesce(q.conflicts, 0), coalesce(q.seq_reuse, 0),
-           g.device_id IS NOT NULL
-    FROM keys k
-    LEFT JOIN grid g USING (device_id, day)
-    LEFT JOIN q USING (device_id, day)
-    ORDER BY k.device_id, k.day
+    )
+    SELECT {columns}
+    FROM grid g FULL JOIN q USING (device_id, day) JOIN dev USING (device_id)
     """
-    params = quality_params(devices, timezone, interval_s, start, end)
-    return [device_day(r) for r in conn.execute(sql, params).fetchall()]
+    return read_device_days(conn, sql, quality_params(devices, timezone, interval_s, start, end))
 
 
 def skew_histogram(
     conn: psycopg.Connection, *, device_ids: Sequence[str], start: date, end: date
 ) -> dict[int, int]:
     """The window's skew sketch: the device-days' bin counts added up."""
-    rows = conn.execute(
-        "SELECT b, sum(n) FROM quality_device_day q, unnest(q.skew_bins, q.skew_counts) u(b, n)"
-        " WHERE q.device_id = ANY(%s) AND q.day >= %s AND q.day < %s GROUP BY b",
+    rows = conn.execute(  # unnest in the select list: no tuplestore per row (0.15 vs 0.27 s)
+        "SELECT b, sum(n) FROM (SELECT unnest(skew_bins) AS b, unnest(skew_counts) AS n"
+        " FROM quality_device_day WHERE device_id = ANY(%s) AND day >= %s AND day < %s) u"
+        " GROUP BY b",
         (list(device_ids), start, end),
     ).fetchall()
     return {int(b): int(n) for b, n in rows}

@@ -26,11 +26,14 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from devices.pilots import Pilot
+from kcity.analyses import savings_params
 from kcity.errors import DatabaseError
 from kcity.evidence.bundle import Bundle
 from kcity.evidence.inputs import epoch_us
 from kcity.evidence.tables import READINGS
 from kcity.registry import get_pilot, list_pilots
+from kcity.rollups import refresh
+from kcity.savings_cache import baseline_rows_span
 
 TABLES = {kind: table.name for kind, table in READINGS.items()}
 
@@ -48,6 +51,7 @@ class Decision:
     chunk: Chunk
     action: str  # "drop", "keep" (not due) or "refuse" (due, but not safely exported)
     reason: str
+    bundles: tuple[str, ...] = ()  # of a drop: the verified exports that hold its rows
 
     def line(self) -> str:
         span = f"{self.chunk.start:%Y-%m-%d %H:%M}–{self.chunk.end:%Y-%m-%d %H:%M} UTC"
@@ -114,8 +118,8 @@ def _spans_cover(spans: Iterable[tuple[dt.datetime, dt.datetime]], lo: dt.dateti
     return False
 
 
-def _exported_rows(evidence: list[Evidence], chunk: Chunk) -> int:
-    """Distinct (device, time) rows of the chunk's range the bundles hold."""
+def _exported_keys(evidence: list[Evidence], chunk: Chunk) -> set[tuple[str, int]]:
+    """Distinct (device, time [µs]) rows of the chunk's range the bundles hold."""
     keys: set[tuple[str, int]] = set()
     lo, hi = epoch_us(chunk.start), epoch_us(chunk.end)
     for e in evidence:
@@ -125,7 +129,20 @@ def _exported_rows(evidence: list[Evidence], chunk: Chunk) -> int:
         table = table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
         stamps = np.asarray(pc.cast(table["ts"], pa.int64()).to_numpy(), np.int64).tolist()
         keys.update(zip(table["device_id"].to_pylist(), stamps, strict=True))
-    return len(keys)
+    return keys
+
+
+def _stored_keys(conn: psycopg.Connection, chunk: Chunk, pilot_id: str) -> set[tuple[str, int]]:
+    """The pilot's (device, time [µs]) rows in the chunk's range. Compared key by key, not
+    by count: after a drop, a late row lands in a new chunk beside no others, and a count
+    would call it exported because the bundle holds the dropped rows of that range."""
+    query = sql.SQL(
+        "SELECT r.device_id, (extract(epoch FROM r.ts) * 1000000)::bigint FROM {} r"
+        " JOIN devices d ON d.id = r.device_id"
+        " WHERE d.pilot_id = %s AND r.ts >= %s AND r.ts < %s"
+    ).format(sql.Identifier(chunk.table))
+    rows = conn.execute(query, (pilot_id, chunk.start, chunk.end)).fetchall()
+    return {(str(device), int(us)) for device, us in rows}
 
 
 def _export_hint(pilot: Pilot, chunk: Chunk) -> str:
@@ -133,6 +150,27 @@ def _export_hint(pilot: Pilot, chunk: Chunk) -> str:
     frm = chunk.start.astimezone(zone).date()
     to = chunk.end.astimezone(zone).date() + dt.timedelta(days=1)
     return f"kcity export {pilot.id} --from {frm} --to {to} --out {pilot.id}-{frm}-{to}.zip"
+
+
+def _savings_needs(pilot: Pilot, chunk: Chunk) -> str | None:
+    """Why every savings run of the pilot still reads this chunk, if it does: its baseline
+    nights, and with a control group everything from them on (the pooled full power)."""
+    if pilot.streetlight is None:
+        return None
+    params = savings_params(pilot)
+    if params.baseline_start is None:
+        return None
+    span = baseline_rows_span(params)
+    until = dt.datetime.max.replace(tzinfo=dt.UTC) if params.control_group else span.end
+    if chunk.start >= until or chunk.end <= span.start:
+        return None
+    nights = f"{params.baseline_start}–{params.baseline_end}"
+    if params.control_group:
+        return (
+            f"pilot {pilot.id}'s savings read every row from its baseline ({nights}) on:"
+            " its control group's full power is pooled over them"
+        )
+    return f"holds pilot {pilot.id}'s savings baseline ({nights}), which every savings run reads"
 
 
 class _Verified:
@@ -169,6 +207,9 @@ def _decide(
         if chunk.end > horizon:
             return Decision(chunk, "keep", f"newer than {pilot.id}'s {pilot.retain_raw_days}-day"
                                            f" horizon ({horizon:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
+        needed = _savings_needs(pilot, chunk)
+        if needed:
+            return Decision(chunk, "keep", needed)
     for pilot_id, (count, lo, hi) in sorted(rows.items(), key=lambda kv: str(kv[0])):
         pilot = pilots[str(pilot_id)]
         mine = [b for b in bundles if b.pilot == pilot.id and b.table == chunk.table
@@ -179,15 +220,16 @@ def _decide(
             why = f"; {', '.join(bad)} does not verify" if bad else ""
             return Decision(chunk, "refuse", f"no verifying export of {pilot.id} holds its"
                             f" {count:,} rows{why}; run {_export_hint(pilot, chunk)}")  # fmt: skip
-        exported = _exported_rows(good, chunk)
-        if exported < count:
-            return Decision(chunk, "refuse", f"{count - exported:,} of {pilot.id}'s {count:,}"
+        missing = len(_stored_keys(conn, chunk, pilot.id) - _exported_keys(good, chunk))
+        if missing:
+            return Decision(chunk, "refuse", f"{missing:,} of {pilot.id}'s {count:,}"
                             " rows arrived after its export; export again"
                             f" ({_export_hint(pilot, chunk)})")  # fmt: skip
     used = [b for b in bundles if b.table == chunk.table and b.pilot in rows
             and b.start < chunk.end and b.end > chunk.start and verified(b.path)]  # fmt: skip
     names = sorted({b.path.name for b in used})
-    return Decision(chunk, "drop", f"every row is in a verified export ({', '.join(names)})")
+    return Decision(chunk, "drop", f"every row is in a verified export ({', '.join(names)})",
+                    tuple(sorted({str(b.path.resolve()) for b in used})))  # fmt: skip
 
 
 def plan(conn: psycopg.Connection, bundles: list[Evidence], verify: Callable[[Path], bool],
@@ -206,13 +248,23 @@ def plan(conn: psycopg.Connection, bundles: list[Evidence], verify: Callable[[Pa
 
 
 def drop(conn: psycopg.Connection, decision: Decision) -> None:
-    """Drop one chunk with TimescaleDB's own `drop_chunks`, bounded to exactly its range."""
+    """Drop one chunk with TimescaleDB's own `drop_chunks`, bounded to exactly its range,
+    and record the span with its bundles in `raw_dropped` in the same transaction. The
+    rollups are brought up to date first: after the drop their buckets there are final."""
     c = decision.chunk
+    refresh(conn)
     try:
         conn.execute(
             "SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz,"
             " newer_than => %s::timestamptz)",
             (c.table, c.end, c.start),
+        )
+        conn.execute(
+            "INSERT INTO raw_dropped (table_name, start_ts, end_ts, bundles)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (table_name, start_ts) DO UPDATE"
+            " SET end_ts = greatest(raw_dropped.end_ts, excluded.end_ts),"
+            " bundles = excluded.bundles, dropped_at = now()",
+            (c.table, c.start, c.end, list(decision.bundles)),
         )
         conn.commit()
     except psycopg.Error as exc:

@@ -21,7 +21,10 @@ from psycopg.types.json import Jsonb
 
 from dashboards.alerts import RULES, message
 from devices.pilots import load_pilot
-from kcity.grafana import alerting
+from kcity.analyses import run_quality
+from kcity.grafana import alerting, build_all
+from kcity.rollups import refresh
+from kcity.window import Window
 from tests.fixtures.services import as_reader
 from tests.grafana_macros import expand
 
@@ -164,29 +167,154 @@ def test_pilot_without_data_for_an_hour(tx: psycopg.Connection) -> None:
     assert evaluate(tx, "kcity-pilot-no-data") == {}
 
 
-def test_completeness_of_yesterday_below_90(tx: psycopg.Connection) -> None:
+# --- completeness: the data-quality method's count, read from the rollup -----------------
+# These tests commit (the rollup job reads committed rows), then empty the tables again.
+
+JAKARTA, BANGKOK = ZoneInfo("Asia/Jakarta"), ZoneInfo("Asia/Bangkok")
+
+
+@pytest.fixture
+def committed(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url) as c:
+        yield c
+        c.rollback()
+        c.execute(
+            "TRUNCATE pilots, devices, device_status, streetlight_readings, drone_readings,"
+            " quality_device_day, rollup_devices, rollup_horizons, streetlight_hourly,"
+            " drone_minutely, ingest_messages_hourly CASCADE"
+        )
+        c.commit()
+
+
+def _yesterday(zone: ZoneInfo, at: datetime = T) -> tuple[datetime, datetime]:
+    """The local day before `at`, as UTC instants [start, end)."""
+    today = at.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=1), today
+
+
+def _lights(conn: psycopg.Connection, dev: str, times: list[datetime]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO streetlight_readings (device_id, ts, power_w, dim_pct, lamp_on)"
+            " VALUES (%s, %s, 30, 100, false)",
+            [(dev, ts) for ts in times],
+        )
+
+
+def _service(conn: psycopg.Connection, dev: str, *, on: Any = None, off: Any = None,
+             revoked: datetime | None = None) -> None:  # fmt: skip
+    conn.execute(
+        "UPDATE devices SET commissioned_on = %s, decommissioned_on = %s, revoked_at = %s"
+        " WHERE id = %s",
+        (on, off, revoked, dev),
+    )
+
+
+def _quality(conn: psycopg.Connection, pilot: str, zone: ZoneInfo, *, raw: bool) -> Any:
+    """The evaluation method's completeness of the local yesterday (`kcity quality`)."""
+    day = _yesterday(zone)[0].astimezone(zone).date()
+    window = Window(day, day + timedelta(days=1))
+    body = run_quality(conn, pilot, window, persist=False, from_rollup=not raw)
+    return body["completeness_pct"]
+
+
+def test_completeness_of_yesterday_is_the_quality_methods(committed: psycopg.Connection) -> None:
+    """Every device in service yesterday is expected (revoked or not, created before or
+    after), a silent one at 0 %, a device's surplus records capped; late records update
+    the figure on the next refresh and clear the alert."""
+    tx = committed
     _both(tx)
-    for dev in ("madiun-sl-001", "madiun-sl-002"):
-        _device(tx, dev, "madiun", T)
-    zone = ZoneInfo("Asia/Jakarta")
-    local_today = T.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    start, end = local_today - timedelta(days=1), local_today  # yesterday, local time
+    start, end = _yesterday(JAKARTA)
     slots = [start + timedelta(minutes=5 * k) for k in range(288)]
+    for dev in ("madiun-sl-001", "madiun-sl-002", "madiun-sl-003", "madiun-sl-004",
+                "madiun-sl-005", "madiun-sl-006", "madiun-sl-007"):  # fmt: skip
+        _device(tx, dev, "madiun", T)
+    _lights(tx, "madiun-sl-001", [*slots, end, end + timedelta(hours=1)])  # today's don't count
+    _lights(tx, "madiun-sl-002", slots[:100])
+    _service(tx, "madiun-sl-003", on=end.astimezone(JAKARTA).date())  # from today: not expected
+    _service(tx, "madiun-sl-004", off=start.astimezone(JAKARTA).date())  # gone before yesterday
+    _lights(tx, "madiun-sl-004", slots[:10])  # reported anyway: counts for nothing
+    _service(tx, "madiun-sl-005", revoked=T - timedelta(days=5))  # credentials gone, in service
+    _lights(tx, "madiun-sl-005", slots)
+    _lights(tx, "madiun-sl-006", [*slots, *(s + timedelta(minutes=1) for s in slots[:100])])
+    tx.execute("UPDATE devices SET created_at = %s WHERE id = 'madiun-sl-007'", (T,))  # silent
+    tx.commit()
+    refresh(tx, slack_s=0.0)
+    # By hand: 001, 002, 005, 006 and 007 expected 288 each; 288 + 100 + 288 + 288 + 0.
+    expected = round(100 * (288 + 100 + 288 + 288 + 0) / (5 * 288), 2)
+    assert evaluate(tx, "kcity-completeness-yesterday") == {("madiun",): expected}
+    assert _quality(tx, "madiun", JAKARTA, raw=False) == expected
+    assert _quality(tx, "madiun", JAKARTA, raw=True) == expected
+    tx.rollback()
 
-    def lights(dev: str, times: list[datetime]) -> None:
-        with tx.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO streetlight_readings (device_id, ts, power_w, dim_pct, lamp_on)"
-                " VALUES (%s, %s, 30, 100, true)",
-                [(dev, ts) for ts in times],
-            )
-
-    lights("madiun-sl-001", [*slots, end, end + timedelta(hours=1)])  # today's don't count
-    lights("madiun-sl-002", slots[:200])
-    fired = evaluate(tx, "kcity-completeness-yesterday")
-    assert fired == {("madiun",): pytest.approx(round(100 * 488 / 576, 1))}
-    lights("madiun-sl-002", slots[200:])
+    _lights(tx, "madiun-sl-002", slots[100:])  # caught up after the refresh
+    _lights(tx, "madiun-sl-007", slots)
+    tx.commit()
+    assert evaluate(tx, "kcity-completeness-yesterday") == {("madiun",): expected}  # not yet
+    tx.rollback()
+    refresh(tx, slack_s=0.0)
     assert evaluate(tx, "kcity-completeness-yesterday") == {}
+    assert _quality(tx, "madiun", JAKARTA, raw=True) == 100.0
+    tx.rollback()
+
+
+def _portfolio_rows(conn: psycopg.Connection, at: datetime) -> dict[str, dict[str, Any]]:
+    table = next(p for p in build_all("en")["kcity-portfolio"]["panels"] if p["type"] == "table")
+    sql = expand(table["targets"][0]["rawSql"], start=at - timedelta(days=1), end=at)
+    with as_reader(conn):
+        cur = conn.execute(sql)
+        names = [c.name for c in cur.description or []]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return {r["pilot"]: r for r in rows}
+
+
+def test_completeness_alert_and_portfolio_agree(committed: psycopg.Connection) -> None:
+    """What `make demo` showed: devices registered today, their data weeks old, so
+    yesterday is 0 % on the portfolio — and the alert must say so too. A drone is judged
+    over its flights only; a pilot whose devices start today, or a drone that did not fly,
+    expects nothing and fires nothing."""
+    tx = committed
+    _both(tx)
+    demo = T - timedelta(days=20)
+    for dev in ("madiun-sl-001", "madiun-sl-002"):
+        _device(tx, dev, "madiun", demo)
+        tx.execute("UPDATE devices SET created_at = %s WHERE id = %s", (T, dev))
+        _lights(tx, dev, [demo - timedelta(minutes=5 * k) for k in range(288)])
+    start, _ = _yesterday(BANGKOK)
+    takeoff = start + timedelta(hours=10)
+    _device(tx, "mukdahan-dr-01", "mukdahan", takeoff)
+    _device(tx, "mukdahan-dr-02", "mukdahan", None)  # did not fly: expects nothing
+    with tx.cursor() as cur:  # 601 s at 1 Hz, every other point lost but the ends: 302
+        cur.executemany(
+            "INSERT INTO drone_readings (device_id, ts, flight_id, lat, lon)"
+            " VALUES ('mukdahan-dr-01', %s, 'f1', 16.5, 104.7)",
+            [(takeoff + timedelta(seconds=k),) for k in range(601) if k % 2 == 0 or k == 599],
+        )
+    tx.commit()
+    refresh(tx, slack_s=0.0)
+    fired = evaluate(tx, "kcity-completeness-yesterday")
+    drone = round(100 * 302 / 601, 2)
+    assert fired == {("madiun",): 0.0, ("mukdahan",): drone}
+    assert _quality(tx, "madiun", JAKARTA, raw=True) == 0.0
+    assert _quality(tx, "mukdahan", BANGKOK, raw=True) == drone
+    rows = _portfolio_rows(tx, T)
+    assert rows["madiun"]["completeness_yesterday_pct"] == 0.0
+    assert rows["mukdahan"]["completeness_yesterday_pct"] == drone
+    for pilot in ("madiun", "mukdahan"):
+        assert "Data completeness yesterday (1)" in rows[pilot]["alert_rules"]
+    tx.rollback()
+
+    # The luminaires start service today, the flight was the day before yesterday: silence.
+    later = T + timedelta(days=1)
+    tx.execute("UPDATE devices SET commissioned_on = %s WHERE pilot_id = 'madiun'",
+               (later.astimezone(JAKARTA).date(),))  # fmt: skip
+    tx.commit()
+    assert evaluate(tx, "kcity-completeness-yesterday", at=later) == {}
+    rows = _portfolio_rows(tx, later)
+    assert rows["madiun"]["completeness_yesterday_pct"] is None
+    assert rows["mukdahan"]["completeness_yesterday_pct"] is None
+    assert not any("Data completeness" in r["alert_rules"] for r in rows.values())
+    tx.rollback()
 
 
 def test_active_lamp_faults(tx: psycopg.Connection) -> None:
@@ -396,3 +524,99 @@ def test_border_rule_follows_the_pilots_patrol_modes_and_sensor(tx: psycopg.Conn
     assert first_edge_fired()  # "patrol" is not this pilot's patrol mode
     fly("AUTO", T - timedelta(minutes=20))
     assert first_edge_fired() == set()
+
+
+def _destination(lon: float, lat: float, bearing: float, km: float) -> tuple[float, float]:
+    """The point `km` from (lon, lat) along `bearing` [rad] on the sphere of `_km`."""
+    d, phi, lam = km / 6371.0088, math.radians(lat), math.radians(lon)
+    phi2 = math.asin(math.sin(phi) * math.cos(d) + math.cos(phi) * math.sin(d) * math.cos(bearing))
+    lam2 = lam + math.atan2(
+        math.sin(bearing) * math.sin(d) * math.cos(phi),
+        math.cos(d) - math.sin(phi) * math.sin(phi2),
+    )
+    return math.degrees(lam2), math.degrees(phi2)
+
+
+def test_border_rule_finds_every_footprint_that_reaches_a_midpoint(tx: psycopg.Connection) -> None:
+    """The rule meets points and midpoints through a grid of 0.01° cells; held here to every
+    point against every midpoint (haversine). First small footprints just across the cell
+    boundaries the border runs along (a rule that looked in the midpoint's own cell only
+    would miss them), then footprints from 20 m to 2 km, just inside or just outside their
+    reach, recent and stale."""
+    import random
+
+    rng = random.Random(5)
+    # Along a parallel 0.0002° north of a cell boundary, then along a meridian 0.0002° east
+    # of one; lengths well away from whole kilometres (pieces: ceil(km) by any formula).
+    south = _destination(104.6702, 16.7002, math.pi, 4.5)[1]
+    border = {
+        "type": "LineString",
+        "coordinates": [[104.6102, 16.7002], [104.6702, 16.7002], [104.6702, south]],
+    }
+    _pilot(tx, "mukdahan.toml", max_revisit_s=4 * 3600, border=border)
+    _device(tx, "mukdahan-dr-01", "mukdahan", T)
+    mids: list[tuple[float, float, float]] = []  # lon, lat, km along the border
+    along = 0.0
+    for (lon1, lat1), (lon2, lat2) in _edges(border):
+        km = _km([lon1, lat1], [lon2, lat2])
+        assert abs(km - round(km)) > 0.1
+        parts = math.ceil(km)
+        for k in range(parts):
+            f = (k + 0.5) / parts
+            mids.append((lon1 + (lon2 - lon1) * f, lat1 + (lat2 - lat1) * f, along + km * f))
+        along += km
+    hfov = 70.0
+
+    def reach_km(agl: float) -> float:
+        return agl * math.tan(math.radians(hfov / 2)) / 1000
+
+    points: list[tuple[datetime, float, float, float]] = []  # ts, lon, lat, agl
+
+    def add(lon: float, lat: float, agl: float, ratio: float, bearing: float) -> None:
+        plon, plat = _destination(lon, lat, bearing, reach_km(agl) * ratio)
+        # Away from every midpoint's reach boundary: the rule's flat-earth metric and the
+        # haversine here differ by under 1 %.
+        if any(0.97 < _km([plon, plat], [m[0], m[1]]) / reach_km(agl) < 1.03 for m in mids):
+            return
+        ago = rng.choice((rng.uniform(0.1, 3.9), rng.uniform(4.1, 7.9), rng.uniform(8.1, 9)))
+        points.append((T - timedelta(hours=ago), plon, plat, agl))
+
+    def check() -> None:
+        tx.execute("DELETE FROM drone_readings")
+        with tx.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO drone_readings (device_id, ts, flight_id, lat, lon, agl_m, mode,"
+                " camera_on, gps_fix) VALUES ('mukdahan-dr-01', %s, 'f', %s, %s, %s,"
+                " 'patrol', true, 3)",
+                [(ts, plat, plon, agl) for ts, plon, plat, agl in points],
+            )
+        # Per midpoint the newest point whose footprint reaches it, looking back 8 h.
+        truth: dict[int, float] = {}
+        for i, (mlon, mlat, _) in enumerate(mids):
+            seen = [
+                ts
+                for ts, plon, plat, agl in points
+                if ts > T - timedelta(hours=8) and _km([plon, plat], [mlon, mlat]) <= reach_km(agl)
+            ]
+            last = max(seen, default=None)
+            if last is None or last < T - timedelta(hours=4):
+                truth[i] = round((T - last).total_seconds() / 60, 1) if last else 480.0
+        got: dict[int, float] = {}
+        for (_, label), value in evaluate(tx, "kcity-border-uncovered").items():
+            km = float(label.removeprefix("km "))  # the nearest midpoint (within 0.1 km)
+            i = min(range(len(mids)), key=lambda j: abs(mids[j][2] - km))
+            assert i not in got
+            got[i] = value
+        assert 0 < len(truth) < len(mids)
+        assert got == pytest.approx(truth, abs=0.051)
+
+    for i, (lon, lat, _) in enumerate(mids):  # 100 m footprints, 94 m away, across the line
+        if i % 4:
+            add(lon, lat, 150.0, 0.9, math.pi if lat == 16.7002 else 1.5 * math.pi)
+    check()
+    for lon, lat, _ in mids:
+        for _ in range(rng.randint(0, 3)):
+            agl = rng.choice((30.0, 150.0, rng.uniform(20, 2800)))
+            add(lon, lat, agl, rng.choice((rng.uniform(0.2, 0.96), rng.uniform(1.04, 1.6))),
+                rng.uniform(0, 2 * math.pi))  # fmt: skip
+    check()

@@ -323,9 +323,9 @@ def _seed(conn: psycopg.Connection, now: datetime) -> None:
             ],
         )
         cur.executemany(
-            "INSERT INTO ingest_stats VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            "INSERT INTO ingest_stats VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             [
-                (now - timedelta(minutes=m), w, r, r - 1, 1, 0, g, r // 10, 12.5 + m)
+                (now - timedelta(minutes=m), w, r, r - 1, 1, 0, g, r // 10, 12.5 + m, 40 - m)
                 for w in ("w1", "w2")
                 for m, r, g in ((30, 100, 0), (20, 250, 1), (10, 40, 1), (0, 90, 2))
             ],

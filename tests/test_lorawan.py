@@ -521,6 +521,16 @@ def test_supervisor_follows_the_registry(
             )
             uplink(ns, new_app, eui, 2)
             wait_count(db_url, readings, [device], 2)
+            # The old application no longer reaches it (its persistent session subscribed
+            # there): in order on one connection, the old uplink comes before the new one.
+            uplink(ns, app, eui, 3)
+            uplink(ns, new_app, eui, 4)
+            wait_count(db_url, readings, [device], 3)
+            seqs = conn.execute(
+                "SELECT array_agg(seq ORDER BY seq) FROM ingest_messages WHERE device_id = %s",
+                (device,),
+            ).fetchone()
+            assert seqs == ([1, 2, 4],)
         # The section removed: its bridge stops.
         plain = pilot.to_json()
         del plain["lorawan"]

@@ -186,15 +186,13 @@ def test_completeness_yesterday_by_hand_and_by_the_quality_analysis(
     # By hand: 288 + 288 of 576; 288 + 144 + 0 of 864; 541 of 601 (the idle drone expects none).
     assert rows[QUIET]["completeness_yesterday_pct"] == 100.0
     assert rows[TROUBLED]["completeness_yesterday_pct"] == 50.0
-    assert rows[DRONE]["completeness_yesterday_pct"] == round(100 * 541 / 601, 1)
+    assert rows[DRONE]["completeness_yesterday_pct"] == round(100 * 541 / 601, 2)
     for pilot, row in rows.items():
         tz = ZoneInfo(conn.execute("SELECT timezone FROM pilots WHERE id = %s", (pilot,))
                       .fetchone()[0])  # type: ignore[index]  # fmt: skip
         day = world.yesterday[pilot].astimezone(tz).date()
         quality = run_quality(conn, pilot, Window(day, day + timedelta(days=1)), persist=False)
-        assert row["completeness_yesterday_pct"] == pytest.approx(
-            quality["completeness_pct"], abs=0.05
-        ), pilot
+        assert row["completeness_yesterday_pct"] == quality["completeness_pct"], pilot
 
 
 def test_alert_state_is_the_alert_rules_firing_now(conn: psycopg.Connection, world: World) -> None:
@@ -270,7 +268,7 @@ def test_brief_writes_the_dashboards_table_and_the_windows_figures(
     # The dashboard's numbers (checked by hand above) are the brief's.
     assert _data_values(html, TROUBLED)["completeness_yesterday_pct"] == "50.0"
     assert _data_values(html, DRONE)["completeness_yesterday_pct"] == json.dumps(
-        round(100 * 541 / 601, 1)
+        round(100 * 541 / 601, 2)
     )
     assert _data_values(html, QUIET)["headline_pct"] == "28.7"
     assert re.search(r'data-key="alerts_firing" data-value="3"', html)

@@ -26,10 +26,13 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from devices.pilots import load_pilot
+from kcity.analyses import run_coverage
+from kcity.errors import RawDropped
 from kcity.evidence.export import export_bundle
 from kcity.evidence.verify import verify_bundle
 from kcity.registry import apply_pilot
-from kcity.retention import find_bundles, plan
+from kcity.retention import Chunk, _savings_needs, drop, find_bundles, plan
+from kcity.rollups import refresh
 from kcity.window import Window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,3 +192,117 @@ def test_cli_is_a_dry_run_until_yes_then_drops_exactly_the_due_exported_chunks(
     # Run again: nothing more is due, the refusals stand.
     again = _cli(db_url, tmp_path, "--bundles", folder, "--yes")
     assert "dropped 0 chunk(s)" in again.stdout and again.returncode == 1
+
+
+def _local_days(conn: psycopg.Connection, device: str) -> dict[date, tuple[Any, ...]]:
+    rows = conn.execute(
+        "SELECT day, records, skew_bins, skew_counts, flight_span_s, flights"
+        " FROM quality_device_day WHERE device_id = %s",
+        (device,),
+    ).fetchall()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def _minutes(conn: psycopg.Connection, device: str) -> dict[datetime, int]:
+    """The drone's minutes in `drone_minutely` (migration 011): minute → records."""
+    rows = conn.execute(
+        "SELECT minute, sum(records) FROM drone_minutely WHERE device_id = %s GROUP BY 1",
+        (device,),
+    ).fetchall()
+    return {m: int(n) for m, n in rows}
+
+
+def test_after_a_drop_late_rows_are_neither_lost_nor_miscounted(
+    db_url: str, world: dict[str, Any], conn: psycopg.Connection
+) -> None:
+    """A row arriving late into a dropped day: retention refuses to drop it (no bundle holds
+    it; a count would have said the bundle does), the quality rollup keeps the dropped days
+    as they were (recounted from what is left they would show 1 record, not 60), even on a
+    whole rebuild, and coverage over them is refused, naming the bundle."""
+    base, device = world["base"], "mukdahan-dr-01"
+    decisions = plan(conn, find_bundles(world["folder"]), lambda p: verify_bundle(p).ok,
+                     world["now"])  # fmt: skip
+    for d in decisions:  # whether or not the CLI test ran first: days 0, 2, 3 go
+        if d.action == "drop":
+            drop(conn, d)
+    assert _days_with_rows(conn, device, base) == set(range(DAYS)) - set(DUE_EXPORTED)
+    spans = conn.execute(
+        "SELECT start_ts, end_ts, bundles FROM raw_dropped WHERE table_name = 'drone_readings'"
+        " ORDER BY start_ts"
+    ).fetchall()
+    day0 = datetime.combine(base, time(0), UTC)
+    assert [(s - day0, e - s) for s, e, _ in spans] == [
+        (timedelta(days=k), timedelta(days=1)) for k in DUE_EXPORTED
+    ]
+    assert all(Path(b[0]).name == "mukdahan.zip" for _, _, b in spans)
+    before = _local_days(conn, device)
+    minutes_before = _minutes(conn, device)
+    in_dropped = {m for m in minutes_before if any(s <= m < e for s, e, _ in spans)}
+    assert in_dropped  # the drone's minutes of dropped days, as rolled up before the drop
+    # Local days (Asia/Bangkok, UTC+7) touching a dropped UTC day: d and d + 1.
+    frozen = {base + timedelta(days=k + j) for k in DUE_EXPORTED for j in (0, 1)}
+    assert {d: r[0] for d, r in before.items() if d in frozen} == dict.fromkeys(
+        frozen & {base + timedelta(days=k) for k in range(DAYS)}, 60
+    )
+    conn.execute(
+        "INSERT INTO drone_readings (device_id, ts, flight_id, lat, lon) VALUES (%s, %s,"
+        " 'late', 16.5, 104.7)",
+        (device, _at(base, 0, 30) + timedelta(seconds=30)),
+    )
+    refresh(conn)
+    after = _local_days(conn, device)
+    assert {d: after.get(d) for d in frozen} == {d: before.get(d) for d in frozen}
+    assert _minutes(conn, device) == minutes_before  # the late row's minute kept too
+    # A whole rebuild (as after a time-zone change) keeps them too and recounts the rest.
+    conn.execute("DELETE FROM rollup_devices WHERE device_id = %s", (device,))
+    refresh(conn)
+    rebuilt = _local_days(conn, device)
+    assert {d: rebuilt.get(d) for d in frozen} == {d: before.get(d) for d in frozen}
+    kept = {base + timedelta(days=k) for k in range(DAYS)} - frozen
+    assert {d: rebuilt[d][0] for d in kept} == dict.fromkeys(kept, 60)
+    minutes = _minutes(conn, device)
+    assert {m: minutes.get(m) for m in in_dropped} == {m: minutes_before[m] for m in in_dropped}
+    recount = dict(
+        conn.execute(
+            "SELECT time_bucket('1 minute', ts), count(*) FROM drone_readings"
+            " WHERE device_id = %s GROUP BY 1",
+            (device,),
+        ).fetchall()
+    )
+    outside = {m: n for m, n in recount.items() if not any(s <= m < e for s, e, _ in spans)}
+    assert {m: n for m, n in minutes.items() if m not in in_dropped} == outside
+    # The late row is in no bundle: its new chunk is refused, not dropped.
+    late = _by_day(plan(conn, find_bundles(world["folder"]), lambda p: verify_bundle(p).ok,
+                        world["now"]), base)[0]  # fmt: skip
+    assert late.action == "refuse" and "1 of mukdahan's 1 rows arrived after" in late.reason
+    with pytest.raises(RawDropped, match=r"coverage would read .* \(kept in mukdahan\.zip\)"):
+        run_coverage(conn, "mukdahan", Window(base, base + timedelta(days=2)), persist=False)
+    body, _ = run_coverage(
+        conn, "mukdahan", Window(base + timedelta(days=6), base + timedelta(days=8)),
+        persist=False,
+    )  # fmt: skip
+    assert body["from"] == str(base + timedelta(days=6))  # kept days: computed as before
+
+
+def test_chunks_a_savings_run_reads_are_kept() -> None:
+    """Madiun's baseline nights are 2026-10-01 to 10-07 (Asia/Jakarta, UTC+7): dusk of
+    10-01 is near 10:45 UTC. With its control group every later chunk is read too."""
+    madiun = load_pilot(ROOT / "pilots" / "madiun.toml")
+    assert madiun.streetlight is not None and madiun.streetlight.control_group
+
+    def day(d: date) -> Chunk:
+        start = datetime.combine(d, time(0), UTC)
+        return Chunk("streetlight_readings", "c", start, start + timedelta(days=1))
+
+    before, first, after = date(2026, 9, 30), date(2026, 10, 1), date(2026, 11, 20)
+    assert _savings_needs(madiun, day(before)) is None
+    assert "control group" in (_savings_needs(madiun, day(first)) or "")
+    assert "control group" in (_savings_needs(madiun, day(after)) or "")
+    alone = madiun.model_copy(
+        update={"streetlight": madiun.streetlight.model_copy(update={"control_group": []})}
+    )
+    assert "savings baseline (2026-10-01–2026-10-07)" in (_savings_needs(alone, day(first)) or "")
+    # The last baseline night ends at dawn of 10-08 (about 22:50 UTC on 10-07).
+    assert _savings_needs(alone, day(date(2026, 10, 7))) is not None
+    assert _savings_needs(alone, day(date(2026, 10, 8))) is None
+    assert _savings_needs(load_pilot(ROOT / "pilots" / "mukdahan.toml"), day(first)) is None

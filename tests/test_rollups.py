@@ -157,7 +157,7 @@ def test_streetlight_rollup_equals_full_recomputation(
     }
     from analytics.queries import quality_rows as raw_rows
 
-    assert quality_days.quality_rows(conn, **args) == raw_rows(conn, **args)
+    assert quality_days.quality_rows(conn, **args).rows() == raw_rows(conn, **args).rows()
 
     body = _compare(conn, pilot, window)
     assert body["duplicates"] >= 3 and body["conflicts"] == 1 and body["seq_reuse"] == 1
@@ -193,7 +193,7 @@ def test_streetlight_rollup_equals_full_recomputation(
     conn.commit()
     assert rollups.refresh(conn, slack_s=0.0).rebuilt_devices == len(cfg.device_ids())
     tokyo = {**args, "timezone": "Asia/Tokyo"}
-    assert quality_days.quality_rows(conn, **tokyo) == raw_rows(conn, **tokyo)
+    assert quality_days.quality_rows(conn, **tokyo).rows() == raw_rows(conn, **tokyo).rows()
 
 
 def test_drone_rollup_equals_full_recomputation(

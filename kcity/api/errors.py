@@ -12,6 +12,7 @@ becomes a 500:
     DeviceDates                     422  decommissioned before commissioned
     ReportError                     422  no report for this kind of pilot, bad language
     Busy                            429  every heavy-work slot is taken (with Retry-After)
+    RawDropped                      410  the window's raw readings were dropped by retention
     DatabaseError, OperationalError 503  the database is unreachable
     BrokerError                     503  the broker is unreachable or refused
     other KcityError                400
@@ -36,7 +37,7 @@ from pydantic import BaseModel
 from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
 from kcity.api.jobs import Busy
-from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound
+from kcity.errors import BrokerError, DatabaseError, KcityError, NotFound, RawDropped
 from kcity.registry import DeviceConflict, DeviceDates, IdUnavailable
 from kcity.reports.render import ReportError
 from kcity.tokens import TokenError
@@ -112,6 +113,8 @@ def status_of(exc: Exception) -> int:
         return status.HTTP_404_NOT_FOUND
     if isinstance(exc, Busy):
         return status.HTTP_429_TOO_MANY_REQUESTS
+    if isinstance(exc, RawDropped):
+        return status.HTTP_410_GONE
     if isinstance(exc, DeviceConflict):
         return status.HTTP_409_CONFLICT
     if isinstance(

@@ -299,6 +299,18 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "Holes in each device's seq within a boot, for messages received in the time range.",
         "기간 내 수신 메시지에서 부팅별 장치 seq의 빈 번호.",
     ),
+    "dash_in_broker_dropped": (
+        "Broker: messages dropped beyond the queue bound",
+        "브로커: 대기열 한도를 넘어 버린 메시지",
+    ),
+    "dash_in_broker_dropped_desc": (
+        "Mosquitto's own count since it started (all sessions): messages it acknowledged to"
+        " a device but could not queue for an away ingest worker (max_queued_messages /"
+        " max_queued_bytes). They show as sequence gaps too.",
+        "Mosquitto 시작 이후 자체 집계 (모든 세션): 장치에는 수신 확인했으나 연결이 끊긴 수신"
+        " 작업자의 대기열에 넣지 못한 메시지 (max_queued_messages / max_queued_bytes)."
+        " 시퀀스 공백으로도 나타납니다.",
+    ),
     "dash_in_last_seen": ("Devices: last seen", "장치: 최근 수신"),
     "dash_in_last_seen_desc": (
         "max_skew_s: worst received_at − sent_at in the range (clock skew plus delivery delay).",
@@ -329,6 +341,7 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "dash_f_messages": ("Messages", "메시지"),
     "dash_f_records": ("Records", "레코드"),
     "dash_f_dead_letters": ("Dead letters", "거부 메시지"),
+    "dash_f_broker_dropped": ("Dropped by the broker", "브로커가 버린 메시지"),
     "dash_f_messages_per_s": ("Messages per second", "초당 메시지"),
     "dash_f_records_per_s": ("Records per second", "초당 레코드"),
     "dash_f_pilots": ("Pilots", "실증 사업"),

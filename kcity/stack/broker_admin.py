@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.ids import is_reserved
+from ingest.config import BROKER_STATS
 from kcity.errors import BrokerError
 from kcity.settings import Settings
 
@@ -48,6 +49,8 @@ def ingest_acls() -> list[dict[str, Any]]:
         {"acltype": "publishClientReceive", "topic": "kcity/v1/#", "allow": True},
         {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/cmd", "allow": True},
         {"acltype": "publishClientSend", "topic": "kcity/v1/+/+/feedback", "allow": True},
+        # The broker's own counters of what it dropped and holds (ingest exports them).
+        *({"acltype": "subscribeLiteral", "topic": topic, "allow": True} for topic in BROKER_STATS),
     ]
 
 

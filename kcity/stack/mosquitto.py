@@ -41,6 +41,9 @@ BROKER_PACKET_LIMIT = BROKER_MESSAGE_LIMIT + 64 * 1024
 # broker sends it.
 BROKER_INFLIGHT = 1000
 QUEUE_HEADROOM = 2.0
+# Seconds between the broker's $SYS updates (its default): how stale ingest's export of the
+# broker's dropped-message count may be.
+SYS_INTERVAL_S = 10
 
 
 def queue_bounds(outage_hours: float, messages_per_s: float, message_bytes: int) -> tuple[int, int]:
@@ -72,6 +75,7 @@ class MosquittoServer:
     ingest_password: str = ""
     queue_messages: int = 0  # per-session queue bounds (`queue_bounds`); 0: unbounded
     queue_bytes: int = 0
+    sys_interval_s: int = SYS_INTERVAL_S
 
     @property
     def conf(self) -> Path:
@@ -129,6 +133,7 @@ class MosquittoServer:
             f"message_size_limit {BROKER_MESSAGE_LIMIT}\n"
             f"max_packet_size {BROKER_PACKET_LIMIT}\n"
             "set_tcp_nodelay true\n"
+            f"sys_interval {self.sys_interval_s}\n"
             "persistent_client_expiration 14d\n"
             f"pid_file {self.pid_file}\n"
             f"log_dest file {self.log}\n"
