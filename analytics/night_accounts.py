@@ -31,17 +31,15 @@ from analytics.luminaire_nights import (
 from analytics.nights import NightCalendar, assign_days
 
 DIGEST_BYTES = 32
+_ROW = np.dtype(
+    [("ts", "<f8"), ("power_w", "<f8"), ("energy_wh", "<f8"), ("dim_pct", "<f8"), ("lamp_on", "?")]
+)  # packed, little-endian: the bytes a unit's hash covers, the same on every machine
 DigestArray = npt.NDArray[np.uint8]  # ... × DIGEST_BYTES; all zero: a unit without rows
 
 
-@dataclass(frozen=True)
-class DayBurn:
-    """A luminaire's lamp-on records deeper into day `n` than the tolerance."""
-
-    records: int
-    power_sum_w: float  # Σ power [W] of those records, summed in time order
-    first: float  # epoch seconds [s] of the first and last of them
-    last: float
+BURN_FIELDS = ("records", "power_sum_w", "first", "last")
+"""Day-burning of day `n` per luminaire-night: lamp-on records deeper into daylight than the
+tolerance, Σ of their power [W] (summed in time order), first and last epoch seconds [s]."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class NightAccounts:
     """Per luminaire (rows of `table`) and night: what `analytics.savings` combines.
 
     `full_w`/`full_night`: power [W] of each lit 100 % record inside a night, in time order,
-    and its night index; `burns`: day index → day-burning per luminaire; `digests`:
+    and its night index; `burns`: luminaires × nights × `BURN_FIELDS`; `digests`:
     luminaires × nights × 32 sha256 of each unit's rows (zeros without any); `pool_w`: every
     lit 100 % record's power per luminaire (the default control pool), None when not loaded.
     """
@@ -57,7 +55,7 @@ class NightAccounts:
     table: NightTable
     full_w: tuple[FloatArray, ...]
     full_night: tuple[IntArray, ...]
-    burns: tuple[dict[int, DayBurn], ...]
+    burns: FloatArray
     digests: DigestArray
     rows: IntArray  # luminaires × nights: rows of each unit
     pool_w: tuple[FloatArray, ...] | None = None
@@ -85,8 +83,8 @@ def unit_of(
 def unit_digests(
     s: LuminaireSeries, calendar: NightCalendar, lead_s: float
 ) -> tuple[DigestArray, IntArray]:
-    """sha256 of each unit's rows (device, night, then the columns as `input_sha256` hashes
-    them) and its row count, per night of `calendar`."""
+    """sha256 of each unit's rows (device, night, then per row its time, power, register,
+    dim level as float64 and lamp state as a byte) and its row count, per night."""
     out = np.zeros((len(calendar), DIGEST_BYTES), dtype=np.uint8)
     counts = np.zeros(len(calendar), dtype=np.int64)
     lamp_on = np.asarray(s.lamp_on, dtype=np.bool_)
@@ -94,18 +92,20 @@ def unit_digests(
     sel = np.flatnonzero(unit >= 0)
     if not sel.size:
         return out, counts
-    cols = [
-        np.ascontiguousarray(c[sel], dtype=np.float64)
-        for c in (s.ts, s.power_w, s.energy_wh, s.dim_pct)
-    ]
-    on = np.ascontiguousarray(lamp_on[sel])
+    rows = np.empty(sel.size, dtype=_ROW)
+    rows["ts"], rows["power_w"] = s.ts[sel], s.power_w[sel]
+    rows["energy_wh"], rows["dim_pct"], rows["lamp_on"] = (
+        s.energy_wh[sel],
+        s.dim_pct[sel],
+        lamp_on[sel],
+    )
+    blob = memoryview(rows.tobytes())
     units, first, count = np.unique(unit[sel], return_index=True, return_counts=True)
     prefix = s.device_id.encode() + b"\x1f"
+    size = _ROW.itemsize
     for n, lo, k in zip(units.tolist(), first.tolist(), count.tolist(), strict=True):
         digest = hashlib.sha256(prefix + calendar.dates[n].isoformat().encode() + b"\x1e")
-        for c in cols:
-            digest.update(c[lo : lo + k].tobytes())
-        digest.update(on[lo : lo + k].tobytes())
+        digest.update(blob[lo * size : (lo + k) * size])
         out[n] = np.frombuffer(digest.digest(), dtype=np.uint8)
         counts[n] = k
     return out, counts
@@ -113,22 +113,22 @@ def unit_digests(
 
 def day_burns(
     s: LuminaireSeries, record_nights: IntArray, calendar: NightCalendar, params: SavingsParams
-) -> dict[int, DayBurn]:
-    """Lamp-on records more than the tolerance into daylight, per day index."""
+) -> FloatArray:
+    """Lamp-on records more than the tolerance into daylight: nights × `BURN_FIELDS`."""
+    out = np.zeros((len(calendar), len(BURN_FIELDS)))
     tolerance = params.day_burning_tolerance_min * 60.0
     lit = np.flatnonzero(np.asarray(s.lamp_on, dtype=bool) & (record_nights < 0))
     day, depth = assign_days(s.ts[lit], calendar)
     flag = (day >= 0) & (depth > tolerance)
     if not flag.any():
-        return {}
+        return out
     day, at = day[flag], lit[flag]
     days, first, count = np.unique(day, return_index=True, return_counts=True)
-    power = np.add.reduceat(s.power_w[at], first)
-    ts = s.ts[at]
-    return {
-        int(j): DayBurn(int(n), float(p), float(ts[lo]), float(ts[lo + n - 1]))
-        for j, lo, n, p in zip(days, first, count, power, strict=True)
-    }
+    out[days, 0] = count
+    out[days, 1] = np.add.reduceat(s.power_w[at], first)
+    out[days, 2] = s.ts[at][first]
+    out[days, 3] = s.ts[at][first + count - 1]
+    return out
 
 
 def account_series(
@@ -148,13 +148,12 @@ def account_series(
         digest, count = unit_digests(s, calendar, lead)
         digests.append(digest)
         rows.append(count)
+    burned = np.stack(burns) if burns else np.zeros((0, len(calendar), len(BURN_FIELDS)))
     grid = (
         np.stack(digests) if digests else np.zeros((0, len(calendar), DIGEST_BYTES), dtype=np.uint8)
     )
     counts = np.stack(rows) if rows else np.zeros((0, len(calendar)), dtype=np.int64)
-    return NightAccounts(
-        table, tuple(full_w), tuple(full_night), tuple(burns), grid, counts, tuple(pool)
-    )
+    return NightAccounts(table, tuple(full_w), tuple(full_night), burned, grid, counts, tuple(pool))
 
 
 def units_sha256(accounts: NightAccounts, nights: npt.NDArray[np.bool_]) -> str:
@@ -164,8 +163,8 @@ def units_sha256(accounts: NightAccounts, nights: npt.NDArray[np.bool_]) -> str:
 
 
 __all__ = [
+    "BURN_FIELDS",
     "DIGEST_BYTES",
-    "DayBurn",
     "NightAccounts",
     "account_series",
     "day_burns",

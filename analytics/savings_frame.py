@@ -24,7 +24,6 @@ from analytics.luminaire_nights import (
     SavingsParams,
     iso_seconds,
 )
-from analytics.night_accounts import DayBurn
 from analytics.nights import NightCalendar, night_calendar
 from analytics.savings_baseline import BaselineSummary
 from analytics.savings_result import pct
@@ -227,30 +226,33 @@ def excluded_nights(
 
 
 def day_burning_rows(
-    f: SavingsFrame, burns: Sequence[dict[int, DayBurn]], days: BoolArray
+    f: SavingsFrame, burns: FloatArray, days: BoolArray
 ) -> list[dict[str, object]]:
-    """One finding per luminaire and day of `days` with lamp-on records deep in daylight.
+    """One finding per luminaire and day of `days` with lamp-on records deep in daylight
+    (`burns`: luminaires × nights × `night_accounts.BURN_FIELDS`).
 
     Their energy is estimated from active power × interval: a daylight record's register
-    increment may span the hours the lamp was off.
+    increment may span the hours the lamp was off. The rows hold plain JSON values only
+    (`savings_result` passes them through as they are: tens of thousands in 90 days).
     """
     interval_h = f.interval / 3600.0
-    found: list[dict[str, object]] = []
-    for device_id, by_day in zip(f.ids, burns, strict=True):
-        for j in sorted(by_day):
-            if not days[j]:
-                continue
-            b = by_day[j]
-            first, last = iso_seconds(np.array([b.first, b.last], dtype=np.float64))
-            found.append(
-                {
-                    "device_id": device_id,
-                    "date": f.cal.dates[j].isoformat(),
-                    "records": b.records,
-                    "hours": float(b.records) * interval_h,
-                    "energy_kwh": float(np.float64(b.power_sum_w) * interval_h / 1000.0),
-                    "first": first,
-                    "last": last,
-                }
-            )
-    return found
+    at = np.argwhere((burns[:, :, 0] > 0) & days[None, :])  # luminaire, then day order
+    picked = burns[at[:, 0], at[:, 1]]
+    stamps = iso_seconds(picked[:, 2:4].ravel())
+    kwh_values = picked[:, 1] * interval_h / 1000.0
+    energy = np.where(np.isfinite(kwh_values), kwh_values, np.nan).tolist()
+    energy = [e if e == e else None for e in energy]  # NaN → null: the rows are plain JSON
+    records = picked[:, 0].astype(np.int64).tolist()
+    dates = [d.isoformat() for d in f.cal.dates]
+    return [
+        {
+            "device_id": f.ids[k],
+            "date": dates[j],
+            "records": n,
+            "hours": float(n) * interval_h,
+            "energy_kwh": kwh,
+            "first": stamps[2 * i],
+            "last": stamps[2 * i + 1],
+        }
+        for i, ((k, j), n, kwh) in enumerate(zip(at.tolist(), records, energy, strict=True))
+    ]

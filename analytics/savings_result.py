@@ -221,6 +221,9 @@ def savings_json(r: SavingsResult) -> dict[str, object]:
         },
         "input_sha256": r.input_sha256,
     }
+    keys = list(out)
+    out.pop("day_burning")  # plain JSON already (`savings_frame.day_burning_rows`)
     safe = _json_safe(out)
     assert isinstance(safe, dict)
-    return safe
+    safe["day_burning"] = list(r.day_burning)
+    return {k: safe[k] for k in keys}

@@ -1,7 +1,8 @@
 """The streetlight pilot dashboard: what the luminaires do and what it saves.
 
 Raw telemetry (power, dim level, vehicles) is bucketed with ``time_bucket`` at the panel's
-``$__interval`` over short ranges and read from the hourly rollup over long ones, so a
+``$__interval`` over short ranges and read from the hourly rollups over long ones (the
+pilot's sums when every device is selected, each device's hours otherwise), so a
 90-day range neither scans 13 million rows nor draws more than a few thousand points;
 nightly energy and savings come from the persisted analytics (``savings_nightly``,
 ``analytics_summary``), not from a rescan or the stored result documents.

@@ -39,7 +39,7 @@ from kcity.device_commands import profiles_by_night
 from kcity.dropped import require_raw
 from kcity.registry import get_pilot
 from kcity.savings_cache import BaselineRead, baseline_rows_span, baseline_summary
-from kcity.savings_nights import night_accounts
+from kcity.savings_nights import Validity, night_accounts, read_run, stored_run
 from kcity.window import Window, WindowError
 
 
@@ -173,10 +173,24 @@ def run_savings(
         require_raw(conn, pilot.kind, reads.baseline.start, reads.baseline.end, "its baseline")
     if params.control_group:
         require_raw(conn, pilot.kind, *reads.pool_span, "its control group's pool")
-    baseline = None
+    nights = reuse_baseline or persist  # from kept luminaire-nights, else every row as before
+    span = (reads.start, reads.end)
     if reads.baseline is not None:
+        span = (min(span[0], reads.baseline.start), max(span[1], reads.baseline.end))
+    validity = (
+        stored_run(conn, pilot.id)
+        if persist
+        else read_run(conn, pilot.id, params, ids, span)
+        if reuse_baseline
+        else Validity(None)
+    )
+    baseline = None
+    if params.baseline_start is not None and params.baseline_end is not None:
+        trusted = validity.trusted(
+            ids, params.baseline_start - timedelta(days=1), params.baseline_end + timedelta(days=1)
+        )
         baseline, _ = baseline_summary(
-            conn, pilot.id, params, ids, reuse=reuse_baseline, store=persist
+            conn, pilot.id, params, ids, reuse=reuse_baseline, store=persist, trusted=trusted
         )
     events = queries.load_events(conn, ids, reads.start, reads.end)
     control = set(params.control_group)
@@ -185,7 +199,7 @@ def run_savings(
         lit = queries.load_lamp_on(conn, sorted(control & set(ids)), *reads.pool_span)
         return pool_parts(lit, control)
 
-    if reuse_baseline or persist:
+    if nights:
         calendar = savings_calendar(params, window.start, window.end)
         first = calendar.index(window.start)
         reporting = list(range(first, first + (window.end - window.start).days))
@@ -198,8 +212,8 @@ def run_savings(
             reporting,
             (reads.start, reads.end),
             baseline,
+            validity,
             reuse=reuse_baseline,
-            store=persist,
         )
         result = combine_savings(
             accounts, events, params, window.start, window.end, ids, baseline=baseline, pool=pool

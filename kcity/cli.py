@@ -2,13 +2,16 @@
 
 Settings are read once here and handed to the commands through the Typer context. User
 mistakes end as one line on stderr and a non-zero exit, never a traceback.
+
+Building the app imports only Typer and the thin command modules: each verb imports what
+it needs when it runs, so `kcity --help`, `kcity status` or a cron job's verb do not pay
+for numpy, scipy, the web stack or Grafana's client (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
 
 import sys
 
-import psycopg
 import typer
 
 # Typer ≥ 0.29 vendors its own Click; its usage errors are only importable from there.
@@ -18,7 +21,6 @@ from analytics.errors import AnalyticsError
 from devices.errors import DevicesError
 from kcity.commands import register
 from kcity.errors import KcityError
-from kcity.settings import load_settings
 
 app = typer.Typer(
     name="kcity",
@@ -32,6 +34,8 @@ app = typer.Typer(
 @app.callback()
 def root(ctx: typer.Context) -> None:
     """Read the settings once for every command."""
+    from kcity.settings import load_settings  # pydantic: not needed by `kcity --help`
+
     ctx.obj = load_settings()
 
 
@@ -58,7 +62,12 @@ def main() -> None:
         fail("aborted", 130)
     except USER_ERRORS as exc:
         fail(str(exc))
-    except psycopg.Error as exc:  # what no layer translated: still one line, not a traceback
+    except Exception as exc:
+        # A psycopg error no layer translated: still one line, not a traceback. psycopg is
+        # loaded only by verbs that reach the database; if it is not, none was raised.
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
         detail = str(exc).strip().splitlines()
         fail(f"database error: {detail[0] if detail else type(exc).__name__}")
     sys.exit(code if isinstance(code, int) else 0)

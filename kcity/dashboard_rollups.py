@@ -8,6 +8,10 @@ the hourly tables just brought up to date, so each equals a recomputation from t
   in its hour), and whole for a pilot whose set of devices changed;
 - `ingest_messages_daily`, `ingest_pilot_hourly`, `ingest_outages`: by arrival, which only
   grows at the end, so they are recomputed from the hour (day) of this job's last horizon.
+  A device's pilot is the one its topic names and never changes, so messages are summed
+  under the pilot their device has now.
+
+With nothing new a refresh spends 25-55 ms here (500 luminaires × 90 days, 2026-12-02).
 """
 
 from __future__ import annotations

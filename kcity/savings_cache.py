@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -162,9 +162,12 @@ def baseline_summary(
     *,
     reuse: bool = True,
     store: bool = False,
+    trusted: Collection[str] = (),
 ) -> tuple[BaselineSummary, BaselineRead]:
     """The pilot's baseline summary: valid cached rows reused (`reuse`), the rest summarised
-    from their rows, and written back when `store` (the caller commits)."""
+    from their rows, and written back when `store` (the caller commits). The cached rows of
+    `trusted` devices are taken as valid without counting their rows: no row reached their
+    baseline span since the last stored run checked them (`kcity.savings_nights.Validity`)."""
     read = baseline_rows_span(params)
     key = params_key(params)
     if not reuse and not store:  # from scratch, nothing kept: no need to know the marks
@@ -172,9 +175,13 @@ def baseline_summary(
         fresh: dict[str, BaselineLuminaire | None] = {}
         stale = sorted(device_ids)
     else:
-        marks = queries.arrival_marks(conn, device_ids, read.start, read.end)
+        vouched = set() if store else set(trusted) & set(device_ids)
+        check = [d for d in device_ids if d not in vouched]
+        marks = queries.arrival_marks(conn, check, read.start, read.end) if check else {}
         cached = _cached(conn, pilot_id, key, read.calendar.dates) if reuse else {}
-        fresh = {d: lum for d, (mark, lum) in cached.items() if marks.get(d) == mark}
+        fresh = {
+            d: lum for d, (mark, lum) in cached.items() if d in vouched or marks.get(d) == mark
+        }
         stale = sorted(set(marks) - set(fresh))
     rows = queries.load_luminaires(
         conn, stale, read.start, read.end, read.calendar, read.lead_s, every_lamp_on=False

@@ -33,7 +33,7 @@ from analytics.luminaire_nights import (
     NightTable,
     SavingsParams,
 )
-from analytics.night_accounts import DIGEST_BYTES, DayBurn, NightAccounts, account_series
+from analytics.night_accounts import BURN_FIELDS, DIGEST_BYTES, NightAccounts, account_series
 from analytics.nights import NightCalendar
 from analytics.savings_baseline import BaselineSummary
 from analytics.savings_result import METHOD_VERSION
@@ -51,9 +51,13 @@ SELECT least(clock_timestamp(),
 """
 
 # Local dates of rows received since a horizon: their units and the ones before are stale.
+# Only `received_at` in the inner scan, so that its BRIN index is what finds them.
 _TOUCHED = """
-SELECT DISTINCT device_id, (ts AT TIME ZONE %(tz)s)::date FROM streetlight_readings
-WHERE received_at >= %(since)s AND device_id = ANY(%(ids)s) AND ts >= %(lo)s AND ts < %(hi)s
+WITH r AS MATERIALIZED (
+    SELECT device_id, ts FROM streetlight_readings WHERE received_at >= %(since)s
+)
+SELECT DISTINCT device_id, (ts AT TIME ZONE %(tz)s)::date FROM r
+WHERE device_id = ANY(%(ids)s) AND ts >= %(lo)s AND ts < %(hi)s
 """
 
 _COLUMNS = (
@@ -71,6 +75,8 @@ def params_key(params: SavingsParams) -> str:
         "gap_factor": GAP_FACTOR,
         "full_level_pct": FULL_LEVEL_PCT,
         "day_burning_tolerance_min": params.day_burning_tolerance_min,
+        # the baseline rows the same horizon vouches for (`Validity.trusted`)
+        "baseline": [str(params.baseline_start), str(params.baseline_end)],
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -94,7 +100,7 @@ class _Units:
     sources: dict[str, FloatArray]
     digests: dict[str, np.ndarray]
     records: dict[str, IntArray]
-    burns: dict[str, dict[int, DayBurn]]
+    burns: dict[str, FloatArray]
     have: dict[str, np.ndarray]  # which nights are filled
 
     @classmethod
@@ -111,7 +117,7 @@ class _Units:
         self.sources[device_id] = np.zeros((n, len(SOURCES)))
         self.digests[device_id] = np.zeros((n, DIGEST_BYTES), dtype=np.uint8)
         self.records[device_id] = np.zeros(n, dtype=np.int64)
-        self.burns[device_id] = {}
+        self.burns[device_id] = np.zeros((n, len(BURN_FIELDS)))
         self.have[device_id] = np.zeros(n, dtype=bool)
 
 
@@ -131,10 +137,19 @@ def _touched(
     lo: datetime,
     hi: datetime,
 ) -> set[tuple[str, date]]:
-    """(device, night) units rows received since `since` in [lo, hi) may have changed."""
+    """(device, night) units rows received since `since` in [lo, hi) may have changed.
+
+    The planner takes a chunk whose arrival order is not its storage order (a bulk load) for
+    one BRIN cannot narrow, and scans it whole (0.2 s at 13 M rows; the BRIN index reads
+    30 pages): sequential scans are off for this one statement."""
+    was = conn.execute("SELECT current_setting('enable_seqscan')").fetchone()
+    conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
     rows = conn.execute(
         _TOUCHED, {"tz": tz, "since": since, "ids": list(ids), "lo": lo, "hi": hi}
-    ).fetchall()
+    ).fetchall()  # a failure aborts the transaction, and the setting with it
+    conn.execute(
+        "SELECT set_config('enable_seqscan', %s, true)", ("on" if was is None else was[0],)
+    )
     return {(r[0], r[1] - timedelta(days=k)) for r in rows for k in (0, 1)}
 
 
@@ -163,10 +178,7 @@ def _read_kept(
         units.burning[device_id][cols] = a[3]
         units.actual[device_id][cols] = a[4]
         units.sources[device_id][cols] = np.stack(a[5:9], axis=1)
-        burns = units.burns[device_id]
-        for n, k, p, lo, hi in zip(cols, a[9], a[10], a[11], a[12], strict=True):
-            if k:
-                burns[int(n)] = DayBurn(int(k), float(p), float(lo), float(hi))
+        units.burns[device_id][cols] = np.stack([a[9].astype(np.float64), *a[10:13]], axis=1)
         units.digests[device_id][cols] = np.frombuffer(a[13].tobytes(), dtype=np.uint8).reshape(
             -1, DIGEST_BYTES
         )
@@ -215,8 +227,7 @@ def _account(
                 column[device_id][take] = 0.0
             units.digests[device_id][take] = 0
             units.records[device_id][take] = 0
-            for n in take.tolist():
-                units.burns[device_id].pop(n, None)
+            units.burns[device_id][take] = 0.0
             k = rows.get(device_id)
             if k is None:
                 continue  # no rows: zeros
@@ -227,9 +238,8 @@ def _account(
             units.sources[device_id][take] = t.sources[k, take]
             units.digests[device_id][take] = got.digests[k, take]
             units.records[device_id][take] = got.rows[k, take]
+            units.burns[device_id][take] = got.burns[k, take]
             for n in take.tolist():
-                if n in got.burns[k]:
-                    units.burns[device_id][n] = got.burns[k][n]
                 full.setdefault(device_id, []).append((n, got.full_w[k][got.full_night[k] == n]))
 
 
@@ -258,7 +268,7 @@ def _store(
     ):
         for device_id in sorted(stale):
             for n in sorted(stale[device_id]):
-                burn = units.burns[device_id].get(n)
+                burn = units.burns[device_id][n]
                 copy.write_row(
                     (
                         pilot_id, device_id, calendar.dates[n],
@@ -267,10 +277,7 @@ def _store(
                         float(units.actual[device_id][n]),
                         units.sources[device_id][n].tolist(),
                         samples.get((device_id, n), np.empty(0)).tolist(),
-                        0 if burn is None else burn.records,
-                        0.0 if burn is None else burn.power_sum_w,
-                        0.0 if burn is None else burn.first,
-                        0.0 if burn is None else burn.last,
+                        int(burn[0]), float(burn[1]), float(burn[2]), float(burn[3]),
                         units.digests[device_id][n].tobytes(),
                     )
                 )  # fmt: skip
@@ -319,6 +326,51 @@ def _present(
     return {r[0] for r in rows}
 
 
+@dataclass(frozen=True)
+class Validity:
+    """What kept units, and the baseline rows of `kcity.savings_cache`, are valid for.
+
+    `since`: the pilot's horizon (None: nothing kept with these parameters); `touched`:
+    (device, night) units that rows received since may have changed (a read's); `new`: a
+    stored run's horizon, kept with its units."""
+
+    since: datetime | None
+    touched: frozenset[tuple[str, date]] = frozenset()
+    new: datetime | None = None
+
+    def trusted(self, device_ids: Sequence[str], first: date, last: date) -> list[str]:
+        """Devices no row received since the horizon touches in the nights `first` … `last`:
+        a stored run (which checks every device's baseline rows) left them as they are."""
+        if self.since is None:
+            return []
+        moved = {d for d, night in self.touched if first <= night <= last}
+        return [d for d in device_ids if d not in moved]
+
+
+def stored_run(conn: psycopg.Connection, pilot_id: str, *, slack_s: float = SLACK_S) -> Validity:
+    """Begin a stored run: wait for the pilot's other stored runs (a transaction lock), and
+    take the horizon its kept units and baseline rows will be valid for."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_ID, pilot_id))
+    row = conn.execute(_NEXT_HORIZON, (slack_s,)).fetchone()
+    assert row is not None
+    return Validity(None, new=row[0])
+
+
+def read_run(
+    conn: psycopg.Connection,
+    pilot_id: str,
+    params: SavingsParams,
+    device_ids: Sequence[str],
+    span: tuple[datetime, datetime],
+) -> Validity:
+    """A read's view: the horizon, and the units rows received since touch within `span`."""
+    since = _horizon(conn, pilot_id, params_key(params))
+    if since is None:
+        return Validity(None)
+    lo, hi = span[0] - timedelta(days=1), span[1]
+    return Validity(since, frozenset(_touched(conn, device_ids, params.timezone, since, lo, hi)))
+
+
 def night_accounts(
     conn: psycopg.Connection,
     pilot_id: str,
@@ -328,28 +380,21 @@ def night_accounts(
     reporting: Sequence[int],
     span: tuple[datetime, datetime],
     baseline: BaselineSummary | None,
+    validity: Validity,
     *,
     reuse: bool = True,
-    store: bool = False,
-    slack_s: float = SLACK_S,
 ) -> tuple[NightAccounts, NightsRead]:
     """The accounts of the `reporting` nights (indices of `calendar`, the computation's) of
-    the pilot's luminaires: kept units where valid (`reuse`), the rest from their rows, and
-    written back when `store` (the caller commits). `span` is the window's read span (which
-    luminaires appear); the luminaires of `baseline` appear too, as in `compute_savings`."""
+    the pilot's luminaires: kept units where `validity` says so (and `reuse`), the rest from
+    their rows, and written back in a stored run (`validity.new`; the caller commits).
+    `span` is the window's read span (which luminaires appear); the luminaires of `baseline`
+    appear too, as in `compute_savings`."""
     key = params_key(params)
-    first_local = datetime.combine(calendar.dates[reporting[0]], datetime.min.time(), UTC)
-    lo = min(span[0], first_local) - timedelta(days=1)
     units = _Units.empty(len(calendar))
     full: dict[str, list[tuple[int, FloatArray]]] = {}
-    horizon: datetime | None = None
-    if store:
-        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_ID, pilot_id))
-        row = conn.execute(_NEXT_HORIZON, (slack_s,)).fetchone()
-        assert row is not None
-        horizon = row[0]
-    since = _horizon(conn, pilot_id, key) if reuse or store else None
-    touched: set[tuple[str, date]] = set()
+    store = validity.new is not None
+    since = _horizon(conn, pilot_id, key) if store else validity.since
+    touched: frozenset[tuple[str, date]] = frozenset() if store else validity.touched
     if store:
         if since is None:
             conn.execute("DELETE FROM savings_nights WHERE pilot_id = %s", (pilot_id,))
@@ -362,8 +407,6 @@ def night_accounts(
                     " WHERE n.pilot_id = %s AND n.device_id = g.d AND n.night = g.t",
                     ([d for d, _ in gone], [t for _, t in gone], pilot_id),
                 )
-    elif since is not None:
-        touched = _touched(conn, device_ids, params.timezone, since, lo, span[1])
     if since is not None and reuse:
         _read_kept(conn, pilot_id, device_ids, calendar, reporting, units)
     stale: dict[str, set[int]] = {}
@@ -374,13 +417,12 @@ def night_accounts(
                 stale.setdefault(device_id, set()).add(n)
     _account(conn, stale, calendar, params, units, full)
     if store:
-        assert horizon is not None
         _store(conn, pilot_id, stale, calendar, units, full)
         conn.execute(
             "INSERT INTO savings_night_horizons (pilot_id, params_key, horizon)"
             " VALUES (%s, %s, %s) ON CONFLICT (pilot_id) DO UPDATE SET"
             " params_key = excluded.params_key, horizon = excluded.horizon",
-            (pilot_id, key, horizon),
+            (pilot_id, key, validity.new),
         )
     with_rows = {d for d, r in units.records.items() if r[list(reporting)].any()}
     listed = {b.device_id for b in baseline.luminaires} if baseline is not None else set()
@@ -442,10 +484,19 @@ def _assemble(
         table,
         tuple(full_w),
         tuple(full_night),
-        tuple(units.burns[i] for i in ids),
+        np.stack([units.burns[i] for i in ids]) if ids else np.zeros((*shape, len(BURN_FIELDS))),
         digests,
         np.stack([units.records[i] for i in ids]) if ids else np.zeros(shape, dtype=np.int64),
     )
 
 
-__all__ = ["LOCK_ID", "SLACK_S", "NightsRead", "night_accounts", "params_key"]
+__all__ = [
+    "LOCK_ID",
+    "SLACK_S",
+    "NightsRead",
+    "Validity",
+    "night_accounts",
+    "params_key",
+    "read_run",
+    "stored_run",
+]

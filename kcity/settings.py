@@ -15,7 +15,6 @@ from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kcity.errors import SettingsError
-from kcity.grants import API_ROLE, INGEST_ROLE, READER_ROLE
 
 STACK_ENV = "stack.env"
 PGPASS = "pgpass"  # <data_dir>/pgpass: the local cluster's passwords (libpq format, 0600)
@@ -102,15 +101,21 @@ class Settings(BaseSettings):
 
     @property
     def ingest_db_url(self) -> str:
+        from kcity.grants import INGEST_ROLE  # grants loads psycopg: not at start-up
+
         return self.ingest_database_url or self.database_url_as(INGEST_ROLE)
 
     @property
     def api_db_url(self) -> str:
+        from kcity.grants import API_ROLE
+
         return self.api_database_url or self.database_url_as(API_ROLE)
 
     @property
     def grafana_db_url(self) -> str:
         """Grafana stores a password, not a file name: the reader's URL with its password."""
+        from kcity.grants import READER_ROLE
+
         url = self.grafana_database_url or self.database_url_as(READER_ROLE)
         parts = urlsplit(url)
         passfile = parse_qs(parts.query).get("passfile")

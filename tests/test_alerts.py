@@ -524,3 +524,99 @@ def test_border_rule_follows_the_pilots_patrol_modes_and_sensor(tx: psycopg.Conn
     assert first_edge_fired()  # "patrol" is not this pilot's patrol mode
     fly("AUTO", T - timedelta(minutes=20))
     assert first_edge_fired() == set()
+
+
+def _destination(lon: float, lat: float, bearing: float, km: float) -> tuple[float, float]:
+    """The point `km` from (lon, lat) along `bearing` [rad] on the sphere of `_km`."""
+    d, phi, lam = km / 6371.0088, math.radians(lat), math.radians(lon)
+    phi2 = math.asin(math.sin(phi) * math.cos(d) + math.cos(phi) * math.sin(d) * math.cos(bearing))
+    lam2 = lam + math.atan2(
+        math.sin(bearing) * math.sin(d) * math.cos(phi),
+        math.cos(d) - math.sin(phi) * math.sin(phi2),
+    )
+    return math.degrees(lam2), math.degrees(phi2)
+
+
+def test_border_rule_finds_every_footprint_that_reaches_a_midpoint(tx: psycopg.Connection) -> None:
+    """The rule meets points and midpoints through a grid of 0.01° cells; held here to every
+    point against every midpoint (haversine). First small footprints just across the cell
+    boundaries the border runs along (a rule that looked in the midpoint's own cell only
+    would miss them), then footprints from 20 m to 2 km, just inside or just outside their
+    reach, recent and stale."""
+    import random
+
+    rng = random.Random(5)
+    # Along a parallel 0.0002° north of a cell boundary, then along a meridian 0.0002° east
+    # of one; lengths well away from whole kilometres (pieces: ceil(km) by any formula).
+    south = _destination(104.6702, 16.7002, math.pi, 4.5)[1]
+    border = {
+        "type": "LineString",
+        "coordinates": [[104.6102, 16.7002], [104.6702, 16.7002], [104.6702, south]],
+    }
+    _pilot(tx, "mukdahan.toml", max_revisit_s=4 * 3600, border=border)
+    _device(tx, "mukdahan-dr-01", "mukdahan", T)
+    mids: list[tuple[float, float, float]] = []  # lon, lat, km along the border
+    along = 0.0
+    for (lon1, lat1), (lon2, lat2) in _edges(border):
+        km = _km([lon1, lat1], [lon2, lat2])
+        assert abs(km - round(km)) > 0.1
+        parts = math.ceil(km)
+        for k in range(parts):
+            f = (k + 0.5) / parts
+            mids.append((lon1 + (lon2 - lon1) * f, lat1 + (lat2 - lat1) * f, along + km * f))
+        along += km
+    hfov = 70.0
+
+    def reach_km(agl: float) -> float:
+        return agl * math.tan(math.radians(hfov / 2)) / 1000
+
+    points: list[tuple[datetime, float, float, float]] = []  # ts, lon, lat, agl
+
+    def add(lon: float, lat: float, agl: float, ratio: float, bearing: float) -> None:
+        plon, plat = _destination(lon, lat, bearing, reach_km(agl) * ratio)
+        # Away from every midpoint's reach boundary: the rule's flat-earth metric and the
+        # haversine here differ by under 1 %.
+        if any(0.97 < _km([plon, plat], [m[0], m[1]]) / reach_km(agl) < 1.03 for m in mids):
+            return
+        ago = rng.choice((rng.uniform(0.1, 3.9), rng.uniform(4.1, 7.9), rng.uniform(8.1, 9)))
+        points.append((T - timedelta(hours=ago), plon, plat, agl))
+
+    def check() -> None:
+        tx.execute("DELETE FROM drone_readings")
+        with tx.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO drone_readings (device_id, ts, flight_id, lat, lon, agl_m, mode,"
+                " camera_on, gps_fix) VALUES ('mukdahan-dr-01', %s, 'f', %s, %s, %s,"
+                " 'patrol', true, 3)",
+                [(ts, plat, plon, agl) for ts, plon, plat, agl in points],
+            )
+        # Per midpoint the newest point whose footprint reaches it, looking back 8 h.
+        truth: dict[int, float] = {}
+        for i, (mlon, mlat, _) in enumerate(mids):
+            seen = [
+                ts
+                for ts, plon, plat, agl in points
+                if ts > T - timedelta(hours=8) and _km([plon, plat], [mlon, mlat]) <= reach_km(agl)
+            ]
+            last = max(seen, default=None)
+            if last is None or last < T - timedelta(hours=4):
+                truth[i] = round((T - last).total_seconds() / 60, 1) if last else 480.0
+        got: dict[int, float] = {}
+        for (_, label), value in evaluate(tx, "kcity-border-uncovered").items():
+            km = float(label.removeprefix("km "))  # the nearest midpoint (within 0.1 km)
+            i = min(range(len(mids)), key=lambda j: abs(mids[j][2] - km))
+            assert i not in got
+            got[i] = value
+        assert 0 < len(truth) < len(mids)
+        assert got == pytest.approx(truth, abs=0.051)
+
+    for i, (lon, lat, _) in enumerate(mids):  # 100 m footprints, 94 m away, across the line
+        if i % 4:
+            add(lon, lat, 150.0, 0.9, math.pi if lat == 16.7002 else 1.5 * math.pi)
+    check()
+    for lon, lat, _ in mids:
+        for _ in range(rng.randint(0, 3)):
+            agl = rng.choice((30.0, 150.0, rng.uniform(20, 2800)))
+            add(lon, lat, agl, rng.choice((rng.uniform(0.2, 0.96), rng.uniform(1.04, 1.6))),
+                rng.uniform(0, 2 * math.pi))  # fmt: skip
+    check()

@@ -2,7 +2,8 @@
 the same data, with Grafana's macros expanded, they must give the numbers computed here in
 plain Python from the rows that were stored — including rows that arrived after a refresh
 for minutes already rolled up (late data updates its minute) and NULLs where a record lacks
-a value — and short ranges still read the raw rows."""
+a value — and short ranges still read the raw rows. The table itself equals a recount of the
+stored rows, row for row."""
 
 from __future__ import annotations
 
@@ -176,6 +177,37 @@ def test_long_range_drone_panels_read_minutes_with_the_raw_numbers(db_url: str, 
         _insert(conn, [*late, extra])
         rows.append(extra)
         refresh(conn, slack_s=0.0)
+
+        # The table itself, row for row, against a recount of the stored rows.
+        recount: dict[tuple[Any, ...], list[Any]] = {}
+        for r in rows:
+            key = (r["device_id"], r["ts"].replace(second=0, microsecond=0), r["mode"] or "")
+            fix = r["gps_fix"] is not None and r["gps_fix"] >= 3
+            power = None if r["battery_v"] is None else r["battery_v"] * r["battery_a"]
+            acc = recount.setdefault(key, [0, 0, [], [], [], [], [], [], []])
+            acc[0] += 1
+            acc[1] += fix
+            at_fix = [r[c] if fix else None for c in ("lat", "lon", "agl_m")]
+            values = [*at_fix, power, r["gen_power_w"], r["fuel_l"], r["rssi_dbm"]]
+            for slot, value in enumerate(values, start=2):
+                if value is not None:
+                    acc[slot].append(value)
+        stored = conn.execute(
+            "SELECT device_id, minute, mode, records, fix_records, lat_sum, lon_sum, agl_sum,"
+            " agl_records, battery_w_sum, battery_w_n, gen_w_sum, gen_w_n, fuel_sum, fuel_n,"
+            " rssi_sum, rssi_n, rssi_min FROM drone_minutely WHERE device_id = ANY(%s)",
+            (devices,),
+        ).fetchall()
+        assert {tuple(r[:3]) for r in stored} == set(recount)
+        for r in stored:
+            n, fix, lat, lon, agl, power, gen, fuel, rssi = recount[tuple(r[:3])]
+            total = [sum(v) if v else None for v in (lat, lon, agl, power, gen, fuel, rssi)]
+            assert r[3:] == (
+                n, fix, pytest.approx(total[0]), pytest.approx(total[1]), pytest.approx(total[2]),
+                len(agl), pytest.approx(total[3]), len(power), pytest.approx(total[4]), len(gen),
+                pytest.approx(total[5]), len(fuel), pytest.approx(total[6]), len(rssi),
+                min(rssi, default=None),
+            )  # fmt: skip
 
         start, end = T0, T0 + timedelta(days=DAYS) - timedelta(microseconds=1)
         for size in (timedelta(hours=1), timedelta(minutes=5), timedelta(days=1)):

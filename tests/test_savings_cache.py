@@ -29,7 +29,7 @@ from devices.sim import simulate_streetlights
 from kcity.analyses import Window, run_savings, savings_params
 from kcity.registry import apply_pilot, get_pilot
 from kcity.savings_cache import baseline_summary
-from kcity.savings_nights import NightsRead, night_accounts
+from kcity.savings_nights import NightsRead, night_accounts, read_run, stored_run
 from kcity.simulation import streetlight_config
 
 PILOTS = Path(__file__).resolve().parent.parent / "pilots"
@@ -77,10 +77,14 @@ def _nights_read(
     first = calendar.index(window.start)
     reporting = list(range(first, first + (window.end - window.start).days))
     span = window.utc(pilot.timezone, extra_days=1)
+    validity = (
+        stored_run(conn, "madiun", slack_s=slack_s)
+        if store
+        else read_run(conn, "madiun", params, ids, span)
+    )
     _, read = night_accounts(
-        conn, "madiun", params, ids, calendar, reporting, span, baseline, store=store,
-        slack_s=slack_s,
-    )  # fmt: skip
+        conn, "madiun", params, ids, calendar, reporting, span, baseline, validity
+    )
     conn.commit() if store else conn.rollback()
     return read
 
@@ -175,7 +179,7 @@ def test_a_late_record_in_the_baseline_invalidates_its_luminaire(seeded: str) ->
         # Off the 5-minute grid, at full level, 20 W above the luminaire: its median moves.
         late = datetime(2026, 10, 3, 16, 2, 30, tzinfo=UTC)  # 23:02:30 local
         watts = next(r for r in before["per_luminaire"] if r["device_id"] == device)
-        _store(conn, [(device, late, watts["full_power_w"] + 20.0, None, 100.0, True)])
+        _store(conn, [(device, late, watts["full_power_w"] + 20.0, None, 100.0, True)], late=True)
         conn.commit()
         _, read = baseline_summary(conn, "madiun", params, ids)
         assert read.summarised == 1, "only the luminaire with the late record is re-read"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,21 @@ def test_broker_refuses_anonymous_accepts_ingest_account(stack: LocalStack) -> N
     assert _connect(stack, None, None) != 0
     assert _connect(stack, s.mqtt_username, "wrong-password") != 0
     assert _connect(stack, s.mqtt_username, s.mqtt_password) == 0
+
+
+def test_up_refuses_a_port_another_program_holds(stack_env: dict[str, str], tmp_path: Path) -> None:
+    """Another program on the broker's port would answer in its place (another stack's
+    broker refused our logins as "Not authorized"): `kcity up` names the port instead."""
+    port = int(stack_env["KCITY_MQTT_URL"].rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        try:
+            up = kcity(["up", "--no-services"], stack_env, tmp_path)
+        finally:
+            kcity(["down"], stack_env, tmp_path)
+    assert up.returncode == 1
+    assert up.stderr.strip().splitlines() == [
+        f"kcity: error: port {port} on 127.0.0.1, which mosquitto needs, is in use by another"
+        " program (another K-City stack?): stop it, or set KCITY_MQTT_URL to a free port"
+    ]

@@ -8,10 +8,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from kcity.db import connect
 
 if TYPE_CHECKING:
     from kcity.window import Window
@@ -60,6 +56,9 @@ def _print(body: dict[str, Any], as_json: bool, title: str, rows: list[tuple[str
     if as_json:
         print(json.dumps(body, indent=2, default=str))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("figure", "value", title=title)
     for name, value in rows:
         table.add_row(name, value)
@@ -78,6 +77,8 @@ def savings(
     as_json: AsJson = False,
 ) -> None:
     """Verified energy savings of a streetlight pilot (IPMVP Option B)."""
+    from kcity.db import connect
+
     window = _window(start, end)
     with connect(ctx.obj.database_url) as conn:
         from kcity.analyses import run_savings  # scipy and shapely load only when needed
@@ -111,6 +112,8 @@ def coverage(
     as_json: AsJson = False,
 ) -> None:
     """Patrol coverage and hybrid energy of a drone pilot."""
+    from kcity.db import connect
+
     window = _window(start, end)
     with connect(ctx.obj.database_url) as conn:
         from kcity.analyses import run_coverage
@@ -165,6 +168,8 @@ def quality(
     as_json: AsJson = False,
 ) -> None:
     """Data quality per device and day: completeness, gaps, duplicates, dead letters, skew."""
+    from kcity.db import connect
+
     window = _window(start, end)
     with connect(ctx.obj.database_url) as conn:
         from kcity.analyses import run_quality

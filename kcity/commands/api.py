@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from kcity.settings import Settings
+if TYPE_CHECKING:
+    from kcity.settings import Settings
 
 app = typer.Typer(help="The HTTP API.", no_args_is_help=True)
 

@@ -7,13 +7,14 @@ import os
 import signal
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kcity.bridges import Supervisor, bridge_config, registered_pilots
 from kcity.errors import KcityError
-from kcity.settings import Settings
+
+if TYPE_CHECKING:
+    from kcity.settings import Settings
 
 app = typer.Typer(help="LoRaWAN network-server bridges.", no_args_is_help=True)
 
@@ -31,6 +32,8 @@ def run(
     Pilots applied, changed or removed while it runs are picked up within seconds. Named
     with --pilot, each must be registered with its credentials set, or nothing starts.
     """
+    from kcity.bridges import Supervisor, bridge_config, registered_pilots
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

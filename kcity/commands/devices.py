@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from kcity import onboarding, provisioning, registry
-from kcity.db import connect
-from kcity.settings import Settings
-from kcity.stack.broker_admin import platform_admin
+if TYPE_CHECKING:
+    from kcity.settings import Settings
 
 Commissioned = Annotated[
     datetime | None,
@@ -52,6 +48,10 @@ def provision(
     ),
 ) -> None:
     """Create a device and print its MQTT credentials; on an existing device, rotate them."""
+    from kcity import onboarding, provisioning
+    from kcity.db import connect
+    from kcity.stack.broker_admin import platform_admin
+
     s: Settings = ctx.obj
     eui = onboarding.normalize_dev_eui(dev_eui) if dev_eui is not None else None
     with (
@@ -92,6 +92,10 @@ def revoke(
     device: str = typer.Argument(..., help="Device id."),
 ) -> None:
     """Withdraw a device's credentials; a connected device is disconnected at once."""
+    from kcity import provisioning
+    from kcity.db import connect
+    from kcity.stack.broker_admin import platform_admin
+
     s: Settings = ctx.obj
     with (
         connect(s.database_url) as conn,
@@ -107,6 +111,10 @@ def acls(
     pilot: str | None = typer.Argument(None, help="Only this pilot's devices."),
 ) -> None:
     """Re-apply the broker ACLs of every active device (after an upgrade adds a topic)."""
+    from kcity import registry
+    from kcity.db import connect
+    from kcity.stack.broker_admin import platform_admin
+
     s: Settings = ctx.obj
     with (
         connect(s.database_url) as conn,
@@ -129,6 +137,9 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Devices with their kind, state and when they were last seen."""
+    from kcity import registry
+    from kcity.db import connect
+
     with connect(ctx.obj.database_url) as conn:
         found = registry.list_devices(conn, pilot)
     if as_json:
@@ -151,6 +162,9 @@ def list_(
     if not found:
         print("no devices; provision one with 'kcity devices provision PILOT DEVICE'")
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("device", "pilot", "kind", "state", "last seen", title="Devices")
     for d in found:
         seen = d.last_seen.isoformat(timespec="seconds") if d.last_seen else "never"

@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from kcity.db import connect
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from kcity.evidence.verify import Verdict
 
 DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
@@ -35,6 +32,16 @@ def export(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Evidence bundle: the raw rows, definition, registry and results of a window."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from kcity.db import connect
     from kcity.errors import BundleError
     from kcity.evidence.export import FORMATS, export_bundle
     from kcity.window import Window
@@ -81,6 +88,8 @@ def _show(value: Any) -> str:
 
 
 def print_verdict(verdict: Verdict, console: Console) -> None:
+    from rich.table import Table
+
     table = Table("check", "figure", "stored", "recomputed", "match", title=str(verdict.bundle))
     for c in verdict.checks:
         if c.kind == "file" and c.ok:
@@ -104,6 +113,8 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Re-compute every figure of a bundle offline; exit 1 on any mismatch or tampering."""
+    from rich.console import Console
+
     from kcity.evidence.verify import verify_bundle
 
     verdict = verify_bundle(bundle)

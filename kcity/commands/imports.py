@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import TaskID
 
-from devices.flight_log import FlightLog
-from kcity import log_import
-from kcity.db import connect
-from kcity.progress import progress_bar
-from kcity.settings import Settings
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from devices.flight_log import FlightLog
+    from kcity.log_import import ImportSummary
+    from kcity.settings import Settings
 
 app = typer.Typer(help="Import recorded device data.", no_args_is_help=True)
 
@@ -51,6 +51,10 @@ def log_(
     as_json: JsonOpt = False,
 ) -> None:
     """Store a drone's flight log as records and events of one provisioned device."""
+    from kcity import log_import  # numpy, pymavlink, pyulog: only for this verb
+    from kcity.db import connect
+    from kcity.progress import progress_bar
+
     s: Settings = ctx.obj
     flight = flight_id or file.stem[:64] or "flight"
     bar = progress_bar(stderr=True)
@@ -88,7 +92,7 @@ def _report(
     pilot: str,
     device: str,
     log: FlightLog,
-    summary: log_import.ImportSummary,
+    summary: ImportSummary,
     as_json: bool,
 ) -> None:
     body: dict[str, Any] = {

@@ -10,9 +10,7 @@ from types import FrameType
 import typer
 
 from ingest.errors import IngestError
-from ingest.service import run as run_service
 from kcity.errors import KcityError
-from kcity.stack.ingest_workers import ingest_config
 
 app = typer.Typer(help="The MQTT ingest service.", no_args_is_help=True)
 
@@ -28,6 +26,9 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every connection event."),
 ) -> None:
     """Consume device messages from MQTT and store them; SIGTERM/SIGINT flush and stop."""
+    from ingest.service import run as run_service  # paho, prometheus: only for this verb
+    from kcity.stack.ingest_workers import ingest_config
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -7,14 +7,14 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kcity.db import connect
 from kcity.errors import KcityError
-from kcity.payload_check import check_payload
-from kcity.settings import Settings
+
+if TYPE_CHECKING:
+    from kcity.settings import Settings
 
 app = typer.Typer(help="Payloads: check one against the contract.", no_args_is_help=True)
 
@@ -31,6 +31,9 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Exit 0 when every record would be stored, 1 when anything would be dead-lettered."""
+    from kcity.db import connect
+    from kcity.payload_check import check_payload
+
     s: Settings = ctx.obj
     try:
         raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()

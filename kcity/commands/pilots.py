@@ -7,12 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from devices.pilots import load_pilot
-from kcity import registry
-from kcity.db import connect
 
 app = typer.Typer(help="Pilots: register a pilot definition, list them.", no_args_is_help=True)
 
@@ -25,6 +19,10 @@ def apply(
     ],
 ) -> None:
     """Register a pilot, or update it if its id is already registered."""
+    from devices.pilots import load_pilot
+    from kcity import registry
+    from kcity.db import connect
+
     pilot = load_pilot(file)
     with connect(ctx.obj.database_url) as conn:
         created = registry.apply_pilot(conn, pilot)
@@ -37,6 +35,9 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The registered pilots and how many active devices each has."""
+    from kcity import registry
+    from kcity.db import connect
+
     with connect(ctx.obj.database_url) as conn:
         pilots = registry.list_pilots(conn)
     if as_json:
@@ -57,6 +58,9 @@ def list_(
     if not pilots:
         print("no pilots registered; add one with 'kcity pilots apply FILE'")
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("id", "name", "kind", "country", "city", "devices", title="Pilots")
     for p in pilots:
         table.add_row(p.id, p.name, p.kind, p.country, p.city, str(p.devices))

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from kcity.db import connect
 from kcity.window import Window
 
 DATE = {"formats": ["%Y-%m-%d"], "metavar": "YYYY-MM-DD"}
@@ -28,6 +27,7 @@ def portfolio(
     lang: Annotated[str, typer.Option("--lang", help="Language of the brief: ko or en.")] = "ko",
 ) -> None:
     """Portfolio brief: every pilot's state now and its verified figures of the window."""
+    from kcity.db import connect
     from kcity.reports.brief import build_brief  # matplotlib and WeasyPrint load only here
 
     window = Window.parse(start.date(), end.date())

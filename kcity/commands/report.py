@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from kcity.db import connect
 from kcity.errors import KcityError
 from kcity.window import Window
 
@@ -48,6 +47,7 @@ def report(
     else:
         if pilot is None or start is None or end is None:
             raise KcityError("give PILOT, --from and --to (or --bundle FILE.zip)")
+        from kcity.db import connect
         from kcity.reports.render import build
 
         window = Window.parse(start.date(), end.date())

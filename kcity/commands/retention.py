@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from kcity.db import connect
 from kcity.errors import KcityError
 
 app = typer.Typer(help="Raw-data retention for the Apache edition.", no_args_is_help=True)
@@ -26,6 +25,7 @@ def apply(
     ] = False,
 ) -> None:
     """One line per chunk: drop, keep (not due) or refuse (due, but no verifying export)."""
+    from kcity.db import connect
     from kcity.evidence.verify import verify_bundle
     from kcity.retention import drop, find_bundles, plan
     from kcity.schema import licensed

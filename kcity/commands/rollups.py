@@ -8,12 +8,9 @@ import signal
 import threading
 from types import FrameType
 
-import psycopg
 import typer
 
-from kcity.db import connect
 from kcity.errors import KcityError
-from kcity.rollups import refresh as refresh_rollups
 
 app = typer.Typer(help="Rollups for quality and dashboards.", no_args_is_help=True)
 log = logging.getLogger("kcity.rollups")
@@ -22,6 +19,9 @@ log = logging.getLogger("kcity.rollups")
 @app.command()
 def refresh(ctx: typer.Context) -> None:
     """Recompute every bucket touched since the last refresh, then print what was done."""
+    from kcity.db import connect
+    from kcity.rollups import refresh as refresh_rollups  # numpy and scipy: only here
+
     with connect(ctx.obj.database_url) as conn:
         done = refresh_rollups(conn, slack_s=ctx.obj.rollup_slack_s)
     print(
@@ -36,6 +36,11 @@ def run(
     every: float = typer.Option(60.0, "--every", min=1.0, help="Seconds between refreshes."),
 ) -> None:
     """Refresh every `--every` seconds until stopped (SIGTERM or Ctrl-C)."""
+    import psycopg
+
+    from kcity.db import connect
+    from kcity.rollups import refresh as refresh_rollups
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
 

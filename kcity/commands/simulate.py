@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kcity.db import connect
-from kcity.device_commands import profile_in_force
-from kcity.progress import progress_bar
-from kcity.registry import get_pilot
-from kcity.settings import Settings
+if TYPE_CHECKING:
+    from kcity.settings import Settings
 
 app = typer.Typer(help="Stream simulated pilot devices through MQTT.", no_args_is_help=True)
 
@@ -34,6 +31,10 @@ def run(
     faults: bool = True,
 ) -> int:
     """Simulate and stream; return the number of records published."""
+    from kcity.db import connect
+    from kcity.device_commands import profile_in_force
+    from kcity.progress import progress_bar
+    from kcity.registry import get_pilot
     from kcity.simulation import simulator, stream
 
     with connect(settings.database_url) as conn:

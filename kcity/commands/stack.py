@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from kcity.settings import Settings
-from kcity.stack.local import LocalStack, ensure_secrets
+if TYPE_CHECKING:
+    from kcity.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +22,8 @@ def up(
     services: bool = typer.Option(True, help="Also start the ingest service and the API."),
 ) -> None:
     """Start the local TimescaleDB, Mosquitto, ingest service and API (whichever is not running)."""
+    from kcity.stack.local import LocalStack, ensure_secrets
+
     settings: Settings = ensure_secrets(ctx.obj)
     ctx.obj = settings
     started = LocalStack(settings).up(services=services)
@@ -32,12 +32,20 @@ def up(
 
 def down(ctx: typer.Context) -> None:
     """Stop every service of the local stack."""
+    from kcity.stack.local import LocalStack
+
     stopped = LocalStack(ctx.obj).down()
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Each service's health and address."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from kcity.stack.local import LocalStack
+
     info = LocalStack(ctx.obj).status()
     if as_json:
         print(json.dumps(info, indent=2))

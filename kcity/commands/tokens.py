@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from kcity.db import connect
-from kcity.tokens import DEFAULT_DAYS, ROLES, create_token, list_tokens, revoke_token
+# kcity.tokens' roles and default lifetime, restated for the options' help so that building
+# the CLI does not import the database layer (tests/test_cli_startup.py checks they agree).
+ROLES = ("admin", "operator", "evaluator", "viewer")
+DEFAULT_DAYS = 90
 
 app = typer.Typer(help="Bearer tokens of the HTTP API.", no_args_is_help=True)
 
@@ -24,6 +24,9 @@ def create(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Create a token and print it once: only its hash is stored."""
+    from kcity.db import connect
+    from kcity.tokens import create_token
+
     with connect(ctx.obj.database_url) as conn:
         secret, token = create_token(conn, role, pilot, label, days=expires)
     if as_json:
@@ -40,6 +43,9 @@ def create(
 @app.command()
 def revoke(ctx: typer.Context, token_id: int = typer.Argument(..., help="The token's id.")) -> None:
     """Revoke a token: the API refuses it from the next request on."""
+    from kcity.db import connect
+    from kcity.tokens import revoke_token
+
     with connect(ctx.obj.database_url) as conn:
         token = revoke_token(conn, token_id)
     print(f"token {token.id} ({token.role}) revoked")
@@ -50,11 +56,17 @@ def list_(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Machine-readable.")
 ) -> None:
     """Every token, revoked ones included (never the secrets)."""
+    from kcity.db import connect
+    from kcity.tokens import list_tokens
+
     with connect(ctx.obj.database_url) as conn:
         tokens = list_tokens(conn)
     if as_json:
         print(json.dumps([t.to_json() for t in tokens], indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         "id", "role", "pilot", "label", "created", "expires", "revoked", title="API tokens"
     )

@@ -12,17 +12,15 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from typing import TYPE_CHECKING, Any
 
 from devices.ids import is_reserved
 from ingest.config import BROKER_STATS
 from kcity.errors import BrokerError
 from kcity.settings import Settings
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 INGEST_ROLE = "kcity-ingest"
@@ -62,6 +60,11 @@ class BrokerAdmin:
         self._pending: dict[str, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self._ready = threading.Event()
         self._refused: str | None = None
+        # paho loads with the first connection, not with the module: `kcity status` and the
+        # broker's config (ingest_acls) do without it.
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"kcity-admin-{uuid.uuid4().hex[:8]}",
@@ -220,6 +223,11 @@ def create_session(
     the broker queues device messages for it (instead of answering "no matching subscribers"
     and dropping them) until the consumer connects and takes the session over.
     """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
     done = threading.Event()
     outcome: list[str] = []
     # Never acknowledge: messages already queued in an existing session are delivered to us

@@ -16,11 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from ingest.config import IngestConfig
 from kcity.settings import Settings
 
@@ -99,6 +94,12 @@ def stale_workers(settings: Settings, root: Path) -> list[str]:
 
 def forget_session(settings: Settings, worker: str, timeout: float = 5.0) -> None:
     """Delete a worker's persistent session (and its queue) on the broker."""
+    # paho loads here, not with the module: `kcity status` reads the workers without it.
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
     config = ingest_config(settings, worker)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=mqtt.MQTTv5

@@ -32,7 +32,14 @@ from kcity.stack.ingest_workers import (
 )
 from kcity.stack.mosquitto import MosquittoServer, new_secret, queue_bounds
 from kcity.stack.postgres import PostgresServer
-from kcity.stack.processes import port_open, read_pid, spawn, stop_pid, wait_for_port
+from kcity.stack.processes import (
+    port_open,
+    read_pid,
+    require_free,
+    spawn,
+    stop_pid,
+    wait_for_port,
+)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -168,6 +175,9 @@ class LocalStack:
     def _start_worker(self, worker: Worker) -> None:
         worker.pid_file.parent.mkdir(parents=True, exist_ok=True)
         stop_pid(worker.pid_file)
+        require_free(
+            "127.0.0.1", worker.metrics_port, f"ingest worker {worker.name}", "KCITY_METRICS_PORT"
+        )
         spawn(
             [sys.executable, "-m", "kcity", "ingest", "run"],
             log=worker.log,
@@ -185,8 +195,9 @@ class LocalStack:
     def _start_service(self, name: str) -> None:
         pid_file, log = self._service_files(name)
         stop_pid(pid_file)
-        spawn([sys.executable, "-m", "kcity", name, "run"], log=log, pid_file=pid_file)
         port = self.settings.api_port
+        require_free("127.0.0.1", port, f"the {name} service", "KCITY_API_PORT")
+        spawn([sys.executable, "-m", "kcity", name, "run"], log=log, pid_file=pid_file)
         try:
             wait_for_port("127.0.0.1", port, 30, f"the {name} service")
         except KcityError as exc:

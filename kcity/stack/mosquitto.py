@@ -23,6 +23,7 @@ from kcity.stack.processes import (
     port_open,
     read_pid,
     require,
+    require_free,
     run_as,
     stop_pid,
     wait_for_port,
@@ -211,6 +212,8 @@ class MosquittoServer:
         if self.running():
             return
         self.pid_file.unlink(missing_ok=True)
+        require_free(self.host, self.port, "mosquitto", "KCITY_MQTT_URL")
+        require_free(self.host, self.tls_port, "mosquitto (TLS)", "KCITY_MQTT_TLS_PORT")
         # Started as root it opens its files, then drops to the mosquitto user itself.
         run_as(None, [require("mosquitto"), "-c", str(self.conf), "-d"])
         try:

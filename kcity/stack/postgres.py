@@ -24,7 +24,7 @@ from kcity.errors import StackError
 from kcity.grants import ROLES
 from kcity.settings import passfile_password
 from kcity.stack.dynsec_file import write_private
-from kcity.stack.processes import give_to, make_traversable, port_open, run_as
+from kcity.stack.processes import give_to, make_traversable, port_open, require_free, run_as
 
 SERVER_USER = "postgres"
 SUPERUSER = "kcity"
@@ -144,6 +144,7 @@ class PostgresServer:
         the service roles' logins match the password file."""
         self.init()
         if not self.running():
+            require_free(self.host, self.port, "TimescaleDB", "KCITY_DATABASE_URL")
             self._pg_ctl_start()
         self._secure()
 

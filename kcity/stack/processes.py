@@ -81,6 +81,16 @@ def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
     raise StackError(f"{what} did not start listening on {host}:{port} within {timeout:.0f} s")
 
 
+def require_free(host: str, port: int, what: str, setting: str) -> None:
+    """Before starting a server: a port already taken means another program would answer
+    in its place (another K-City stack's broker refused our logins as "Not authorized")."""
+    if port_open(host, port):
+        raise StackError(
+            f"port {port} on {host}, which {what} needs, is in use by another program"
+            f" (another K-City stack?): stop it, or set {setting} to a free port"
+        )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
