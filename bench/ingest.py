@@ -14,6 +14,8 @@ sending pre-encoded one-record streetlight messages as fast as it can, measures:
   (e) a 15 s flood of ~93 KB messages of 1,000 invalid records from one device while a
       second device sends 20 good one-record probes: each probe's publish -> commit time,
       and the disk the dead letters took meanwhile
+  (f) a 15 s flood of *valid* one-record messages from one device, as fast as one
+      publisher sends them, with 20 probes from another device meanwhile (fair batches)
 
 Each consumer is its own process, as in production. Rates are messages from the first
 receipt to the last receipt (a, b) or commit (c). Latencies are measured by polling the
@@ -141,6 +143,41 @@ def role_flood(a: argparse.Namespace) -> None:
         c.loop(0.01)
     c.disconnect()
     print(json.dumps({"sent": seq, "bytes": len(tail) + 30, "seconds": time.time() - t0}))
+
+
+def role_valid_flood(a: argparse.Namespace) -> None:
+    """Publish valid one-record messages as fast as the broker acknowledges them (at most
+    1,000 in flight) for `a.timeout` seconds; print how many the broker acknowledged."""
+    topic = f"kcity/v1/{PILOT}/{a.device}/telemetry"
+    c = _client(a.device, a.device, PASSWORD)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    acked = [0]
+    c.on_publish = lambda *_: acked.__setitem__(0, acked[0] + 1)
+    c.connect(a.host, a.port)
+    while not c.is_connected():
+        c.loop(0.01)
+    t0 = time.time()
+    seq = 0
+    while time.time() - t0 < a.timeout:
+        if seq - acked[0] >= 2000:  # paho queues beyond its window: keep its queue short
+            c.loop(0.001)
+            continue
+        ts = (START + timedelta(seconds=seq)).isoformat().replace("+00:00", "Z")
+        body = b'{"v":1,"boot":0,"seq":%d,"records":[{"ts":"%s","power_w":80.0,' % (
+            seq,
+            ts.encode(),
+        )
+        c.publish(topic, body + b'"dim_pct":60.0,"lamp_on":true}]}', qos=1)
+        seq += 1
+        if seq % 50 == 0:
+            c.loop(0)
+    seconds = time.time() - t0
+    deadline = time.time() + 60
+    while acked[0] < seq and time.time() < deadline:
+        c.loop(0.01)
+    c.disconnect()
+    print(json.dumps({"sent": acked[0], "seconds": seconds}))
 
 
 def role_probe(a: argparse.Namespace) -> None:
@@ -574,6 +611,7 @@ def main() -> None:
             "naive": role_naive,
             "flood": role_flood,
             "probe": role_probe,
+            "valid_flood": role_valid_flood,
         }
         roles[a.role](a)
         return
@@ -587,7 +625,7 @@ def run(n: int, workers: int, flood_rate: float) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="kcity-bench-ingest-"))
     bench = Bench(workdir)
     devices = ["bench-a", "bench-b", "bench-c", "bench-h", "bench-e", "bench-d", "bench-g"]
-    devices += ["bench-f", "bench-p"]
+    devices += ["bench-f", "bench-p", "bench-v", "bench-q"]
     started = time.time()
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -668,6 +706,24 @@ def run(n: int, workers: int, flood_rate: float) -> None:
             f"    probes of another device, publish -> commit: p50"
             f" {probe_lat[len(probe_lat) // 2]:.2f} s, p99 {probe_p99:.2f} s"
         )
+
+        valid = bench.role("valid_flood", "--device", "bench-v", "--timeout", "15")
+        time.sleep(0.5)
+        fair_lat = bench.probes("bench-q", 20, 15.0)
+        out, _ = valid.communicate(timeout=120)
+        vflood = json.loads(out.strip().splitlines()[-1])
+        flood_end = time.time()
+        drained_v = bench.wait_messages("bench-v", int(vflood["sent"]), 180)
+        fair_p99 = fair_lat[min(len(fair_lat) - 1, int(len(fair_lat) * 0.99))]
+        print(
+            f"(f) valid flood: {vflood['sent']:,} one-record messages in"
+            f" {vflood['seconds']:.0f} s ({vflood['sent'] / vflood['seconds']:,.0f} msg/s) from"
+            f" one device; all stored {time.time() - flood_end:.1f} s after it ended: {drained_v}"
+        )
+        print(
+            f"    probes of another device, publish -> commit: p50"
+            f" {fair_lat[len(fair_lat) // 2]:.2f} s, p99 {fair_p99:.2f} s"
+        )
         stop_all()
         print()
         print(f"Targets (issue #18, DESIGN §11), ratios measured in this run, {workers} workers")
@@ -680,6 +736,7 @@ def run(n: int, workers: int, flood_rate: float) -> None:
             "p99 publish -> commit at half the e2e rate / 1 s", p99, 1.0, higher_is_better=False
         )
         verdict("p99 probe during the flood / 2 s", probe_p99 / 2, 1.0, higher_is_better=False)
+        verdict("p99 probe during the valid flood / 2 s", fair_p99 / 2, 1.0, higher_is_better=False)
         verdict(
             "dead-letter disk during the flood / 50 MB",
             (disk1 - disk0) / 50e6,

@@ -207,12 +207,21 @@ class IngestService:
             )
         except Exception as exc:  # a bug must not lose the message or stop the service
             log.exception("validation failed on %s", msg.topic)
+            info = self.registry.devices.get(device)
+            known = device if info is not None else None  # the letter is its device's
             verdict = Outcome(
+                device_id=known,
                 dead_letters=(
                     dead(
-                        msg.topic, msg.payload, "decode", "internal_error", f"{type(exc).__name__}"
+                        msg.topic,
+                        msg.payload,
+                        "decode",
+                        "internal_error",
+                        f"{type(exc).__name__}",
+                        info.pilot_id if info is not None else None,
+                        known,
                     ),
-                )
+                ),
             )
         if isinstance(verdict, UnknownDevice):
             self._parked.append(msg)

@@ -315,7 +315,10 @@ def _judge_quietly(
     judged by the same model on its own raw JSON (as the fallback path does), refused ones
     become letters without words or bytes. None where the full path must speak: a bad
     envelope, or no record valid and perhaps another kind's message (kind_mismatch)."""
-    env = decode_envelope(kind, raw)
+    try:
+        env = decode_envelope(kind, raw)
+    except RecursionError:  # nested too deep: the full path words it (bad_json)
+        return None
     if env is None or env.boot > INT_RANGES["int4"][1] or table.field_names[0] != "ts":
         return None
     pilot, device = parts.pilot, parts.device

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     api_heavy_slots: int = 0  # concurrent heavy API work (reports, analyses); 0 = one per core
     api_max_jobs: int = 0  # report jobs queued or running at once; 0 = twice the slots
     token_days: int = 90  # default lifetime of a new API token
-    ingest_batch_size: int = 5000
+    ingest_batch_size: int = 10000  # rows per transaction (ingest.config.IngestConfig)
     ingest_batch_age_s: float = 0.2
     ingest_max_inflight: int = 20000
     ingest_shared: bool = False

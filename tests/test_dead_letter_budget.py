@@ -143,3 +143,23 @@ def test_quiet_judging_gives_the_same_verdict_per_record() -> None:
         ("time", "future_timestamp"): 1,
         ("record", "unstorable"): 1,
     }
+
+
+def test_quiet_judging_of_json_nested_too_deep_is_the_full_verdict() -> None:
+    """msgspec gives up on deep nesting with RecursionError: the quiet path must hand such a
+    message to the full path (bad_json, the device's letter), not fail as an internal error
+    whose letter names no device (the fuzz test lost two messages that way)."""
+    now = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
+    registry = {"d-1": DeviceInfo("p-1", "streetlight")}
+    topic = "kcity/v1/p-1/d-1/telemetry"
+    raw = b'{"v":1,"boot":0,"seq":1,"records":' + b"[" * 20000 + b"]" * 20000 + b"}"
+    verdicts = [
+        validate(topic, raw, registry, now, unknown_is_final=True, quiet=quiet)
+        for quiet in (False, True)
+    ]
+    letters = [
+        [(d.stage, d.code, d.pilot_id, d.device_id) for d in v.dead_letters]
+        for v in verdicts
+        if isinstance(v, Outcome)
+    ]
+    assert letters == [[("decode", "bad_json", "p-1", "d-1")]] * 2
