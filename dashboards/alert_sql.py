@@ -264,3 +264,25 @@ WORKER_DISCONNECTED = f"""
     GROUP BY s.worker, t.now
     ORDER BY 1
 """
+
+# Messages the broker dropped beyond a session's queue bound in the last 15 minutes: data
+# lost. The count is broker-wide and cumulative since the broker started, snapshotted by
+# every worker (migration 014): per worker the increases between its snapshots (after a
+# broker restart, the new count), the largest over workers.
+BROKER_DROPPED = f"""
+    SELECT coalesce(max(w.dropped), 0)::float8 AS dropped_15min
+    FROM (
+        SELECT x.worker, sum(CASE WHEN x.delta < 0 THEN x.broker_dropped ELSE x.delta END)
+                 AS dropped
+        FROM (
+            SELECT s.worker, s.ts, t.now, s.broker_dropped,
+                   s.broker_dropped - lag(s.broker_dropped)
+                     OVER (PARTITION BY s.worker ORDER BY s.ts) AS delta
+            FROM ingest_stats s CROSS JOIN {_NOW}
+            WHERE s.broker_dropped IS NOT NULL
+              AND s.ts > t.now - interval '1 hour' AND s.ts <= t.now
+        ) x
+        WHERE x.ts > x.now - interval '15 minutes' AND x.delta IS NOT NULL
+        GROUP BY x.worker
+    ) w
+"""

@@ -87,6 +87,10 @@ RULES: tuple[Rule, ...] = (
         "kcity-ingest-worker-disconnected", "worker", alert_sql.WORKER_DISCONNECTED, "gt", 2,
         "critical", 86400, pending="1m", figure="minutes_since_report", per_pilot=False,
     ),
+    Rule(
+        "kcity-broker-dropped", "broker_dropped", alert_sql.BROKER_DROPPED, "gt", 0,
+        "critical", 3600, figure="dropped_15min", per_pilot=False,
+    ),
 )  # fmt: skip
 
 # What a message's {placeholders} become: Grafana's template of each label and the value.

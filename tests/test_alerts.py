@@ -112,7 +112,7 @@ def _both(conn: psycopg.Connection) -> None:
 
 
 def test_document_has_every_rule_a_contact_point_and_a_policy() -> None:
-    assert len(BY_UID) == len(RULES) == 8
+    assert len(BY_UID) == len(RULES) == 9
     (point,) = DOC["contactPoints"]
     assert {r["type"] for r in point["receivers"]} == {"email", "webhook"}
     assert point["receivers"][0]["settings"]["addresses"] == "$ALERT_EMAILS"
@@ -129,7 +129,7 @@ def test_messages_are_korean_and_english_and_name_pilot_device_and_figure() -> N
         assert notes["summary_ko"] in notes["description"]
         assert notes["summary_en"] in notes["description"]
         assert "$values.B.Value" in notes["summary"], uid
-        if uid != "kcity-ingest-worker-disconnected":
+        if uid not in ("kcity-ingest-worker-disconnected", "kcity-broker-dropped"):
             assert "{{ $labels.pilot }}" in notes["summary"], uid
     for uid in ("kcity-device-silent", "kcity-lamp-faults", "kcity-day-burning"):
         assert "{{ $labels.device }}" in BY_UID[uid]["annotations"]["summary_en"]
@@ -476,6 +476,31 @@ def test_ingest_worker_disconnected(tx: psycopg.Connection) -> None:
     assert evaluate(tx, "kcity-ingest-worker-disconnected") == {("w2",): 10.0}
     tx.execute("INSERT INTO ingest_stats VALUES (%s,'w2',10,10,0,0,0,1,5.0)", (T,))
     assert evaluate(tx, "kcity-ingest-worker-disconnected") == {}
+
+
+def test_broker_dropping_messages(tx: psycopg.Connection) -> None:
+    """Cumulative counts snapshotted by two workers (the same broker-wide figure): the rule
+    fires on what was dropped in the last 15 minutes, across a broker restart too."""
+
+    def snap(worker: str, minutes_ago: float, dropped: int | None) -> None:
+        tx.execute(
+            "INSERT INTO ingest_stats (ts, worker, received, stored, duplicates,"
+            " dead_lettered, seq_gaps, batches, broker_dropped) VALUES (%s,%s,0,0,0,0,0,0,%s)",
+            (T - timedelta(minutes=minutes_ago), worker, dropped),
+        )
+
+    for worker in ("w1", "w2"):
+        snap(worker, 40, 500)  # dropped long ago: before the window
+        snap(worker, 20, 700)
+        snap(worker, 10, 700)
+        snap(worker, 0.2, 700)
+    assert evaluate(tx, "kcity-broker-dropped") == {}  # 200 dropped, 20 min ago: over
+    snap("w1", 0.1, 730)  # 30 more, seen by w1 first
+    assert evaluate(tx, "kcity-broker-dropped") == {(): 30.0}
+    snap("w2", 0.05, 12)  # the broker restarted and has dropped 12 since
+    snap("w1", 0.0, 12)
+    assert evaluate(tx, "kcity-broker-dropped") == {(): 42.0}  # 30 before it, 12 after
+    assert evaluate(tx, "kcity-broker-dropped", at=T + timedelta(minutes=16)) == {}
 
 
 def test_provisioned_alerting_file_is_up_to_date() -> None:

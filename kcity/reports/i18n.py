@@ -394,6 +394,13 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
         "Ingest worker {worker} (all pilots) last reported {value} min ago.",
         "수신 작업자 {worker} (전체 사업)의 마지막 보고가 {value}분 전입니다.",
     ),
+    "alert_broker_dropped_title": ("Broker dropping messages", "브로커 메시지 유실"),
+    "alert_broker_dropped_summary": (
+        "The broker dropped {value} messages in 15 min beyond an ingest session's queue bound"
+        " (all pilots): data are being lost.",
+        "브로커가 15분 동안 수신 세션의 대기열 한도를 넘은 메시지 {value}건을 버렸습니다"
+        " (전체 사업): 데이터가 유실되고 있습니다.",
+    ),
     # --- streetlight summary -----------------------------------------------------------
     "savings_kwh": ("Verified savings", "검증 절감량"),
     "savings_pct": ("Savings", "절감률"),
