@@ -4,8 +4,9 @@ stopped when it goes. A pilot registered while the stack runs is therefore bridg
 a restart (the network server keeps no session for a bridge that never connected: its
 uplinks would be lost), and one pilot's missing credentials leave the others bridged.
 
-The network server's credentials come from the environment variables the pilot names
-(`username_env`, `password_env`), read here, at the edge, and never stored. At every
+The network server's credentials are the values of the variables the pilot names
+(`username_env`, `password_env`): from the environment, or from `<data_dir>/lorawan.env`,
+reread at every refresh; read here, at the edge, and never stored in the database. At every
 refresh the supervisor writes its state to `<data_dir>/run/bridges.json`, which
 `kcity status` and the compose health check read.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
+from dotenv import dotenv_values
 
 from devices.pilots import Pilot
 from ingest.lorawan_bridge import Bridge, BridgeConfig
@@ -29,6 +31,7 @@ from kcity.settings import Settings
 from kcity.stack.bridge_state import REFRESH_S, STATE_FILE, write_state
 
 log = logging.getLogger(__name__)
+CREDENTIALS_FILE = "lorawan.env"  # under the data directory
 
 
 def bridge_config(settings: Settings, pilot: Pilot, env: Mapping[str, str]) -> BridgeConfig:
@@ -44,12 +47,22 @@ def bridge_config(settings: Settings, pilot: Pilot, env: Mapping[str, str]) -> B
             raise KcityError(
                 f"pilot {pilot.id}: set the environment variable {name}"
                 f" (lorawan.{key}_env) to the network server's {key}"
+                f" (or write {name}=… in {settings.data_dir / CREDENTIALS_FILE})"
             )
         else:
             found[key] = env[name]
     return BridgeConfig(
         settings.ingest_db_url, pilot.id, lorawan, found["username"], found["password"]
     )
+
+
+def credentials(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with `<data_dir>/lorawan.env` (KEY=VALUE lines) over it, read at every refresh:
+    a secret written there is picked up by the running bridges, where an exported variable
+    would need them restarted."""
+    path = settings.data_dir / CREDENTIALS_FILE
+    found = dotenv_values(path) if path.is_file() else {}
+    return {**env, **{k: v for k, v in found.items() if v is not None}}
 
 
 def registered_pilots(settings: Settings) -> list[Pilot]:
@@ -81,11 +94,12 @@ class Supervisor:
         """Start, restart and stop bridges to match ``pilots``; True if any changed."""
         wanted: dict[str, BridgeConfig] = {}
         problems: dict[str, str] = {}
+        env = credentials(self.settings, self.env)
         for pilot in pilots:
             if pilot.lorawan is None or (self.only and pilot.id not in self.only):
                 continue
             try:
-                wanted[pilot.id] = bridge_config(self.settings, pilot, self.env)
+                wanted[pilot.id] = bridge_config(self.settings, pilot, env)
             except KcityError as exc:
                 problems[pilot.id] = str(exc)
                 if self.problems.get(pilot.id) != str(exc):

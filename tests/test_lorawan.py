@@ -503,8 +503,12 @@ def test_supervisor_follows_the_registry(
             "bridged": False,
             "connected": False,
             "problem": f"pilot {bad_id}: set the environment variable NS_USER_NOT_SET"
-            " (lorawan.username_env) to the network server's username",
+            " (lorawan.username_env) to the network server's username (or write"
+            f" NS_USER_NOT_SET=… in {tmp_path / 'lorawan.env'})",
         }
+        # Written to the credentials file, it is picked up without a restart.
+        (tmp_path / "lorawan.env").write_text(f"# the network server\nNS_USER_NOT_SET={ns_user}\n")
+        wait_until(lambda: state().get(bad_id, {}).get("connected"), "the fixed pilot's bridge")
         with network_server(settings, ns_user) as ns:
             uplink(ns, app, eui, 1)
             wait_count(db_url, readings, [device], 1)

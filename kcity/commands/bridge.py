@@ -32,7 +32,7 @@ def run(
     Pilots applied, changed or removed while it runs are picked up within seconds. Named
     with --pilot, each must be registered with its credentials set, or nothing starts.
     """
-    from kcity.bridges import Supervisor, bridge_config, registered_pilots
+    from kcity.bridges import Supervisor, bridge_config, credentials, registered_pilots
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -44,7 +44,7 @@ def run(
         for pilot_id in pilot:
             if pilot_id not in found:
                 raise KcityError(f"pilot {pilot_id} is not registered")
-            bridge_config(s, found[pilot_id], os.environ)
+            bridge_config(s, found[pilot_id], credentials(s, os.environ))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
