@@ -41,7 +41,6 @@ _KIND_TABLE = (
     + " ".join(f"WHEN '{kind}' THEN '{table}'" for kind, table in READINGS_TABLE.items())
     + " END"
 )
-_FROZEN_HOUR = frozen("'streetlight_readings'", "h.hour", "h.hour + interval '1 hour'")
 
 
 def _frozen_day(table: str, day: str, tz: str) -> str:
@@ -183,61 +182,58 @@ def _recompute(kind: str, table: str) -> str:
     """
 
 
-# Hours of the scope's streetlights: per device one span of whole hours (half-hour zones
-# cut days inside an hour), rebuilt from the raw rows.
-_HOURS = f"""
-CREATE TEMP TABLE rollup_hours ON COMMIT DROP AS
-SELECT device_id,
-       CASE WHEN bool_or(whole) THEN '-infinity'::timestamptz
-            ELSE time_bucket('1 hour', min(lo)) END AS lo,
-       CASE WHEN bool_or(whole) THEN 'infinity'::timestamptz
-            ELSE time_bucket('1 hour', max(hi) - interval '1 microsecond') + interval '1 hour'
-       END AS hi
-FROM rollup_scope WHERE kind = 'streetlight' GROUP BY device_id;
-DELETE FROM streetlight_hourly h USING rollup_hours s
-WHERE h.device_id = s.device_id AND h.hour >= s.lo AND h.hour < s.hi
-  AND NOT {_FROZEN_HOUR};
-INSERT INTO streetlight_hourly
-SELECT * FROM (
-    SELECT r.device_id, time_bucket('1 hour', r.ts) AS hour, count(*), sum(r.power_w),
-           sum(r.dim_pct), count(*) FILTER (WHERE r.lamp_on), sum(r.vehicles)
-    FROM rollup_hours s JOIN streetlight_readings r
-      ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
-    GROUP BY 1, 2
-) h WHERE NOT {_FROZEN_HOUR};
-DROP TABLE rollup_hours
-"""
+def _buckets(rollup: str, kind: str, width: str, column: str, select: str, group: str,
+             join: str = "") -> list[str]:  # fmt: skip
+    """Statements rebuilding `rollup`'s buckets of `width` (column `column`) for the scope's
+    devices of `kind` from their raw rows: per device one span of whole buckets (half-hour
+    zones cut days inside an hour), buckets of dropped spans kept as they were."""
+    readings = READINGS_TABLE[kind]
+    keep = frozen(f"'{readings}'", f"b.{column}", f"b.{column} + interval '{width}'")
+    return [
+        f"""CREATE TEMP TABLE rollup_span ON COMMIT DROP AS
+        SELECT device_id,
+               CASE WHEN bool_or(whole) THEN '-infinity'::timestamptz
+                    ELSE time_bucket('{width}', min(lo)) END AS lo,
+               CASE WHEN bool_or(whole) THEN 'infinity'::timestamptz
+                    ELSE time_bucket('{width}', max(hi) - interval '1 microsecond')
+                         + interval '{width}'
+               END AS hi
+        FROM rollup_scope WHERE kind = '{kind}' GROUP BY device_id""",
+        f"""DELETE FROM {rollup} b USING rollup_span s
+        WHERE b.device_id = s.device_id AND b.{column} >= s.lo AND b.{column} < s.hi
+          AND NOT {keep}""",
+        f"""INSERT INTO {rollup}
+        SELECT * FROM (
+            SELECT r.device_id, time_bucket('{width}', r.ts) AS {column}, {select}
+            FROM rollup_span s JOIN {readings} r
+              ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
+            {join}
+            GROUP BY {group}
+        ) b WHERE NOT {keep}""",
+        "DROP TABLE rollup_span",
+    ]
 
-# Minutes of the scope's drones (migration 011), the same way: whole minutes, from the raw
-# rows, those of dropped spans kept as they were.
-_FROZEN_MINUTE = frozen("'drone_readings'", "m.minute", "m.minute + interval '1 minute'")
-_MINUTES = f"""
-CREATE TEMP TABLE rollup_minutes ON COMMIT DROP AS
-SELECT device_id,
-       CASE WHEN bool_or(whole) THEN '-infinity'::timestamptz
-            ELSE time_bucket('1 minute', min(lo)) END AS lo,
-       CASE WHEN bool_or(whole) THEN 'infinity'::timestamptz
-            ELSE time_bucket('1 minute', max(hi) - interval '1 microsecond') + interval '1 minute'
-       END AS hi
-FROM rollup_scope WHERE kind = 'hybrid_drone' GROUP BY device_id;
-DELETE FROM drone_minutely m USING rollup_minutes s
-WHERE m.device_id = s.device_id AND m.minute >= s.lo AND m.minute < s.hi
-  AND NOT {_FROZEN_MINUTE};
-INSERT INTO drone_minutely
-SELECT * FROM (
-    SELECT r.device_id, time_bucket('1 minute', r.ts) AS minute, coalesce(r.mode, ''),
-           count(*), count(*) FILTER (WHERE f.fix), sum(r.lat) FILTER (WHERE f.fix),
-           sum(r.lon) FILTER (WHERE f.fix), sum(r.agl_m) FILTER (WHERE f.fix),
-           count(r.agl_m) FILTER (WHERE f.fix), sum(r.battery_v * r.battery_a),
-           count(r.battery_v * r.battery_a), sum(r.gen_power_w), count(r.gen_power_w),
-           sum(r.fuel_l), count(r.fuel_l), sum(r.rssi_dbm), count(r.rssi_dbm), min(r.rssi_dbm)
-    FROM rollup_minutes s JOIN drone_readings r
-      ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
-    CROSS JOIN LATERAL (SELECT coalesce(r.gps_fix >= 3, false) AS fix) f
-    GROUP BY 1, 2, 3
-) m WHERE NOT {_FROZEN_MINUTE};
-DROP TABLE rollup_minutes
-"""
+
+# Streetlight hours and drone minutes (migration 011) of the scope's devices.
+_BUCKETS = [
+    *_buckets(
+        "streetlight_hourly", "streetlight", "1 hour", "hour",
+        "count(*), sum(r.power_w), sum(r.dim_pct), count(*) FILTER (WHERE r.lamp_on),"
+        " sum(r.vehicles)",
+        "1, 2",
+    ),
+    *_buckets(
+        "drone_minutely", "hybrid_drone", "1 minute", "minute",
+        """coalesce(r.mode, ''), count(*), count(*) FILTER (WHERE f.fix),
+           sum(r.lat) FILTER (WHERE f.fix), sum(r.lon) FILTER (WHERE f.fix),
+           sum(r.agl_m) FILTER (WHERE f.fix), count(r.agl_m) FILTER (WHERE f.fix),
+           sum(r.battery_v * r.battery_a), count(r.battery_v * r.battery_a),
+           sum(r.gen_power_w), count(r.gen_power_w), sum(r.fuel_l), count(r.fuel_l),
+           sum(r.rssi_dbm), count(r.rssi_dbm), min(r.rssi_dbm)""",
+        "1, 2, 3",
+        "CROSS JOIN LATERAL (SELECT coalesce(r.gps_fix >= 3, false) AS fix) f",
+    ),
+]  # fmt: skip
 
 # Messages by hour of arrival: every hour from the one holding the last horizon onward.
 _MESSAGES = """
@@ -314,7 +310,7 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
             conn.execute(_CLEAR)
             for kind, table in READINGS_TABLE.items():
                 conn.execute(_recompute(kind, table), {"edges": list(EDGES_US)})
-            for statement in (*_HOURS.split(";"), *_MINUTES.split(";")):
+            for statement in _BUCKETS:
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO rollup_devices (device_id, timezone)"
