@@ -28,6 +28,7 @@ import psycopg
 from analytics.queries import DAY_COUNTS, READINGS_TABLE
 from analytics.skew_sketch import EDGES_US
 from kcity import dashboard_rollups
+from kcity.db import index_scans
 from kcity.dropped import frozen
 
 LOCK_ID = 7_240_007
@@ -258,7 +259,7 @@ WHERE q.device_id = s.device_id
 # The oldest moment a row not yet visible could carry: now, or the start of the oldest
 # transaction that has written and not committed (as far as the server shows us), less the
 # slack between ingest's stamp and its commit. Idle readers do not hold the horizon back.
-_NEXT_HORIZON = """
+NEXT_HORIZON = """
 SELECT least(clock_timestamp(),
              (SELECT min(xact_start) FROM pg_stat_activity
               WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()))
@@ -282,7 +283,7 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
     conn.commit()  # a fresh transaction: its snapshot must follow the horizon
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
-        row = conn.execute(_NEXT_HORIZON, (slack_s,)).fetchone()
+        row = conn.execute(NEXT_HORIZON, (slack_s,)).fetchone()
         assert row is not None
         horizon: datetime = row[0]
         # READ COMMITTED: each statement below sees every commit made before it began.
@@ -293,13 +294,9 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
             "SELECT horizon FROM rollup_horizons WHERE source = %s", (SOURCE,)
         ).fetchone()
         if last is not None:
-            # Late rows lower a chunk's `received_at` correlation and the planner then
-            # prefers a sequential scan of the chunk to its BRIN index (0.15-0.18 s a
-            # chunk at pilot scale, to find nothing): the index always answers this.
-            conn.execute("SET LOCAL enable_seqscan = off")
-            for statement in _touched(f"'{last[0].isoformat()}'::timestamptz"):
-                conn.execute(statement)
-            conn.execute("SET LOCAL enable_seqscan = on")
+            with index_scans(conn):
+                for statement in _touched(f"'{last[0].isoformat()}'::timestamptz"):
+                    conn.execute(statement)
         counted = conn.execute(
             "SELECT count(*) FILTER (WHERE whole), count(*) FILTER (WHERE NOT whole)"
             " FROM rollup_scope"

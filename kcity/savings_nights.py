@@ -37,18 +37,11 @@ from analytics.night_accounts import BURN_FIELDS, DIGEST_BYTES, NightAccounts, a
 from analytics.nights import NightCalendar
 from analytics.savings_baseline import BaselineSummary
 from analytics.savings_result import METHOD_VERSION
+from kcity.db import index_scans
+from kcity.rollups import NEXT_HORIZON, SLACK_S
 
 LOCK_ID = 7_240_013
-SLACK_S = 300.0  # as the rollups: ingest stamps `received_at` before it commits
 _EPOCH_DAY = date(2000, 1, 1)
-
-# The oldest moment a row not yet visible could carry (as `kcity.rollups` computes it).
-_NEXT_HORIZON = """
-SELECT least(clock_timestamp(),
-             (SELECT min(xact_start) FROM pg_stat_activity
-              WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()))
-       - make_interval(secs => %s)
-"""
 
 # Local dates of rows received since a horizon: their units and the ones before are stale.
 # Only `received_at` in the inner scan, so that its BRIN index is what finds them.
@@ -137,19 +130,13 @@ def _touched(
     lo: datetime,
     hi: datetime,
 ) -> set[tuple[str, date]]:
-    """(device, night) units rows received since `since` in [lo, hi) may have changed.
-
-    The planner takes a chunk whose arrival order is not its storage order (a bulk load) for
-    one BRIN cannot narrow, and scans it whole (0.2 s at 13 M rows; the BRIN index reads
-    30 pages): sequential scans are off for this one statement."""
-    was = conn.execute("SELECT current_setting('enable_seqscan')").fetchone()
-    conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
-    rows = conn.execute(
-        _TOUCHED, {"tz": tz, "since": since, "ids": list(ids), "lo": lo, "hi": hi}
-    ).fetchall()  # a failure aborts the transaction, and the setting with it
-    conn.execute(
-        "SELECT set_config('enable_seqscan', %s, true)", ("on" if was is None else was[0],)
-    )
+    """(device, night) units rows received since `since` in [lo, hi) may have changed
+    (through the BRIN index: 30 pages where the planner scanned a bulk-loaded chunk whole,
+    0.2 s at 13 M rows)."""
+    with index_scans(conn):
+        rows = conn.execute(
+            _TOUCHED, {"tz": tz, "since": since, "ids": list(ids), "lo": lo, "hi": hi}
+        ).fetchall()
     return {(r[0], r[1] - timedelta(days=k)) for r in rows for k in (0, 1)}
 
 
@@ -351,7 +338,7 @@ def stored_run(conn: psycopg.Connection, pilot_id: str, *, slack_s: float = SLAC
     """Begin a stored run: wait for the pilot's other stored runs (a transaction lock), and
     take the horizon its kept units and baseline rows will be valid for."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_ID, pilot_id))
-    row = conn.execute(_NEXT_HORIZON, (slack_s,)).fetchone()
+    row = conn.execute(NEXT_HORIZON, (slack_s,)).fetchone()
     assert row is not None
     return Validity(None, new=row[0])
 
@@ -492,7 +479,6 @@ def _assemble(
 
 __all__ = [
     "LOCK_ID",
-    "SLACK_S",
     "NightsRead",
     "Validity",
     "night_accounts",
