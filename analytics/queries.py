@@ -311,15 +311,23 @@ def load_drones(
     return out
 
 
+# Clock skew `received_at − ts` of a row in whole microseconds: exactly what
+# `extract(epoch …) * 1e6` gives, without its numeric arithmetic (a third of a raw recount's
+# time). `date_part` is a float8 within 1e-15 relative of the true seconds, so the rounding
+# recovers every microsecond up to 30 years of skew; held to `extract` over the whole
+# range in tests/test_quality_skew_sql.py.
+SKEW_US = "(date_part('epoch', {row}received_at - {row}ts) * 1e6)::int8"
+
 # Records and exact clock-skew percentiles per device and day of the rows `r` (device_id,
-# day, ts, received_at): the same CTE in the raw count and in the rollup's recount.
+# day, us as `SKEW_US`): the same CTE in the raw count and in the rollup's recount.
+# `us / 1e6` is the correctly rounded seconds, as `extract(epoch …)::float8` was; one
+# ordered-set call gives both percentiles from one sort.
 DAY_COUNTS = """counts AS (
-        SELECT device_id, day, count(*) AS records,
-               percentile_cont(0.5) WITHIN GROUP
-                   (ORDER BY extract(epoch FROM received_at - ts)) AS p50,
-               percentile_cont(0.95) WITHIN GROUP
-                   (ORDER BY extract(epoch FROM received_at - ts)) AS p95
-        FROM r GROUP BY device_id, day
+        SELECT device_id, day, records, p[1] AS p50, p[2] AS p95 FROM (
+            SELECT device_id, day, count(*) AS records,
+                   percentile_cont('{0.5,0.95}'::float8[])
+                       WITHIN GROUP (ORDER BY us / 1e6::float8) AS p
+            FROM r GROUP BY device_id, day) c
     )"""
 
 
@@ -380,8 +388,8 @@ def quality_rows(
         WHERE (c_on IS NULL OR day >= c_on) AND (d_on IS NULL OR day < d_on)
     ),
     r AS (
-        SELECT device_id, ts, received_at, {"flight_id," if kind == "hybrid_drone" else ""}
-               (ts AT TIME ZONE %(tz)s)::date AS day
+        SELECT device_id, ts, {"flight_id," if kind == "hybrid_drone" else ""}
+               {SKEW_US.format(row="")} AS us, (ts AT TIME ZONE %(tz)s)::date AS day
         FROM {table}
         WHERE device_id = ANY(%(ids)s)
           AND ts >= (%(start)s::timestamp AT TIME ZONE %(tz)s)

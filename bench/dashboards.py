@@ -27,7 +27,7 @@ import psycopg
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.analytics import DAYS, START, build_dataset  # noqa: E402
+from bench.analytics import BUILT, DAYS, START, build_dataset  # noqa: E402
 from bench.common import header, private_stack, verdict  # noqa: E402
 from kcity.grafana import build_all  # noqa: E402
 from kcity.rollups import refresh  # noqa: E402
@@ -99,8 +99,6 @@ def timed(conn: psycopg.Connection, sql: str) -> float:
 PILOT_OF = {"kcity-streetlight": "madiun", "kcity-drone": "mukdahan", "kcity-ingest": "madiun"}
 
 
-BUILT = "dataset-built"  # marks a kept folder whose data set is complete
-
 # The instants the ranges end at: the data set's end; the drones' week (build_dataset flies
 # them from day 7 for 7 days) for the drone dashboard, whose panels would otherwise look at
 # months without a flight; for the portfolio also mid-patrol, where its border rule reads
@@ -117,6 +115,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="keep the stack here and reuse its data")
     parser.add_argument("--only", nargs="*", default=[], help="dashboard uids to time (all)")
     args = parser.parse_args()
+    dashboards = build_all("en")
+    if unknown := set(args.only) - set(dashboards):
+        parser.error(f"no dashboard {', '.join(sorted(unknown))}; uids: {', '.join(dashboards)}")
     header("dashboard benchmark")
     keep: Path | None = args.keep.resolve() if args.keep else None
     with private_stack(keep) as stack, psycopg.connect(stack.settings.database_url) as conn:
@@ -131,7 +132,7 @@ def main() -> int:
         last = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
         ok = True
         worst: list[tuple[float, str]] = []
-        for uid, dash in build_all("en").items():
+        for uid, dash in dashboards.items():
             if args.only and uid not in args.only:
                 continue
             values = variables(conn, dash, PILOT_OF.get(uid, "madiun"))

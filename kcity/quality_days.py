@@ -19,6 +19,7 @@ from analytics.quality import DeviceDays, RegisteredDevice
 from analytics.queries import (
     DEVICE_DAY_COLUMNS,
     READINGS_TABLE,
+    SKEW_US,
     quality_params,
     read_device_days,
 )
@@ -113,7 +114,7 @@ def skew_histogram_raw(
     """The same sketch counted over the raw readings (the full recomputation)."""
     rows = conn.execute(
         f"SELECT sign(us)::int * width_bucket(abs(us), %(edges)s::bigint[]) AS b, count(*)"
-        f" FROM (SELECT (extract(epoch FROM received_at - ts) * 1000000)::bigint AS us"
+        f" FROM (SELECT {SKEW_US.format(row='')} AS us"
         f"       FROM {READINGS_TABLE[kind]} WHERE device_id = ANY(%(ids)s)"
         f"         AND ts >= (%(start)s::timestamp AT TIME ZONE %(tz)s)"
         f"         AND ts < (%(end)s::timestamp AT TIME ZONE %(tz)s)) r GROUP BY 1",

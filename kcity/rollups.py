@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from analytics.queries import DAY_COUNTS, READINGS_TABLE
+from analytics.queries import DAY_COUNTS, READINGS_TABLE, SKEW_US
 from analytics.skew_sketch import EDGES_US
 from kcity import dashboard_rollups
 from kcity.db import index_scans
@@ -116,7 +116,7 @@ def _recompute(kind: str, table: str) -> str:
     r AS (
         SELECT r.device_id, {day} AS day, r.ts, r.received_at,
                {"r.flight_id," if drone else ""}
-               (extract(epoch FROM r.received_at - r.ts) * 1000000)::bigint AS us
+               {SKEW_US.format(row="r.")} AS us
         FROM sc s JOIN {table} r
           ON r.device_id = s.device_id AND r.ts >= s.lo AND r.ts < s.hi
     ),
