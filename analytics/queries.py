@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
+from psycopg.sql import SQL
 
 from analytics.nights import NightCalendar
 from analytics.quality import COUNTS as QUALITY_COUNTS
@@ -30,6 +32,7 @@ READINGS_TABLE = {
     "generic": "generic_readings",
 }
 READ_CONNECTIONS = 2  # the development machine's cores (DESIGN §11)
+T = TypeVar("T")
 _COPY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
 _PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z, the origin of binary timestamps [s]
 _ELEMENT = {701: ">f8", 20: ">i8", 1184: ">i8", 16: "?", 23: ">i4", 1082: ">i4", 17: "V32"}
@@ -107,38 +110,54 @@ class _Arrays:
             out.append((device_id, named))
         return sorted(out)
 
-    def read_on_new_connection(
-        self, conn: psycopg.Connection, start: datetime, end: datetime
-    ) -> list[tuple[str, dict[str, np.ndarray]]] | None:
-        """As `read`, on a new connection like `conn`; None if none can be opened."""
+
+def side_by_side(
+    conn: psycopg.Connection, reads: Sequence[Callable[[psycopg.Connection], T]]
+) -> list[T]:
+    """Each read on its own connection at once, the first on `conn` and the others on new
+    connections like it: PostgreSQL runs one query's sorts and aggregates on one core.
+
+    The new connections read in `conn`'s snapshot when `conn` is in a transaction (an
+    evidence export's repeatable read sees no row its bundle lacks). All on `conn`, one
+    after the other, while `conn` holds uncommitted writes (which the other connections
+    would not see); a read whose connection cannot be opened (e.g. the role's connection
+    limit) runs on `conn` afterwards.
+    """
+    if len(reads) <= 1 or not _sees_what_others_see(conn):
+        return [read(conn) for read in reads]
+    in_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone() if in_transaction else None
+
+    def on_new_connection(read: Callable[[psycopg.Connection], T]) -> T | None:
         try:
             other = psycopg.connect(conn.info.dsn, password=conn.info.password or None)
-        except psycopg.OperationalError:  # e.g. the role's connection limit
+        except psycopg.OperationalError:
             return None
         with other:
-            return self.read(other, start, end)
+            if snapshot is not None:
+                other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                other.read_only = True
+                other.execute(SQL("SET TRANSACTION SNAPSHOT {}").format(snapshot[0]))
+            return read(other)
+
+    with ThreadPoolExecutor(len(reads) - 1) as pool:
+        later = [pool.submit(on_new_connection, read) for read in reads[1:]]
+        first = reads[0](conn)
+        done = [future.result() for future in later]
+    return [first] + [
+        read(conn) if r is None else r for read, r in zip(reads[1:], done, strict=True)
+    ]
 
 
 def _per_device(
     conn: psycopg.Connection, arrays: _Arrays, start: datetime, end: datetime, workers: int = 1
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """`arrays` over [start, end), cut into `workers` spans of time read side by side.
-
-    PostgreSQL builds one query's arrays on one core, so each span is read on its own
-    connection (`conn` and new ones like it) and the spans are joined per device. Not while
-    `conn` holds uncommitted writes, which the other connections would not see; a span
-    whose connection cannot be opened is read on `conn`.
-    """
-    if workers <= 1 or not _sees_what_others_see(conn):
-        return arrays.read(conn, start, end)
+    """`arrays` over [start, end), cut into `workers` spans of time read side by side and
+    joined per device."""
     cuts = [start + (end - start) * k / workers for k in range(workers + 1)]
-    later_spans = list(itertools.pairwise(cuts[1:]))
-    with ThreadPoolExecutor(workers - 1) as pool:
-        later = [pool.submit(arrays.read_on_new_connection, conn, a, b) for a, b in later_spans]
-        spans = [arrays.read(conn, cuts[0], cuts[1])]
-        for future, (a, b) in zip(later, later_spans, strict=True):
-            span = future.result()
-            spans.append(arrays.read(conn, a, b) if span is None else span)
+    spans = side_by_side(
+        conn, [partial(arrays.read, start=a, end=b) for a, b in itertools.pairwise(cuts)]
+    )
     joined: dict[str, list[dict[str, np.ndarray]]] = {}
     for span in spans:
         for device_id, named in span:
@@ -433,7 +452,21 @@ def quality_rows(
     LEFT JOIN dead d USING (device_id, day)
     {"LEFT JOIN flights f USING (device_id, day)" if kind == "hybrid_drone" else ""}
     """
-    return read_device_days(conn, sql, quality_params(devices, timezone, interval_s, start, end))
+    params = quality_params(devices, timezone, interval_s, start, end)
+    reads = [
+        partial(_device_day_rows, query=sql, params={**params, "start": a, "end": b})
+        for a, b in day_spans(start, end, READ_CONNECTIONS)
+    ]
+    ids = [d.device_id for d in devices]
+    return _device_days(ids, np.concatenate(side_by_side(conn, reads)))
+
+
+def day_spans(start: date, end: date, parts: int) -> list[tuple[date, date]]:
+    """[start, end) cut into at most `parts` spans of whole days: a count per device and day
+    reads each span's rows on its own (`side_by_side`)."""
+    days = (end - start).days
+    cuts = sorted({start + timedelta(days=days * k // parts) for k in range(parts + 1)})
+    return list(itertools.pairwise(cuts))
 
 
 def quality_params(
@@ -493,13 +526,20 @@ def read_device_days(conn: psycopg.Connection, query: str, params: dict[str, Any
     """The rows of a device-day quality query (ending with `DEVICE_DAY_COLUMNS`) as columns
     in (device, day) order, through binary COPY of fixed-width rows: no Python object per
     row."""
+    return _device_days(params["ids"], _device_day_rows(conn, query, params))
+
+
+def _device_day_rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> np.ndarray:
     bound = psycopg.ClientCursor(conn).mogrify(query, params)
     with conn.cursor() as cur, cur.copy(f"COPY ({bound}) TO STDOUT (FORMAT BINARY)") as copy:
         data = b"".join(bytes(chunk) for chunk in copy)
-    rows = np.frombuffer(data[_COPY_HEADER : len(data) - 2], _DEVICE_DAY_ROW)
+    return np.frombuffer(data[_COPY_HEADER : len(data) - 2], _DEVICE_DAY_ROW)
+
+
+def _device_days(ids: Sequence[str], rows: np.ndarray) -> DeviceDays:
     rows = rows[np.lexsort((rows["day"], rows["device"]))]  # an SQL sort spills to disk
     return DeviceDays.of(
-        params["ids"],
+        ids,
         rows["device"],
         rows["day"],
         {k: rows[k] for k in (*QUALITY_COUNTS, "expected", "skew_p50_s", "skew_p95_s")},

@@ -270,13 +270,16 @@ def _scan(conn: psycopg.Connection, spans: list[tuple[datetime, datetime]]) -> f
 
 def _scan_messages(conn: psycopg.Connection, lo: datetime, hi: datetime) -> float:
     """A plain GROUP BY per device and day of the ingest messages quality counts sequence
-    gaps and duplicates over (stamped in the window), best of 3 [s]."""
+    gaps and duplicates over (its devices' telemetry stamped in the window, the same
+    condition), best of 3 [s]."""
     stamp = "coalesce(first_ts, sent_at, received_at)"
     sql = (
         f"SELECT device_id, time_bucket('1 day', {stamp}) AS day, count(*), sum(seq)"
-        f" FROM ingest_messages WHERE {stamp} >= %s AND {stamp} < %s GROUP BY 1, 2"
+        f" FROM ingest_messages WHERE device_id = ANY(%s) AND channel = 'telemetry'"
+        f" AND {stamp} >= %s AND {stamp} < %s GROUP BY 1, 2"
     )
-    return best_of(3, lambda: conn.execute(sql, (lo, hi)).fetchall())
+    ids = [f"madiun-sl-{i + 1:03d}" for i in range(LUMINAIRES)]
+    return best_of(3, lambda: conn.execute(sql, (ids, lo, hi)).fetchall())
 
 
 def savings_figures(conn: psycopg.Connection, settings: Settings) -> bool:
@@ -410,6 +413,7 @@ def _counted(conn: psycopg.Connection) -> tuple[int, int, int, date]:
         conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
         for t in tables
     )
+    conn.rollback()  # read only: leave no transaction open
     return rows, messages, drones, START + timedelta(days=7)
 
 

@@ -10,18 +10,23 @@ refresh. Only the clock-skew percentiles over many days come from a sketch (see
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date
+from functools import partial
 
 import psycopg
 
 from analytics.quality import DeviceDays, RegisteredDevice
 from analytics.queries import (
     DEVICE_DAY_COLUMNS,
+    READ_CONNECTIONS,
     READINGS_TABLE,
     SKEW_US,
+    day_spans,
     quality_params,
     read_device_days,
+    side_by_side,
 )
 from analytics.skew_sketch import EDGES_US
 
@@ -111,19 +116,22 @@ def skew_histogram_raw(
     start: date,
     end: date,
 ) -> dict[int, int]:
-    """The same sketch counted over the raw readings (the full recomputation)."""
-    rows = conn.execute(
+    """The same sketch counted over the raw readings (the full recomputation), spans of
+    days side by side as the device-day counts are."""
+    sql = (
         f"SELECT sign(us)::int * width_bucket(abs(us), %(edges)s::bigint[]) AS b, count(*)"
         f" FROM (SELECT {SKEW_US.format(row='')} AS us"
         f"       FROM {READINGS_TABLE[kind]} WHERE device_id = ANY(%(ids)s)"
         f"         AND ts >= (%(start)s::timestamp AT TIME ZONE %(tz)s)"
-        f"         AND ts < (%(end)s::timestamp AT TIME ZONE %(tz)s)) r GROUP BY 1",
-        {
-            "edges": list(EDGES_US),
-            "ids": list(device_ids),
-            "start": start,
-            "end": end,
-            "tz": timezone,
-        },
-    ).fetchall()
-    return {int(b): int(n) for b, n in rows}
+        f"         AND ts < (%(end)s::timestamp AT TIME ZONE %(tz)s)) r GROUP BY 1"
+    )
+    params = {"edges": list(EDGES_US), "ids": list(device_ids), "tz": timezone}
+
+    def count(lo: date, hi: date, conn: psycopg.Connection) -> list[tuple[int, int]]:
+        return conn.execute(sql, {**params, "start": lo, "end": hi}).fetchall()
+
+    spans = day_spans(start, end, READ_CONNECTIONS)
+    hist: Counter[int] = Counter()
+    for rows in side_by_side(conn, [partial(count, lo, hi) for lo, hi in spans]):
+        hist.update({int(b): int(n) for b, n in rows})
+    return dict(hist)

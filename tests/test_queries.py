@@ -112,3 +112,28 @@ def test_a_span_whose_connection_is_refused_is_read_on_the_callers(
     for a, b in zip(every, limited, strict=True):
         np.testing.assert_array_equal(a.ts, b.ts)
         np.testing.assert_array_equal(a.energy_wh, b.energy_wh)
+
+
+def test_spans_on_new_connections_read_in_the_callers_snapshot(
+    db_url: str, readings: dict[str, np.ndarray]
+) -> None:
+    """An evidence export reads its rows and computes its figures in one repeatable-read
+    snapshot: a row committed meanwhile must reach neither, on whichever connection a span
+    is read."""
+    late = END - dt.timedelta(minutes=1)  # in the second span of two
+    with psycopg.connect(db_url) as conn, psycopg.connect(db_url, autocommit=True) as other:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.execute("SELECT count(*) FROM streetlight_readings")  # the snapshot is taken
+        other.execute(
+            "INSERT INTO streetlight_readings (device_id, ts, power_w, energy_wh, dim_pct,"
+            " lamp_on) VALUES ('q-sl-1', %s, 1, 1, 0, true)",
+            (late,),
+        )
+        try:
+            series = queries.load_luminaires(conn, ["q-sl-1"], T0, END)
+        finally:
+            conn.rollback()
+            other.execute("DELETE FROM streetlight_readings WHERE device_id = 'q-sl-1'"
+                          " AND ts = %s", (late,))  # fmt: skip
+    assert late.timestamp() not in series[0].ts
+    assert series[0].ts.size == readings["ts"].size
