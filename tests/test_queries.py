@@ -137,3 +137,24 @@ def test_spans_on_new_connections_read_in_the_callers_snapshot(
                           " AND ts = %s", (late,))  # fmt: skip
     assert late.timestamp() not in series[0].ts
     assert series[0].ts.size == readings["ts"].size
+
+
+def test_reads_side_by_side_run_without_parallel_workers_and_leave_the_callers_setting(
+    db_url: str,
+) -> None:
+    def setting(conn: psycopg.Connection) -> str:
+        row = conn.execute("SELECT current_setting('max_parallel_workers_per_gather')").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def failing(conn: psycopg.Connection) -> str:
+        conn.execute("SELECT 1 / 0")
+        return "unreachable"
+
+    with psycopg.connect(db_url, options="-c max_parallel_workers_per_gather=3") as conn:
+        assert queries.side_by_side(conn, [setting, setting, setting]) == ["0", "0", "0"]
+        assert setting(conn) == "3"
+        with pytest.raises(psycopg.errors.DivisionByZero):  # not masked by the restoring
+            queries.side_by_side(conn, [failing, setting])
+        conn.rollback()
+        assert setting(conn) == "3"
