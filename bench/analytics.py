@@ -270,16 +270,25 @@ def _scan(conn: psycopg.Connection, spans: list[tuple[datetime, datetime]]) -> f
 
 def _scan_messages(conn: psycopg.Connection, lo: datetime, hi: datetime) -> float:
     """A plain GROUP BY per device and day of the ingest messages quality counts sequence
-    gaps and duplicates over (its devices' telemetry stamped in the window, the same
-    condition), best of 3 [s]."""
+    gaps and duplicates over (stamped in the window), best of 3 [s]: the faster of two
+    forms, with quality's own condition on devices and channel (which the planner may answer
+    through an index, slowly) and without it (the same rows here: every message in the data
+    set is a Madiun luminaire's telemetry)."""
     stamp = "coalesce(first_ts, sent_at, received_at)"
-    sql = (
-        f"SELECT device_id, time_bucket('1 day', {stamp}) AS day, count(*), sum(seq)"
-        f" FROM ingest_messages WHERE device_id = ANY(%s) AND channel = 'telemetry'"
-        f" AND {stamp} >= %s AND {stamp} < %s GROUP BY 1, 2"
-    )
     ids = [f"madiun-sl-{i + 1:03d}" for i in range(LUMINAIRES)]
-    return best_of(3, lambda: conn.execute(sql, (ids, lo, hi)).fetchall())
+
+    def scan(where: str, args: tuple[object, ...]) -> None:
+        conn.execute(
+            f"SELECT device_id, time_bucket('1 day', {stamp}) AS day, count(*), sum(seq)"
+            f" FROM ingest_messages WHERE {where} {stamp} >= %s AND {stamp} < %s GROUP BY 1, 2",
+            args,
+        ).fetchall()
+
+    quality_condition = "device_id = ANY(%s) AND channel = 'telemetry' AND"
+    return min(
+        best_of(3, partial(scan, quality_condition, (ids, lo, hi))),
+        best_of(3, partial(scan, "", (lo, hi))),
+    )
 
 
 def savings_figures(conn: psycopg.Connection, settings: Settings) -> bool:
