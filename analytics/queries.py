@@ -117,8 +117,9 @@ def side_by_side(
     """Each read on its own connection at once, the first on `conn` and the others on new
     connections like it: PostgreSQL runs one query's sorts and aggregates on one core.
 
-    The new connections read in `conn`'s snapshot when `conn` is in a transaction (an
-    evidence export's repeatable read sees no row its bundle lacks). The reads run without
+    The new connections read in a snapshot `conn`'s transaction exports, when it is in one:
+    in a repeatable-read transaction that is `conn`'s own (an evidence export's figures see
+    no row its bundle lacks). The reads run without
     parallel workers: they are the parallelism, and workers of their own only contend for
     the same cores (quality's 90-day recount 12.6 → 11.1 s, savings' one day 0.61–0.72 →
     0.45–0.53 s on the 2-core benchmark machine). All on `conn`, one after the other, while
