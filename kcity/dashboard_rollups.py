@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from kcity.late_commits import lookback
+
 SOURCE = "dashboards"
 
 # Who the pilot sums hold: the devices not revoked of every streetlight pilot.
@@ -137,7 +139,7 @@ def update(conn: psycopg.Connection, horizon: datetime) -> None:
     row = conn.execute(
         "SELECT horizon FROM rollup_horizons WHERE source = %s", (SOURCE,)
     ).fetchone()
-    since: datetime = row[0] if row else datetime(1970, 1, 1, tzinfo=UTC)
+    since = lookback(conn, row[0]) if row else datetime(1970, 1, 1, tzinfo=UTC)
     for statement in _STREETLIGHT:
         conn.execute(statement, {"first": row is None} if "%(first)s" in statement else None)
     bounds = conn.execute(

@@ -43,6 +43,7 @@ INGEST_WRITES: Final = (
     "ingest_stats",
     "commands",
     "dead_letters_suppressed",
+    "late_commits",
 )
 # What it only reads (secret columns excepted), and the columns it may update there.
 INGEST_READS: Final = ("pilots", "devices")

@@ -12,8 +12,9 @@ duplicate or a conflict therefore updates its own bucket, and every bucket equal
 recomputation. Devices never rolled up, or whose pilot changed time zone, are rebuilt whole.
 
 Rows are stamped `received_at` by ingest before they commit, so the horizon the next refresh
-starts from is held back by `slack_s` (and by the oldest open transaction the server shows):
-a row committed later than that after its stamp would be missed. Refreshes take an advisory
+starts from is held back by `slack_s` (and by the oldest open transaction the server shows),
+and further to the oldest stamp of a batch ingest committed later than that (held through a
+database outage; `kcity.late_commits`). Refreshes take an advisory
 lock, so the job and a reader's refresh-before-read never interleave.
 """
 
@@ -30,6 +31,7 @@ from analytics.skew_sketch import EDGES_US
 from kcity import dashboard_rollups
 from kcity.db import index_scans
 from kcity.dropped import frozen
+from kcity.late_commits import lookback
 
 LOCK_ID = 7_240_007
 SOURCE = "device_day"
@@ -293,9 +295,10 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
         last = conn.execute(
             "SELECT horizon FROM rollup_horizons WHERE source = %s", (SOURCE,)
         ).fetchone()
-        if last is not None:
+        since = lookback(conn, last[0]) if last is not None else None
+        if since is not None:
             with index_scans(conn):
-                for statement in _touched(f"'{last[0].isoformat()}'::timestamptz"):
+                for statement in _touched(f"'{since.isoformat()}'::timestamptz"):
                     conn.execute(statement)
         counted = conn.execute(
             "SELECT count(*) FILTER (WHERE whole), count(*) FILTER (WHERE NOT whole)"
@@ -314,9 +317,8 @@ def refresh(conn: psycopg.Connection, *, slack_s: float = SLACK_S) -> Refresh:
                 " SELECT DISTINCT device_id, tz FROM rollup_scope WHERE whole"
                 " ON CONFLICT (device_id) DO UPDATE SET timezone = excluded.timezone"
             )
-        since = last[0] if last is not None else datetime(1970, 1, 1, tzinfo=UTC)
         for statement in _MESSAGES.split(";"):
-            conn.execute(statement, {"since": since})
+            conn.execute(statement, {"since": since or datetime(1970, 1, 1, tzinfo=UTC)})
         dashboard_rollups.update(conn, horizon)  # migration 010, from the tables above
         conn.execute(
             "INSERT INTO rollup_horizons (source, horizon) VALUES (%s, %s)"

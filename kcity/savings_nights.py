@@ -38,6 +38,7 @@ from analytics.nights import NightCalendar
 from analytics.savings_baseline import BaselineSummary
 from analytics.savings_result import METHOD_VERSION
 from kcity.db import index_scans
+from kcity.late_commits import lookback
 from kcity.rollups import NEXT_HORIZON, SLACK_S
 
 LOCK_ID = 7_240_013
@@ -115,11 +116,13 @@ class _Units:
 
 
 def _horizon(conn: psycopg.Connection, pilot_id: str, key: str) -> datetime | None:
+    """Where rows that may have changed kept units are looked for from: the pilot's
+    horizon, or the oldest stamp of a late batch committed since (`kcity.late_commits`)."""
     row = conn.execute(
         "SELECT params_key, horizon FROM savings_night_horizons WHERE pilot_id = %s",
         (pilot_id,),
     ).fetchone()
-    return row[1] if row is not None and row[0] == key else None
+    return lookback(conn, row[1]) if row is not None and row[0] == key else None
 
 
 def _touched(

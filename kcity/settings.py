@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     # retention policy (set at `kcity db migrate`); 0 keeps them. The Apache edition uses
     # each pilot's `retain_raw_days` through `kcity retention apply` instead.
     retain_raw_days: int = 0
-    rollup_slack_s: float = 300.0  # rows committed later than this after their stamp: missed
+    # How long a row may commit after its `received_at` stamp and still be rolled up; ingest
+    # notes a batch older than 30 s (`late_commits`), which a refresh looks back to.
+    rollup_slack_s: float = 300.0
 
     @field_validator(
         "database_url", "ingest_database_url", "api_database_url", "grafana_database_url"
