@@ -119,13 +119,11 @@ def side_by_side(
 
     The new connections read in a snapshot `conn`'s transaction exports, when it is in one:
     in a repeatable-read transaction that is `conn`'s own (an evidence export's figures see
-    no row its bundle lacks). The reads run without
-    parallel workers: they are the parallelism, and workers of their own only contend for
-    the same cores (quality's 90-day recount 12.6 → 11.1 s, savings' one day 0.61–0.72 →
-    0.45–0.53 s on the 2-core benchmark machine). All on `conn`, one after the other, while
-    `conn` holds uncommitted writes (which the other connections would not see); a read
-    whose connection cannot be opened (e.g. the role's connection limit) runs on `conn`
-    afterwards.
+    no row its bundle lacks). The reads run without parallel workers: they are the
+    parallelism, and workers of their own only contend for the same cores (the README's
+    analytics figures). All on `conn`, one after the other, while `conn` holds uncommitted
+    writes (which the other connections would not see); a read whose connection cannot be
+    opened (e.g. the role's connection limit) runs on `conn` afterwards.
     """
     if len(reads) <= 1 or not _sees_what_others_see(conn):
         return [read(conn) for read in reads]

@@ -14,8 +14,8 @@ recomputation. Devices never rolled up, or whose pilot changed time zone, are re
 Rows are stamped `received_at` by ingest before they commit, so the horizon the next refresh
 starts from is held back by `slack_s` (and by the oldest open transaction the server shows),
 and further to the oldest stamp of a batch ingest committed later than that (held through a
-database outage; `kcity.late_commits`). Refreshes take an advisory
-lock, so the job and a reader's refresh-before-read never interleave.
+database outage; `kcity.late_commits`). Refreshes take an advisory lock, so the job and a
+reader's refresh-before-read never interleave.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from kcity.late_commits import lookback
 
 LOCK_ID = 7_240_007
 SOURCE = "device_day"
-SLACK_S = 300.0  # ingest stamps before it commits: a batch held longer than this is missed
+SLACK_S = 300.0  # ingest stamps before it commits; a batch held longer is noted late
 
 # Buckets whose raw rows retention dropped (`raw_dropped`) are kept as they were: a late row
 # there cannot be counted against rows that are gone (kcity.dropped).
