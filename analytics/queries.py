@@ -32,6 +32,7 @@ READINGS_TABLE = {
     "generic": "generic_readings",
 }
 READ_CONNECTIONS = 2  # the development machine's cores (DESIGN §11)
+_WORKERS = "max_parallel_workers_per_gather"  # off for reads side by side
 T = TypeVar("T")
 _COPY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
 _PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z, the origin of binary timestamps [s]
@@ -160,9 +161,6 @@ def side_by_side(
     return [first] + [
         read(conn) if r is None else r for read, r in zip(reads[1:], done, strict=True)
     ]
-
-
-_WORKERS = "max_parallel_workers_per_gather"
 
 
 def _per_device(
